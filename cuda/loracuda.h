@@ -1,0 +1,168 @@
+/*
+ * loracuda.h — the native ABI of lora-serve.
+ *
+ * Two libraries implement this header: libloracuda.so (CUDA kernels + cuBLAS) and libloracpu.so
+ * (plain C++, the reference and the CPU backend). TypeScript binds it through bun:ffi
+ * (src/native/ffi.ts mirrors it one-to-one).
+ *
+ * Conventions
+ * - Every call returns lc_status; on failure lc_last_error(ctx) holds a message (owned by the
+ *   context, valid until the next call on it). The library never prints, exits or aborts.
+ * - "Device pointers" come from lc_alloc (on the CPU backend they are host pointers). Ops take
+ *   device pointers, sizes and dtypes, and are enqueued in order on the context's stream; only
+ *   lc_download and lc_sync wait for them.
+ * - Activations are `act` (LC_F32 on the CPU; LC_F16/LC_BF16 on the GPU); weights are `wt`; all
+ *   arithmetic accumulates in fp32.
+ * - Row-major everywhere. A linear weight W is [out, in] as in PyTorch: y = x @ W^T.
+ * - Ownership: the caller owns every buffer it passes; lc_alloc'd memory is freed with lc_free or
+ *   with the context. Ops keep no pointer after they return (CUDA: after they complete).
+ * - Shapes and capacities are host arguments; per-token metadata (ids, positions, slots, block
+ *   tables, segments) lives in device buffers so a step can be replayed with new contents.
+ */
+#ifndef LORACUDA_H
+#define LORACUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LC_ABI_VERSION 1
+
+typedef struct lc_ctx lc_ctx; /* opaque: device, stream, BLAS handle, scratch */
+
+typedef enum {
+  LC_OK = 0,
+  LC_ERR_INVALID_ARGUMENT = 1, /* a shape, dtype, pointer or index is out of contract */
+  LC_ERR_NO_DEVICE = 2,        /* no usable GPU / driver */
+  LC_ERR_OUT_OF_MEMORY = 3,
+  LC_ERR_UNSUPPORTED = 4,      /* valid request this build cannot do (dtype, head_dim, ...) */
+  LC_ERR_BACKEND = 5           /* CUDA / cuBLAS / system failure; the message says which */
+} lc_status;
+
+typedef enum { LC_F32 = 0, LC_F16 = 1, LC_BF16 = 2 } lc_dtype;
+
+/* ---- library and context ---- */
+
+int32_t lc_abi_version(void);
+const char *lc_backend_name(void); /* "cpu" or "cuda" */
+
+/* Creates a context on `device` (ignored by the CPU backend). On failure *out is NULL and
+ * lc_last_error(NULL) holds the reason (thread-local). */
+lc_status lc_ctx_create(int32_t device, lc_ctx **out);
+void lc_ctx_destroy(lc_ctx *ctx); /* frees everything lc_alloc'd on it; NULL is a no-op */
+const char *lc_last_error(const lc_ctx *ctx);
+
+/* Bytes of device memory free and in total (CPU: the host's available and total memory). */
+lc_status lc_mem_info(lc_ctx *ctx, uint64_t *free_bytes, uint64_t *total_bytes);
+
+/* ---- memory ---- */
+
+lc_status lc_alloc(lc_ctx *ctx, uint64_t bytes, void **out); /* zero-filled */
+lc_status lc_free(lc_ctx *ctx, void *ptr);                  /* NULL is a no-op */
+/* Host -> device; the host buffer may be reused as soon as the call returns. */
+lc_status lc_upload(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes);
+/* Device -> host; waits for all work enqueued before it. */
+lc_status lc_download(lc_ctx *ctx, void *dst_host, const void *src, uint64_t bytes);
+lc_status lc_memset(lc_ctx *ctx, void *dst, int32_t byte_value, uint64_t bytes);
+lc_status lc_sync(lc_ctx *ctx);
+
+/* ---- ops ---- */
+
+/* out[t, :] = table[ids[t], :]                          table [vocab, hidden] wt, out [n, hidden] act */
+lc_status lc_embed(lc_ctx *ctx, lc_dtype wt, const void *table, int64_t vocab, int64_t hidden,
+                   const int32_t *ids, int64_t n_tokens, lc_dtype act, void *out);
+
+/* out[t] = x[t] * rsqrt(mean(x[t]^2) + eps) * w           x, out [n, hidden] act; w [hidden] wt */
+lc_status lc_rmsnorm(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w,
+                     int64_t n_tokens, int64_t hidden, float eps, void *out);
+
+/* y[m, n] = (accumulate ? y : 0) + x[m, k] @ W[n, k]^T     x, y act; W wt */
+lc_status lc_linear(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w,
+                    int64_t m, int64_t n, int64_t k, int32_t accumulate, void *y);
+
+/* Rotate-half RoPE in place (HF Llama): for each token t, head h, i < head_dim/2:
+ *   a = float(positions[t]) * inv_freq[i];  (x[i], x[i+d/2]) = (x[i]c - x[i+d/2]s, x[i+d/2]c + x[i]s)
+ *   with c = cos(a)*attention_scaling, s = sin(a)*attention_scaling.
+ * q [n, n_heads*head_dim], k [n, n_kv_heads*head_dim] act; inv_freq [head_dim/2] f32 device. */
+lc_status lc_rope(lc_ctx *ctx, lc_dtype act, void *q, void *k, const int32_t *positions,
+                  int64_t n_tokens, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
+                  const float *inv_freq, float attention_scaling);
+
+/* Paged KV write: for t with slot_mapping[t] >= 0,
+ *   k_cache[slot][h][d] = k[t][h][d]; v_cache likewise.
+ * Caches are [num_blocks * block_size, n_kv_heads, head_dim] of cache_dt (slot = block * bs + offset). */
+lc_status lc_kv_store(lc_ctx *ctx, lc_dtype act, const void *k, const void *v,
+                      const int32_t *slot_mapping, int64_t n_tokens, int32_t n_kv_heads,
+                      int32_t head_dim, lc_dtype cache_dt, void *k_cache, void *v_cache,
+                      int64_t cache_slots);
+
+/* Ragged paged attention over a batch mixing prefill and decode (keys already stored):
+ * sequence s owns query rows [q_indptr[s], q_indptr[s+1]); its n_q = q_indptr[s+1]-q_indptr[s]
+ * queries sit at positions p = context_lens[s] - n_q + j, and
+ *   out[t, h] = sum_i softmax_i(scale * q[t, h] . K[i, h / (n_heads/n_kv_heads)]) V[i, ...]
+ * over key positions i in (p - window, p] (window = sliding_window, or p + 1 when it is 0).
+ * Key position i of sequence s lives in slot block_tables[s * max_blocks_per_seq + i / bs] * bs + i % bs.
+ * q, out [n_tokens, n_heads*head_dim] act. max_q_len / max_context_len bound n_q and
+ * context_lens (used to size grids). */
+lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt,
+                       const void *k_cache, const void *v_cache, int64_t cache_slots,
+                       const int32_t *q_indptr, const int32_t *context_lens,
+                       const int32_t *block_tables, int32_t max_blocks_per_seq, int32_t n_seqs,
+                       int64_t n_tokens, int32_t max_q_len, int32_t max_context_len,
+                       int32_t block_size, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
+                       int32_t sliding_window, float scale, void *out);
+
+/* out[t, i] = silu(gate[t, i]) * up[t, i]                  all [n, inter] act */
+lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate, const void *up,
+                      int64_t n_tokens, int64_t inter, void *out);
+
+/* y[i] += x[i]                                              n elements of act */
+lc_status lc_add(lc_ctx *ctx, lc_dtype act, const void *x, int64_t n, void *y);
+
+/* out[r, :] = x[rows[r], :]                                 x [*, width], out [n_rows, width] act */
+lc_status lc_gather_rows(lc_ctx *ctx, lc_dtype act, const void *x, int64_t width,
+                         const int32_t *rows, int64_t n_rows, int64_t x_rows, void *out);
+
+/* LoRA shrink over segments (SGMV). Segment g covers rows [seg_indptr[g], seg_indptr[g+1]) and uses
+ * adapter slot s = seg_slot[g]; s < 0 (the base model) or ranks[s] == 0 skips it. For its rows:
+ *   tmp[t, 0:r] = x[t, :] @ A[s]^T          r = ranks[s] <= max_rank; A[s] [r, in_dim] wt
+ * a_ptrs, ranks: device arrays indexed by slot, n_slots long. tmp [n_tokens, max_rank] f32;
+ * columns >= r and rows of skipped segments are left untouched. */
+lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, int64_t in_dim, lc_dtype wt,
+                         const void *const *a_ptrs, const int32_t *ranks, int32_t n_slots,
+                         const int32_t *seg_indptr, const int32_t *seg_slot, int32_t n_segs,
+                         int64_t n_tokens, int32_t max_rank, float *tmp);
+
+/* LoRA expand over the same segments:
+ *   y[t, :] += scales[s] * tmp[t, 0:r] @ B[s]^T                            B[s] [out_dim, r] wt
+ * or, where dora_mag != NULL and dora_mag[s] != NULL (DoRA; dora_mag[s] [out_dim] f32, the
+ * magnitude divided by the row norm of W + scale*B@A), with y holding the base output x @ W^T:
+ *   y[t, o] = dora_mag[s][o] * (y[t, o] + scales[s] * tmp[t, 0:r] . B[s][o, :]) */
+lc_status lc_lora_expand(lc_ctx *ctx, lc_dtype act, const float *tmp, int32_t max_rank,
+                         lc_dtype wt, const void *const *b_ptrs, const int32_t *ranks,
+                         const float *scales, const float *const *dora_mag, int32_t n_slots,
+                         const int32_t *seg_indptr, const int32_t *seg_slot, int32_t n_segs,
+                         int64_t n_tokens, int64_t out_dim, void *y);
+
+/* Sampling, one row of logits [n_rows, vocab] (act) per sequence:
+ *   logprob = log_softmax(logits[r])  (the raw distribution: what logprobs report)
+ *   temperature[r] == 0: out_ids[r] = argmax (lowest id on ties)
+ *   else: p = softmax(logits[r] / temperature[r]); keep the top_k[r] most likely (0 = all), then the
+ *         smallest most-likely prefix whose mass reaches top_p[r] (1 = all); renormalise; walk the
+ *         kept tokens from most to least likely (ties: lower id first) and take the first whose
+ *         cumulative mass exceeds uniforms[r] * kept mass.
+ *   out_logprob[r] = logprob[out_ids[r]]; out_top_ids / out_top_logprobs [n_rows, n_top] the n_top
+ *   largest logprobs (descending, ties: lower id first); n_top may be 0 (then both may be NULL).
+ * temperature, top_p, uniforms f32 and top_k i32 are device arrays [n_rows]. */
+lc_status lc_sample(lc_ctx *ctx, lc_dtype act, const void *logits, int32_t n_rows, int32_t vocab,
+                    const float *temperature, const int32_t *top_k, const float *top_p,
+                    const float *uniforms, int32_t n_top, int32_t *out_ids, float *out_logprob,
+                    int32_t *out_top_ids, float *out_top_logprobs);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LORACUDA_H */

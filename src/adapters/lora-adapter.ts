@@ -1,0 +1,146 @@
+// A PEFT LoRA adapter loaded into host memory (fp32) and checked against its base model.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { ModelConfig } from "../model/config.ts";
+import { openSafetensors } from "../model/safetensors.ts";
+import { tensorToFloat32, type TensorView } from "../model/tensor.ts";
+import { readTorchBin } from "../model/torch-bin.ts";
+import { AdapterError, isTargeted, moduleScaling, readPeftConfig, type PeftLoraConfig } from "./peft-config.ts";
+import { doraMagnitudeScale } from "./dora.ts";
+
+export const LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+export type LoraModule = (typeof LORA_MODULES)[number];
+
+export function moduleParent(module: LoraModule): "self_attn" | "mlp" {
+  return module === "gate_proj" || module === "up_proj" || module === "down_proj" ? "mlp" : "self_attn";
+}
+
+/** [out, in] of a base projection. */
+export function moduleShape(config: ModelConfig, module: LoraModule): [number, number] {
+  const h = config.hiddenSize, q = config.numHeads * config.headDim, kv = config.numKvHeads * config.headDim;
+  const i = config.intermediateSize;
+  switch (module) {
+    case "q_proj": return [q, h];
+    case "k_proj": case "v_proj": return [kv, h];
+    case "o_proj": return [h, q];
+    case "gate_proj": case "up_proj": return [i, h];
+    case "down_proj": return [h, i];
+  }
+}
+
+export interface LoraModuleWeights {
+  layer: number;
+  module: LoraModule;
+  rank: number;
+  scale: number;
+  /** [rank, in] */
+  a: Float32Array;
+  /** [out, rank] */
+  b: Float32Array;
+  /** DoRA: magnitude / ||W + scale·B·A|| per output row, [out]. */
+  doraScale?: Float32Array;
+}
+
+export interface LoraAdapter {
+  name: string;
+  dir: string;
+  config: PeftLoraConfig;
+  modules: LoraModuleWeights[];
+  maxRank: number;
+  /** Host bytes held by the weights. */
+  bytes: number;
+}
+
+export interface BaseModelView {
+  config: ModelConfig;
+  /** The base projection weight (for DoRA's row norms). */
+  weight(layer: number, module: LoraModule): TensorView;
+}
+
+const KEY = /^base_model\.model\.(.+)\.(lora_A|lora_B|lora_magnitude_vector)(?:\.weight)?$/;
+const MODULE_PATH = /^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)$/;
+
+export function loadLoraAdapter(dir: string, name: string, base: BaseModelView, opts: { maxLoraRank: number }): LoraAdapter {
+  const config = readPeftConfig(dir, name);
+  const tensors = readAdapterTensors(dir, name);
+  const found = new Map<string, { layer: number; module: LoraModule; parts: Partial<Record<string, TensorView>> }>();
+  for (const [key, tensor] of tensors) {
+    const m = KEY.exec(key);
+    if (!m) throw new AdapterError(name, `unexpected tensor "${key}" (only LoRA A/B weights and DoRA magnitudes are supported)`);
+    const [, path, part] = m;
+    const pm = MODULE_PATH.exec(path);
+    const module = pm?.[3] as LoraModule | undefined;
+    if (!pm || !LORA_MODULES.includes(module!) || moduleParent(module!) !== pm[2]) {
+      throw new AdapterError(name, `LoRA on "${path}" is not supported (only the attention and MLP projections)`);
+    }
+    const layer = Number(pm[1]);
+    if (layer >= base.config.numLayers) throw new AdapterError(name, `"${path}": the base model has ${base.config.numLayers} layers`);
+    const entry = found.get(path) ?? { layer, module: module!, parts: {} };
+    entry.parts[part] = tensor;
+    found.set(path, entry);
+  }
+  checkCoverage(config, name, base.config, found);
+  const modules: LoraModuleWeights[] = [];
+  let maxRank = 0, bytes = 0;
+  for (const [path, { layer, module, parts }] of found) {
+    const a = parts.lora_A, b = parts.lora_B, mag = parts.lora_magnitude_vector;
+    if (!a || !b) throw new AdapterError(name, `"${path}" has ${a ? "no lora_B" : "no lora_A"}`);
+    const { rank, scale } = moduleScaling(config, path);
+    const [out, inDim] = moduleShape(base.config, module);
+    expectShape(name, path, "lora_A", a, [rank, inDim]);
+    expectShape(name, path, "lora_B", b, [out, rank]);
+    if (rank > opts.maxLoraRank) throw new AdapterError(name, `"${path}" has rank ${rank}, above max_lora_rank ${opts.maxLoraRank}`);
+    if (config.useDora !== (mag !== undefined)) {
+      throw new AdapterError(name, `"${path}": use_dora is ${config.useDora} but the DoRA magnitude is ${mag ? "present" : "missing"}`);
+    }
+    const weights: LoraModuleWeights = { layer, module, rank, scale, a: tensorToFloat32(a), b: tensorToFloat32(b) };
+    if (mag) {
+      expectShape(name, path, "lora_magnitude_vector", mag, [out]);
+      weights.doraScale = doraMagnitudeScale(tensorToFloat32(mag), base.weight(layer, module), weights);
+    }
+    modules.push(weights);
+    maxRank = Math.max(maxRank, rank);
+    bytes += (weights.a.byteLength + weights.b.byteLength + (weights.doraScale?.byteLength ?? 0));
+  }
+  if (modules.length === 0) throw new AdapterError(name, "has no LoRA weights");
+  return { name, dir, config, modules, maxRank, bytes };
+}
+
+function readAdapterTensors(dir: string, name: string): Map<string, TensorView> {
+  const st = join(dir, "adapter_model.safetensors"), bin = join(dir, "adapter_model.bin");
+  try {
+    if (existsSync(st)) return openSafetensors(st).tensors;
+    if (existsSync(bin)) return readTorchBin(bin);
+  } catch (e) {
+    throw new AdapterError(name, (e as Error).message);
+  }
+  throw new AdapterError(name, `${dir} holds neither adapter_model.safetensors nor adapter_model.bin`);
+}
+
+// Every module the config targets must have weights, and every weight must be targeted.
+function checkCoverage(config: PeftLoraConfig, name: string, base: ModelConfig, found: Map<string, unknown>): void {
+  for (const path of found.keys()) {
+    const layer = Number(MODULE_PATH.exec(path)![1]);
+    if (!isTargeted(config, path, layer)) throw new AdapterError(name, `weights for "${path}", which target_modules does not name`);
+  }
+  for (let layer = 0; layer < base.numLayers; layer++) {
+    for (const module of LORA_MODULES) {
+      const path = `model.layers.${layer}.${moduleParent(module)}.${module}`;
+      if (isTargeted(config, path, layer) && !found.has(path)) throw new AdapterError(name, `target_modules names "${path}" but it has no weights`);
+    }
+  }
+  const targets = config.targetModules;
+  if (Array.isArray(targets)) {
+    for (const t of targets) {
+      if (!LORA_MODULES.some((m) => m === t || t.endsWith(`.${m}`))) {
+        throw new AdapterError(name, `target module "${t}" does not exist in a ${base.modelType} model (or is not supported)`);
+      }
+    }
+  }
+}
+
+function expectShape(name: string, path: string, part: string, t: TensorView, shape: number[]): void {
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new AdapterError(name, `${path}.${part} has shape [${t.shape}], the base model needs [${shape}] — is it an adapter for another base model?`);
+  }
+}

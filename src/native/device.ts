@@ -1,0 +1,160 @@
+// The typed face of loracuda.h: the only TypeScript that sees raw pointers and status codes.
+import { ptr as hostPtr } from "bun:ffi";
+import { DTypeCode, LC_ABI_VERSION, Status, openLoracuda, type LoracudaLibrary } from "./ffi.ts";
+import { findLibrary, LIBRARY_FILE, type BackendKind } from "./library-path.ts";
+
+export type DevPtr = number;
+export type NumericDType = "F32" | "F16" | "BF16";
+export type { BackendKind };
+
+export const DTYPE_CODE: Record<NumericDType, DTypeCode> = { F32: DTypeCode.F32, F16: DTypeCode.F16, BF16: DTypeCode.BF16 };
+export const NUMERIC_DTYPE_BYTES: Record<NumericDType, number> = { F32: 4, F16: 2, BF16: 2 };
+
+export class NativeError extends Error {
+  constructor(readonly op: string, readonly status: Status, message: string) {
+    super(`${op}: ${message || Status[status]}`);
+    this.name = "NativeError";
+  }
+}
+
+/** A context of one native backend: its memory and its ops. */
+export class Device {
+  private closed = false;
+
+  private constructor(
+    private readonly lib: LoracudaLibrary,
+    private readonly ctx: number,
+    readonly kind: BackendKind,
+    readonly libraryPath: string,
+  ) {}
+
+  static async open(kind: BackendKind, deviceIndex = 0): Promise<Device> {
+    const path = await findLibrary(kind);
+    if (!path) {
+      throw new NativeError("open", Status.Unsupported,
+        `${LIBRARY_FILE[kind]} not found (run \`make\`, or set LORA_SERVE_LIB_DIR)`);
+    }
+    const lib = openLoracuda(path);
+    const abi = lib.lc_abi_version();
+    if (abi !== LC_ABI_VERSION) {
+      throw new NativeError("open", Status.Unsupported, `${path} has ABI ${abi}, this build expects ${LC_ABI_VERSION}`);
+    }
+    const out = new BigUint64Array(1);
+    const status = lib.lc_ctx_create(deviceIndex, out) as Status;
+    if (status !== Status.Ok) throw new NativeError("lc_ctx_create", status, String(lib.lc_last_error(null)));
+    return new Device(lib, Number(out[0]), kind, path);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.lib.lc_ctx_destroy(this.ctx);
+  }
+
+  private check(op: string, status: number): void {
+    if (status !== Status.Ok) throw new NativeError(op, status, String(this.lib.lc_last_error(this.ctx)));
+  }
+
+  memInfo(): { free: number; total: number } {
+    const free = new BigUint64Array(1), total = new BigUint64Array(1);
+    this.check("lc_mem_info", this.lib.lc_mem_info(this.ctx, free, total));
+    return { free: Number(free[0]), total: Number(total[0]) };
+  }
+
+  alloc(bytes: number): DevPtr {
+    const out = new BigUint64Array(1);
+    this.check("lc_alloc", this.lib.lc_alloc(this.ctx, bytes, out));
+    return Number(out[0]);
+  }
+
+  free(p: DevPtr): void {
+    this.check("lc_free", this.lib.lc_free(this.ctx, p));
+  }
+
+  /** Copies a host array (or the first `bytes` of it) to device memory at dst. */
+  upload(dst: DevPtr, src: ArrayBufferView, bytes = src.byteLength): void {
+    if (bytes === 0) return;
+    this.check("lc_upload", this.lib.lc_upload(this.ctx, dst, hostPtr(src), bytes));
+  }
+
+  download(src: DevPtr, dst: ArrayBufferView, bytes = dst.byteLength): void {
+    if (bytes === 0) return;
+    this.check("lc_download", this.lib.lc_download(this.ctx, hostPtr(dst), src, bytes));
+  }
+
+  memset(dst: DevPtr, byteValue: number, bytes: number): void {
+    this.check("lc_memset", this.lib.lc_memset(this.ctx, dst, byteValue, bytes));
+  }
+
+  sync(): void {
+    this.check("lc_sync", this.lib.lc_sync(this.ctx));
+  }
+
+  embed(a: { wt: NumericDType; table: DevPtr; vocab: number; hidden: number; ids: DevPtr; nTokens: number; act: NumericDType; out: DevPtr }): void {
+    this.check("lc_embed", this.lib.lc_embed(this.ctx, DTYPE_CODE[a.wt], a.table, a.vocab, a.hidden, a.ids, a.nTokens, DTYPE_CODE[a.act], a.out));
+  }
+
+  rmsnorm(a: { act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; nTokens: number; hidden: number; eps: number; out: DevPtr }): void {
+    this.check("lc_rmsnorm", this.lib.lc_rmsnorm(this.ctx, DTYPE_CODE[a.act], a.x, DTYPE_CODE[a.wt], a.w, a.nTokens, a.hidden, a.eps, a.out));
+  }
+
+  /** y[m, n] = (accumulate ? y : 0) + x[m, k] @ w[n, k]^T */
+  linear(a: { act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; m: number; n: number; k: number; accumulate?: boolean; y: DevPtr }): void {
+    this.check("lc_linear", this.lib.lc_linear(this.ctx, DTYPE_CODE[a.act], a.x, DTYPE_CODE[a.wt], a.w, a.m, a.n, a.k, a.accumulate ? 1 : 0, a.y));
+  }
+
+  rope(a: { act: NumericDType; q: DevPtr; k: DevPtr; positions: DevPtr; nTokens: number; nHeads: number; nKvHeads: number; headDim: number; invFreq: DevPtr; attentionScaling: number }): void {
+    this.check("lc_rope", this.lib.lc_rope(this.ctx, DTYPE_CODE[a.act], a.q, a.k, a.positions, a.nTokens, a.nHeads, a.nKvHeads, a.headDim, a.invFreq, a.attentionScaling));
+  }
+
+  kvStore(a: { act: NumericDType; k: DevPtr; v: DevPtr; slotMapping: DevPtr; nTokens: number; nKvHeads: number; headDim: number; cacheDtype: NumericDType; kCache: DevPtr; vCache: DevPtr; cacheSlots: number }): void {
+    this.check("lc_kv_store", this.lib.lc_kv_store(this.ctx, DTYPE_CODE[a.act], a.k, a.v, a.slotMapping, a.nTokens, a.nKvHeads, a.headDim, DTYPE_CODE[a.cacheDtype], a.kCache, a.vCache, a.cacheSlots));
+  }
+
+  attention(a: {
+    act: NumericDType; q: DevPtr; cacheDtype: NumericDType; kCache: DevPtr; vCache: DevPtr; cacheSlots: number;
+    qIndptr: DevPtr; contextLens: DevPtr; blockTables: DevPtr; maxBlocksPerSeq: number; nSeqs: number; nTokens: number;
+    maxQLen: number; maxContextLen: number; blockSize: number; nHeads: number; nKvHeads: number; headDim: number;
+    slidingWindow: number; scale: number; out: DevPtr;
+  }): void {
+    this.check("lc_attention", this.lib.lc_attention(this.ctx, DTYPE_CODE[a.act], a.q, DTYPE_CODE[a.cacheDtype], a.kCache, a.vCache,
+      a.cacheSlots, a.qIndptr, a.contextLens, a.blockTables, a.maxBlocksPerSeq, a.nSeqs, a.nTokens, a.maxQLen, a.maxContextLen,
+      a.blockSize, a.nHeads, a.nKvHeads, a.headDim, a.slidingWindow, a.scale, a.out));
+  }
+
+  siluMul(a: { act: NumericDType; gate: DevPtr; up: DevPtr; nTokens: number; inter: number; out: DevPtr }): void {
+    this.check("lc_silu_mul", this.lib.lc_silu_mul(this.ctx, DTYPE_CODE[a.act], a.gate, a.up, a.nTokens, a.inter, a.out));
+  }
+
+  add(a: { act: NumericDType; x: DevPtr; n: number; y: DevPtr }): void {
+    this.check("lc_add", this.lib.lc_add(this.ctx, DTYPE_CODE[a.act], a.x, a.n, a.y));
+  }
+
+  gatherRows(a: { act: NumericDType; x: DevPtr; width: number; rows: DevPtr; nRows: number; xRows: number; out: DevPtr }): void {
+    this.check("lc_gather_rows", this.lib.lc_gather_rows(this.ctx, DTYPE_CODE[a.act], a.x, a.width, a.rows, a.nRows, a.xRows, a.out));
+  }
+
+  loraShrink(a: {
+    act: NumericDType; x: DevPtr; inDim: number; wt: NumericDType; aPtrs: DevPtr; ranks: DevPtr; nSlots: number;
+    segIndptr: DevPtr; segSlot: DevPtr; nSegs: number; nTokens: number; maxRank: number; tmp: DevPtr;
+  }): void {
+    this.check("lc_lora_shrink", this.lib.lc_lora_shrink(this.ctx, DTYPE_CODE[a.act], a.x, a.inDim, DTYPE_CODE[a.wt], a.aPtrs, a.ranks,
+      a.nSlots, a.segIndptr, a.segSlot, a.nSegs, a.nTokens, a.maxRank, a.tmp));
+  }
+
+  loraExpand(a: {
+    act: NumericDType; tmp: DevPtr; maxRank: number; wt: NumericDType; bPtrs: DevPtr; ranks: DevPtr; scales: DevPtr;
+    doraMag: DevPtr | null; nSlots: number; segIndptr: DevPtr; segSlot: DevPtr; nSegs: number; nTokens: number; outDim: number; y: DevPtr;
+  }): void {
+    this.check("lc_lora_expand", this.lib.lc_lora_expand(this.ctx, DTYPE_CODE[a.act], a.tmp, a.maxRank, DTYPE_CODE[a.wt], a.bPtrs, a.ranks,
+      a.scales, a.doraMag, a.nSlots, a.segIndptr, a.segSlot, a.nSegs, a.nTokens, a.outDim, a.y));
+  }
+
+  sample(a: {
+    act: NumericDType; logits: DevPtr; nRows: number; vocab: number; temperature: DevPtr; topK: DevPtr; topP: DevPtr;
+    uniforms: DevPtr; nTop: number; outIds: DevPtr; outLogprob: DevPtr; outTopIds: DevPtr | null; outTopLogprobs: DevPtr | null;
+  }): void {
+    this.check("lc_sample", this.lib.lc_sample(this.ctx, DTYPE_CODE[a.act], a.logits, a.nRows, a.vocab, a.temperature, a.topK, a.topP,
+      a.uniforms, a.nTop, a.outIds, a.outLogprob, a.outTopIds, a.outTopLogprobs));
+  }
+}

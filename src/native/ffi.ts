@@ -1,0 +1,72 @@
+// The bun:ffi symbol table of cuda/loracuda.h, one entry per C function, in the header's order.
+import { FFIType as T, dlopen } from "bun:ffi";
+
+const ctx = T.ptr;
+const ptr = T.ptr;
+const dtype = T.i32;
+
+export const LORACUDA_SYMBOLS = {
+  lc_abi_version: { args: [], returns: T.i32 },
+  lc_backend_name: { args: [], returns: T.cstring },
+  lc_ctx_create: { args: [T.i32, ptr], returns: T.i32 },
+  lc_ctx_destroy: { args: [ctx], returns: T.void },
+  lc_last_error: { args: [ctx], returns: T.cstring },
+  lc_mem_info: { args: [ctx, ptr, ptr], returns: T.i32 },
+  lc_alloc: { args: [ctx, T.u64, ptr], returns: T.i32 },
+  lc_free: { args: [ctx, ptr], returns: T.i32 },
+  lc_upload: { args: [ctx, ptr, ptr, T.u64], returns: T.i32 },
+  lc_download: { args: [ctx, ptr, ptr, T.u64], returns: T.i32 },
+  lc_memset: { args: [ctx, ptr, T.i32, T.u64], returns: T.i32 },
+  lc_sync: { args: [ctx], returns: T.i32 },
+  lc_embed: { args: [ctx, dtype, ptr, T.i64, T.i64, ptr, T.i64, dtype, ptr], returns: T.i32 },
+  lc_rmsnorm: { args: [ctx, dtype, ptr, dtype, ptr, T.i64, T.i64, T.f32, ptr], returns: T.i32 },
+  lc_linear: { args: [ctx, dtype, ptr, dtype, ptr, T.i64, T.i64, T.i64, T.i32, ptr], returns: T.i32 },
+  lc_rope: { args: [ctx, dtype, ptr, ptr, ptr, T.i64, T.i32, T.i32, T.i32, ptr, T.f32], returns: T.i32 },
+  lc_kv_store: {
+    args: [ctx, dtype, ptr, ptr, ptr, T.i64, T.i32, T.i32, dtype, ptr, ptr, T.i64],
+    returns: T.i32,
+  },
+  lc_attention: {
+    args: [ctx, dtype, ptr, dtype, ptr, ptr, T.i64, ptr, ptr, ptr, T.i32, T.i32, T.i64, T.i32, T.i32,
+      T.i32, T.i32, T.i32, T.i32, T.i32, T.f32, ptr],
+    returns: T.i32,
+  },
+  lc_silu_mul: { args: [ctx, dtype, ptr, ptr, T.i64, T.i64, ptr], returns: T.i32 },
+  lc_add: { args: [ctx, dtype, ptr, T.i64, ptr], returns: T.i32 },
+  lc_gather_rows: { args: [ctx, dtype, ptr, T.i64, ptr, T.i64, T.i64, ptr], returns: T.i32 },
+  lc_lora_shrink: {
+    args: [ctx, dtype, ptr, T.i64, dtype, ptr, ptr, T.i32, ptr, ptr, T.i32, T.i64, T.i32, ptr],
+    returns: T.i32,
+  },
+  lc_lora_expand: {
+    args: [ctx, dtype, ptr, T.i32, dtype, ptr, ptr, ptr, ptr, T.i32, ptr, ptr, T.i32, T.i64, T.i64, ptr],
+    returns: T.i32,
+  },
+  lc_sample: {
+    args: [ctx, dtype, ptr, T.i32, T.i32, ptr, ptr, ptr, ptr, T.i32, ptr, ptr, ptr, ptr],
+    returns: T.i32,
+  },
+} as const;
+
+export type LoracudaLibrary = ReturnType<typeof openLoracuda>;
+
+export function openLoracuda(path: string) {
+  return dlopen(path, LORACUDA_SYMBOLS).symbols;
+}
+
+export const LC_ABI_VERSION = 1;
+
+export enum Status {
+  Ok = 0,
+  InvalidArgument = 1,
+  NoDevice = 2,
+  OutOfMemory = 3,
+  Unsupported = 4,
+  Backend = 5,
+}
+
+export enum DTypeCode {
+  F32 = 0,
+  F16 = 1,
+  BF16 = 2,
+}
