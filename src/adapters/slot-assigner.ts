@@ -1,0 +1,66 @@
+// Which adapter sits in which device slot: reference-counted by running sequences, and the least
+// recently used idle one is replaced when a new adapter needs a slot.
+
+export class SlotAssigner {
+  private readonly slotOf = new Map<string, number>();
+  private readonly owner: (string | null)[];
+  private readonly users: number[];
+  private readonly lastUse: number[];
+  private clock = 0;
+
+  constructor(readonly numSlots: number) {
+    this.owner = new Array(numSlots).fill(null);
+    this.users = new Array(numSlots).fill(0);
+    this.lastUse = new Array(numSlots).fill(0);
+  }
+
+  slotOfAdapter(name: string): number | undefined {
+    return this.slotOf.get(name);
+  }
+
+  /**
+   * Takes a reference on `name`'s slot. Returns the slot and whether the adapter must be loaded into
+   * it (it was not resident), or null when every slot is in use.
+   */
+  acquire(name: string): { slot: number; load: boolean } | null {
+    let slot = this.slotOf.get(name);
+    let load = false;
+    if (slot === undefined) {
+      slot = this.pickVictim();
+      if (slot === undefined) return null;
+      const previous = this.owner[slot];
+      if (previous !== null) this.slotOf.delete(previous);
+      this.owner[slot] = name;
+      this.slotOf.set(name, slot);
+      load = true;
+    }
+    this.users[slot]++;
+    this.lastUse[slot] = ++this.clock;
+    return { slot, load };
+  }
+
+  release(name: string): void {
+    const slot = this.slotOf.get(name);
+    if (slot === undefined || this.users[slot] === 0) throw new Error(`adapter "${name}" released more often than acquired`);
+    this.users[slot]--;
+  }
+
+  /** Forgets an idle adapter (e.g. after unload); false if it is in use. */
+  evict(name: string): boolean {
+    const slot = this.slotOf.get(name);
+    if (slot === undefined) return true;
+    if (this.users[slot] > 0) return false;
+    this.slotOf.delete(name);
+    this.owner[slot] = null;
+    return true;
+  }
+
+  private pickVictim(): number | undefined {
+    let best: number | undefined;
+    for (let s = 0; s < this.numSlots; s++) {
+      if (this.owner[s] === null) return s;
+      if (this.users[s] === 0 && (best === undefined || this.lastUse[s] < this.lastUse[best])) best = s;
+    }
+    return best;
+  }
+}

@@ -1,0 +1,151 @@
+// The step loop for one model: admit waiting sequences (KV blocks, adapter slots, token budget),
+// run prefill and decode tokens together, sample, and retire finished sequences.
+import type { AdapterStore } from "../adapters/adapter-store.ts";
+import { SlotAssigner } from "../adapters/slot-assigner.ts";
+import { BlockManager } from "./block-manager.ts";
+import { buildBatch, type ScheduledSeq } from "./batch-builder.ts";
+import type { ModelRunner } from "./model-runner.ts";
+import { checkSamplingParams, uniformFor, type SamplingParams } from "./sampling.ts";
+import { Sequence } from "./sequence.ts";
+
+export class RequestError extends Error {
+  override name = "RequestError";
+}
+
+export interface EngineRequest {
+  promptIds: number[];
+  adapter: string | null;
+  params: SamplingParams;
+}
+
+export class Engine {
+  private readonly blocks: BlockManager;
+  private readonly slots: SlotAssigner;
+  private readonly waiting: Sequence[] = [];
+  private readonly running: Sequence[] = [];
+  private readonly slotOfSeq = new Map<Sequence, number>();
+  private nextId = 0;
+  /** Called for each sampled token (streaming). */
+  onToken: (seq: Sequence) => void = () => {};
+
+  constructor(readonly runner: ModelRunner, readonly adapters: AdapterStore, readonly maxModelLen: number) {
+    this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize);
+    this.slots = new SlotAssigner(runner.opts.maxLoras);
+  }
+
+  get hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  /** Validates and queues a request; errors here are the caller's (bad input), never the engine's. */
+  add(req: EngineRequest): Sequence {
+    const { config } = this.runner;
+    checkSamplingParams(req.params);
+    if (req.promptIds.length === 0) throw new RequestError("the prompt is empty");
+    const bad = req.promptIds.find((id) => !Number.isInteger(id) || id < 0 || id >= config.vocabSize);
+    if (bad !== undefined) throw new RequestError(`prompt token id ${bad} is outside the vocabulary [0, ${config.vocabSize})`);
+    const total = req.promptIds.length + req.params.maxTokens;
+    if (total > this.maxModelLen) {
+      throw new RequestError(`the prompt (${req.promptIds.length} tokens) plus max_tokens (${req.params.maxTokens}) is ${total} tokens, over the context length ${this.maxModelLen}`);
+    }
+    if (req.promptIds.length > this.runner.opts.caps.maxTokens) {
+      throw new RequestError(`the prompt (${req.promptIds.length} tokens) exceeds the per-step token budget ${this.runner.opts.caps.maxTokens}`);
+    }
+    if (req.adapter !== null) this.adapters.get(req.adapter); // unknown or invalid adapter: fail now, not mid-batch
+    const seq = new Sequence(this.nextId++, req.promptIds, req.adapter, req.params);
+    this.waiting.push(seq);
+    return seq;
+  }
+
+  /** One engine step; returns the sequences that finished in it. */
+  step(): Sequence[] {
+    this.admit();
+    this.reserveDecodeBlocks();
+    if (this.running.length === 0) {
+      if (this.waiting.length > 0) throw new Error("no waiting sequence fits in an empty engine (KV cache or adapter slots too small)");
+      return [];
+    }
+    const items: ScheduledSeq[] = this.running.map((seq) => ({
+      seq, numTokens: seq.length - seq.numComputed, slot: this.slotOfSeq.get(seq) ?? -1, sample: true,
+    }));
+    items.sort((a, b) => a.slot - b.slot); // one LoRA segment per adapter
+    const { caps } = this.runner.opts;
+    const batch = buildBatch(items, this.blocks.blockSize, caps.maxBlocksPerSeq);
+    this.runner.run(batch);
+    const nTop = Math.max(0, ...items.map((it) => it.seq.params.topLogprobs));
+    const samples = this.runner.sample(items.map((it) => ({
+      temperature: it.seq.params.temperature, topK: it.seq.params.topK, topP: it.seq.params.topP,
+      uniform: uniformFor(it.seq.params.seed, it.seq.outputs.length),
+    })), nTop);
+    const finished: Sequence[] = [];
+    items.forEach((it, r) => {
+      const { seq } = it;
+      seq.numComputed += it.numTokens;
+      const topLogprobs = [];
+      for (let j = 0; j < seq.params.topLogprobs; j++) {
+        topLogprobs.push({ id: samples.topIds[r * nTop + j], logprob: samples.topLogprobs[r * nTop + j] });
+      }
+      seq.append({ id: samples.ids[r], logprob: samples.logprobs[r], topLogprobs });
+      this.onToken(seq);
+      if (seq.finished) finished.push(seq);
+    });
+    for (const seq of finished) this.retire(seq);
+    return finished;
+  }
+
+  /** Runs until every queued sequence has finished. */
+  runToCompletion(): void {
+    while (this.hasWork) this.step();
+  }
+
+  // FIFO admission: stop at the first sequence that does not fit, so none is overtaken for ever.
+  private admit(): void {
+    const { caps } = this.runner.opts;
+    let budget = caps.maxTokens - this.running.reduce((n, s) => n + s.length - s.numComputed, 0);
+    while (this.waiting.length > 0 && this.running.length < caps.maxSeqs) {
+      const seq = this.waiting[0];
+      const need = seq.length - seq.numComputed;
+      if (need > budget || this.blocks.missingBlocks(seq, seq.length + 1) > this.blocks.freeBlocks) return;
+      if (seq.adapter !== null) {
+        const got = this.slots.acquire(seq.adapter);
+        if (!got) return;
+        if (got.load) this.runner.lora.load(got.slot, this.adapters.get(seq.adapter));
+        this.slotOfSeq.set(seq, got.slot);
+      }
+      this.blocks.ensure(seq, seq.length);
+      this.waiting.shift();
+      this.running.push(seq);
+      budget -= need;
+    }
+  }
+
+  // Each running sequence needs room for the token it computes this step; when the cache is full,
+  // the newest sequence gives its blocks back and is recomputed later.
+  private reserveDecodeBlocks(): void {
+    for (let i = 0; i < this.running.length; i++) {
+      const seq = this.running[i];
+      while (!this.blocks.ensure(seq, seq.length)) {
+        const victim = this.running[this.running.length - 1];
+        this.preempt(victim);
+        if (victim === seq) return;
+      }
+    }
+  }
+
+  private preempt(seq: Sequence): void {
+    this.running.splice(this.running.indexOf(seq), 1);
+    this.releaseAdapter(seq);
+    this.blocks.release(seq);
+    this.waiting.unshift(seq);
+  }
+
+  private retire(seq: Sequence): void {
+    this.running.splice(this.running.indexOf(seq), 1);
+    this.releaseAdapter(seq);
+    this.blocks.release(seq);
+  }
+
+  private releaseAdapter(seq: Sequence): void {
+    if (seq.adapter !== null && this.slotOfSeq.delete(seq)) this.slots.release(seq.adapter);
+  }
+}

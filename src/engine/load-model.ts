@@ -1,0 +1,81 @@
+// Loads one base model (config, weights, tokenizer, chat template, adapters) onto a device and
+// wires it to an engine.
+import { resolve } from "node:path";
+import { AdapterStore } from "../adapters/adapter-store.ts";
+import { projectionName } from "../model/weights.ts";
+import { readGenerationDefaults, readModelConfig, type GenerationDefaults, type ModelConfig } from "../model/config.ts";
+import { openCheckpoint, type Checkpoint } from "../model/safetensors.ts";
+import type { Device } from "../native/device.ts";
+import { ChatTemplate } from "../tokenizer/chat.ts";
+import { TextTokenizer } from "../tokenizer/tokenizer.ts";
+import { KvCache } from "./kv-cache.ts";
+import { Engine } from "./engine.ts";
+import { ModelRunner } from "./model-runner.ts";
+import { MAX_TOP_LOGPROBS } from "./sampling.ts";
+
+export interface LoadOptions {
+  modelDir: string;
+  adaptersDir?: string;
+  device: Device;
+  /** Adapters resident on the device at once. */
+  maxLoras?: number;
+  maxLoraRank?: number;
+  /** Sequences in one step. */
+  maxSeqs?: number;
+  /** Tokens in one step. */
+  maxTokens?: number;
+  /** Rows of logits one step can compute (defaults to maxSeqs; tests that read every position raise it). */
+  maxLogitRows?: number;
+  blockSize?: number;
+  /** Bytes for the KV cache (defaults to what maxSeqs full-length sequences need, at most 2 GiB). */
+  kvCacheBytes?: number;
+  maxModelLen?: number;
+}
+
+export interface LoadedModel {
+  dir: string;
+  config: ModelConfig;
+  generation: GenerationDefaults;
+  tokenizer: TextTokenizer;
+  chat: ChatTemplate;
+  checkpoint: Checkpoint;
+  adapters: AdapterStore;
+  runner: ModelRunner;
+  engine: Engine;
+}
+
+export function loadModel(opts: LoadOptions): LoadedModel {
+  const dir = resolve(opts.modelDir);
+  const config = readModelConfig(dir);
+  const checkpoint = openCheckpoint(dir);
+  const tokenizer = TextTokenizer.fromModelDir(dir);
+  const chat = ChatTemplate.fromModelDir(dir);
+  const maxModelLen = Math.min(opts.maxModelLen ?? config.maxPositions, config.maxPositions);
+  const maxSeqs = opts.maxSeqs ?? 32;
+  const blockSize = opts.blockSize ?? 16;
+  const maxBlocksPerSeq = Math.ceil(maxModelLen / blockSize);
+  const blockBytes = KvCache.blockBytes(config, blockSize, "F32");
+  const kvBytes = opts.kvCacheBytes ?? Math.min(2 ** 31, maxSeqs * maxBlocksPerSeq * blockBytes);
+  const numBlocks = Math.max(1, Math.floor(kvBytes / blockBytes));
+  const maxLoraRank = opts.maxLoraRank ?? 64;
+  const runner = new ModelRunner(opts.device, config, checkpoint, {
+    caps: {
+      maxTokens: opts.maxTokens ?? Math.max(2048, maxModelLen),
+      maxSeqs,
+      maxLogitRows: Math.max(opts.maxLogitRows ?? maxSeqs, maxSeqs),
+      maxBlocksPerSeq,
+      maxLoraRank,
+      maxTopLogprobs: MAX_TOP_LOGPROBS,
+    },
+    numBlocks,
+    blockSize,
+    maxLoras: opts.maxLoras ?? 8,
+  });
+  const adapters = new AdapterStore({
+    config,
+    weight: (layer, module) => checkpoint.get(projectionName(layer, module))!,
+  }, maxLoraRank);
+  if (opts.adaptersDir) adapters.addDirectory(opts.adaptersDir);
+  const engine = new Engine(runner, adapters, maxModelLen);
+  return { dir, config, generation: readGenerationDefaults(dir), tokenizer, chat, checkpoint, adapters, runner, engine };
+}

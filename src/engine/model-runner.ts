@@ -1,0 +1,119 @@
+// Owns everything on the device for one model (weights, workspace, KV cache, LoRA slots) and runs
+// one step: upload the batch metadata, run the forward pass, sample.
+import type { Device, NumericDType } from "../native/device.ts";
+import { LoraSlots } from "../adapters/lora-slots.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { LlamaForward } from "../model/llama.ts";
+import { ropeInverseFrequencies } from "../model/rope.ts";
+import type { Checkpoint } from "../model/safetensors.ts";
+import { uploadModelWeights, type ModelWeights } from "../model/weights.ts";
+import { Workspace, type Capacities } from "../model/workspace.ts";
+import type { HostBatch } from "./batch-builder.ts";
+import { KvCache } from "./kv-cache.ts";
+
+export interface RunnerOptions {
+  caps: Capacities;
+  numBlocks: number;
+  blockSize: number;
+  maxLoras: number;
+}
+
+export interface SampleRow {
+  temperature: number;
+  topK: number;
+  topP: number;
+  uniform: number;
+}
+
+export interface StepSamples {
+  ids: Int32Array;
+  logprobs: Float32Array;
+  /** [rows, nTop] */
+  topIds: Int32Array;
+  topLogprobs: Float32Array;
+  nTop: number;
+}
+
+export class ModelRunner {
+  readonly act: NumericDType;
+  readonly weights: ModelWeights;
+  readonly workspace: Workspace;
+  readonly kv: KvCache;
+  readonly lora: LoraSlots;
+  private readonly forward: LlamaForward;
+  private readonly invFreq: number;
+
+  constructor(readonly device: Device, readonly config: ModelConfig, checkpoint: Checkpoint, readonly opts: RunnerOptions) {
+    // fp32 activations on the CPU twin; the GPU backend will pick fp16/bf16 from the weights
+    this.act = "F32";
+    this.weights = uploadModelWeights(checkpoint, config, device);
+    this.workspace = new Workspace(device, config, opts.caps, this.act);
+    this.kv = new KvCache(device, config, opts.numBlocks, opts.blockSize, this.act);
+    this.lora = new LoraSlots(device, config, opts.maxLoras, this.act);
+    const inv = ropeInverseFrequencies(config);
+    this.invFreq = device.alloc(inv.byteLength);
+    device.upload(this.invFreq, inv);
+    this.forward = new LlamaForward(device, config, this.weights, this.workspace, this.kv, this.lora, this.invFreq);
+  }
+
+  /** Runs the forward pass; logits of batch.logitRows are left on the device. */
+  run(batch: HostBatch): void {
+    const ws = this.workspace, d = this.device, caps = ws.caps;
+    const nTokens = batch.tokenIds.length, nSeqs = batch.contextLens.length, nRows = batch.logitRows.length;
+    if (nTokens > caps.maxTokens || nSeqs > caps.maxSeqs || nRows > caps.maxLogitRows) {
+      throw new Error(`batch of ${nTokens} tokens / ${nSeqs} sequences / ${nRows} logit rows exceeds the capacities ${JSON.stringify(caps)}`);
+    }
+    d.upload(ws.tokenIds, batch.tokenIds);
+    d.upload(ws.positions, batch.positions);
+    d.upload(ws.slotMapping, batch.slotMapping);
+    d.upload(ws.qIndptr, batch.qIndptr);
+    d.upload(ws.contextLens, batch.contextLens);
+    d.upload(ws.blockTables, batch.blockTables);
+    d.upload(ws.segIndptr, batch.segIndptr);
+    d.upload(ws.segSlot, batch.segSlot);
+    d.upload(ws.logitRows, batch.logitRows);
+    this.forward.run({
+      nTokens, nSeqs, maxQLen: batch.maxQLen, maxContextLen: batch.maxContextLen,
+      nSegs: batch.segSlot.length, hasLora: batch.hasLora, nLogitRows: nRows,
+    });
+  }
+
+  /** Copies the logits of the last run to the host: [rows, vocab] fp32. */
+  readLogits(rows: number): Float32Array {
+    if (this.act !== "F32") throw new Error("readLogits supports fp32 activations only");
+    const out = new Float32Array(rows * this.config.vocabSize);
+    this.device.download(this.workspace.logits, out);
+    return out;
+  }
+
+  /** Samples one token per logit row of the last run. */
+  sample(rows: SampleRow[], nTop: number): StepSamples {
+    const ws = this.workspace, d = this.device, n = rows.length;
+    d.upload(ws.temperature, Float32Array.from(rows, (r) => r.temperature));
+    d.upload(ws.topK, Int32Array.from(rows, (r) => r.topK));
+    d.upload(ws.topP, Float32Array.from(rows, (r) => r.topP));
+    d.upload(ws.uniforms, Float32Array.from(rows, (r) => r.uniform));
+    d.sample({
+      act: this.act, logits: ws.logits, nRows: n, vocab: this.config.vocabSize, temperature: ws.temperature, topK: ws.topK,
+      topP: ws.topP, uniforms: ws.uniforms, nTop, outIds: ws.sampledIds, outLogprob: ws.sampledLogprobs,
+      outTopIds: nTop ? ws.topIds : null, outTopLogprobs: nTop ? ws.topLogprobs : null,
+    });
+    const out: StepSamples = {
+      ids: new Int32Array(n), logprobs: new Float32Array(n), topIds: new Int32Array(n * nTop), topLogprobs: new Float32Array(n * nTop), nTop,
+    };
+    d.download(ws.sampledIds, out.ids);
+    d.download(ws.sampledLogprobs, out.logprobs);
+    if (nTop) {
+      d.download(ws.topIds, out.topIds);
+      d.download(ws.topLogprobs, out.topLogprobs);
+    }
+    return out;
+  }
+
+  free(): void {
+    this.lora.free();
+    this.kv.free();
+    this.workspace.free();
+    this.device.free(this.invFreq);
+  }
+}

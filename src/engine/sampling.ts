@@ -1,0 +1,57 @@
+// Per-request sampling parameters and the seeded uniform stream that makes sampling reproducible.
+
+export interface SamplingParams {
+  /** 0 = greedy. */
+  temperature: number;
+  /** 1 = off. */
+  topP: number;
+  /** 0 = off. */
+  topK: number;
+  seed: bigint;
+  maxTokens: number;
+  /** Alternatives reported per token (0 = none). */
+  topLogprobs: number;
+  ignoreEos: boolean;
+  /** Token ids that end the sequence (the model's EOS unless ignoreEos). */
+  stopTokenIds: number[];
+}
+
+export const MAX_TOP_LOGPROBS = 20;
+
+export class SamplingError extends Error {
+  override name = "SamplingError";
+}
+
+export function checkSamplingParams(p: SamplingParams): void {
+  const bad = (field: string, why: string): never => {
+    throw new SamplingError(`${field} ${why}`);
+  };
+  if (!(p.temperature >= 0) || !Number.isFinite(p.temperature)) bad("temperature", `must be >= 0, got ${p.temperature}`);
+  if (!(p.topP > 0 && p.topP <= 1)) bad("top_p", `must be in (0, 1], got ${p.topP}`);
+  if (!Number.isInteger(p.topK) || p.topK < 0) bad("top_k", `must be an integer >= 0 (0 = off), got ${p.topK}`);
+  if (!Number.isInteger(p.maxTokens) || p.maxTokens < 1) bad("max_tokens", `must be an integer >= 1, got ${p.maxTokens}`);
+  if (!Number.isInteger(p.topLogprobs) || p.topLogprobs < 0 || p.topLogprobs > MAX_TOP_LOGPROBS) {
+    bad("top_logprobs", `must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${p.topLogprobs}`);
+  }
+}
+
+const MASK64 = (1n << 64n) - 1n;
+
+// splitmix64: a well-mixed 64-bit hash, so (seed, step) pairs give independent uniforms.
+function splitmix64(x: bigint): bigint {
+  x = (x + 0x9e3779b97f4a7c15n) & MASK64;
+  x = ((x ^ (x >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+  x = ((x ^ (x >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+  return x ^ (x >> 31n);
+}
+
+/** The uniform in [0, 1) used for the `step`-th token of a request with this seed (24 bits: exact in f32). */
+export function uniformFor(seed: bigint, step: number): number {
+  const h = splitmix64(splitmix64(seed & MASK64) ^ BigInt(step));
+  return Number(h >> 40n) / 2 ** 24;
+}
+
+export function randomSeed(): bigint {
+  const words = crypto.getRandomValues(new Uint32Array(2));
+  return (BigInt(words[0]) << 32n) | BigInt(words[1]);
+}

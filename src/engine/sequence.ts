@@ -1,0 +1,46 @@
+// One request's state inside the engine.
+import type { SamplingParams } from "./sampling.ts";
+
+export type FinishReason = "stop" | "length";
+
+export interface GeneratedToken {
+  id: number;
+  logprob: number;
+  topLogprobs: { id: number; logprob: number }[];
+}
+
+export class Sequence {
+  readonly outputs: GeneratedToken[] = [];
+  /** Physical KV blocks, in order. */
+  blockTable: number[] = [];
+  /** Tokens whose K/V are in the cache. */
+  numComputed = 0;
+  finishReason: FinishReason | null = null;
+
+  constructor(
+    readonly id: number,
+    readonly promptIds: readonly number[],
+    /** Adapter name, or null for the base model. */
+    readonly adapter: string | null,
+    readonly params: SamplingParams,
+  ) {}
+
+  get length(): number {
+    return this.promptIds.length + this.outputs.length;
+  }
+
+  tokenAt(i: number): number {
+    return i < this.promptIds.length ? this.promptIds[i] : this.outputs[i - this.promptIds.length].id;
+  }
+
+  get finished(): boolean {
+    return this.finishReason !== null;
+  }
+
+  /** Records a sampled token and decides whether the sequence ends. */
+  append(token: GeneratedToken): void {
+    this.outputs.push(token);
+    if (!this.params.ignoreEos && this.params.stopTokenIds.includes(token.id)) this.finishReason = "stop";
+    else if (this.outputs.length >= this.params.maxTokens) this.finishReason = "length";
+  }
+}

@@ -1,0 +1,82 @@
+// The Llama-family forward pass (Llama 2/3, Mistral) as a sequence of native ops over one batch.
+import type { Device, NumericDType } from "../native/device.ts";
+import type { LoraSlots } from "../adapters/lora-slots.ts";
+import type { LoraModule } from "../adapters/lora-adapter.ts";
+import type { KvCache } from "../engine/kv-cache.ts";
+import type { ModelConfig } from "./config.ts";
+import type { ModelWeights } from "./weights.ts";
+import type { Workspace } from "./workspace.ts";
+
+/** The host-side shape of a batch whose metadata is already in the workspace. */
+export interface BatchShape {
+  nTokens: number;
+  nSeqs: number;
+  maxQLen: number;
+  maxContextLen: number;
+  nSegs: number;
+  /** Whether any segment uses an adapter. */
+  hasLora: boolean;
+  nLogitRows: number;
+}
+
+export class LlamaForward {
+  readonly act: NumericDType;
+
+  constructor(
+    private readonly device: Device,
+    readonly config: ModelConfig,
+    private readonly weights: ModelWeights,
+    private readonly ws: Workspace,
+    private readonly kv: KvCache,
+    private readonly lora: LoraSlots,
+    private readonly invFreq: number,
+    private readonly attentionScaling = 1,
+  ) {
+    this.act = ws.act;
+  }
+
+  /** Runs the batch and leaves logits [nLogitRows, vocab] in ws.logits. */
+  run(b: BatchShape): void {
+    const { device: d, config: c, weights: w, ws, act } = this;
+    const T = b.nTokens, h = c.hiddenSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim;
+    d.embed({ wt: w.embed.dtype, table: w.embed.ptr, vocab: c.vocabSize, hidden: h, ids: ws.tokenIds, nTokens: T, act, out: ws.hidden });
+    for (let l = 0; l < c.numLayers; l++) {
+      const L = w.layers[l];
+      d.rmsnorm({ act, x: ws.hidden, wt: L.inputNorm.dtype, w: L.inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
+      this.projection(b, l, "q_proj", ws.normed, h, ws.q, qw);
+      this.projection(b, l, "k_proj", ws.normed, h, ws.k, kvw);
+      this.projection(b, l, "v_proj", ws.normed, h, ws.v, kvw);
+      d.rope({ act, q: ws.q, k: ws.k, positions: ws.positions, nTokens: T, nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim, invFreq: this.invFreq, attentionScaling: this.attentionScaling });
+      d.kvStore({ act, k: ws.k, v: ws.v, slotMapping: ws.slotMapping, nTokens: T, nKvHeads: c.numKvHeads, headDim: c.headDim, cacheDtype: this.kv.dtype, kCache: this.kv.k[l], vCache: this.kv.v[l], cacheSlots: this.kv.slots });
+      d.attention({
+        act, q: ws.q, cacheDtype: this.kv.dtype, kCache: this.kv.k[l], vCache: this.kv.v[l], cacheSlots: this.kv.slots,
+        qIndptr: ws.qIndptr, contextLens: ws.contextLens, blockTables: ws.blockTables, maxBlocksPerSeq: ws.caps.maxBlocksPerSeq,
+        nSeqs: b.nSeqs, nTokens: T, maxQLen: b.maxQLen, maxContextLen: b.maxContextLen, blockSize: this.kv.blockSize,
+        nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim, slidingWindow: c.slidingWindow, scale: 1 / Math.sqrt(c.headDim), out: ws.attn,
+      });
+      this.projection(b, l, "o_proj", ws.attn, qw, ws.proj, h);
+      d.add({ act, x: ws.proj, n: T * h, y: ws.hidden });
+      d.rmsnorm({ act, x: ws.hidden, wt: L.postNorm.dtype, w: L.postNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
+      this.projection(b, l, "gate_proj", ws.normed, h, ws.gate, c.intermediateSize);
+      this.projection(b, l, "up_proj", ws.normed, h, ws.up, c.intermediateSize);
+      d.siluMul({ act, gate: ws.gate, up: ws.up, nTokens: T, inter: c.intermediateSize, out: ws.gate });
+      this.projection(b, l, "down_proj", ws.gate, c.intermediateSize, ws.proj, h);
+      d.add({ act, x: ws.proj, n: T * h, y: ws.hidden });
+    }
+    d.gatherRows({ act, x: ws.hidden, width: h, rows: ws.logitRows, nRows: b.nLogitRows, xRows: T, out: ws.lastHidden });
+    d.rmsnorm({ act, x: ws.lastHidden, wt: w.norm.dtype, w: w.norm.ptr, nTokens: b.nLogitRows, hidden: h, eps: c.rmsNormEps, out: ws.normed });
+    d.linear({ act, x: ws.normed, wt: w.lmHead.dtype, w: w.lmHead.ptr, m: b.nLogitRows, n: c.vocabSize, k: h, y: ws.logits });
+  }
+
+  /** y = x @ W^T, plus each segment's LoRA delta. */
+  private projection(b: BatchShape, layer: number, module: LoraModule, x: number, inDim: number, y: number, outDim: number): void {
+    const W = this.weights.layers[layer][module];
+    this.device.linear({ act: this.act, x, wt: W.dtype, w: W.ptr, m: b.nTokens, n: outDim, k: inDim, y });
+    if (!b.hasLora || !this.lora.isTargeted(layer, module)) return;
+    const t = this.lora.tables(layer, module);
+    const seg = { nSlots: this.lora.numSlots, segIndptr: this.ws.segIndptr, segSlot: this.ws.segSlot, nSegs: b.nSegs, nTokens: b.nTokens };
+    const maxRank = this.ws.caps.maxLoraRank;
+    this.device.loraShrink({ act: this.act, x, inDim, wt: this.lora.dtype, aPtrs: t.aPtrs, ranks: t.ranks, ...seg, maxRank, tmp: this.ws.loraTmp });
+    this.device.loraExpand({ act: this.act, tmp: this.ws.loraTmp, maxRank, wt: this.lora.dtype, bPtrs: t.bPtrs, ranks: t.ranks, scales: t.scales, doraMag: t.doraMag, ...seg, outDim, y });
+  }
+}
