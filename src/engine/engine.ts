@@ -12,6 +12,10 @@ export class RequestError extends Error {
   override name = "RequestError";
 }
 
+const SCORING_PARAMS: SamplingParams = {
+  temperature: 0, topP: 1, topK: 0, seed: 0n, maxTokens: 1, topLogprobs: 0, ignoreEos: true, stopTokenIds: [],
+};
+
 export interface EngineRequest {
   promptIds: number[];
   adapter: string | null;
@@ -91,6 +95,40 @@ export class Engine {
     });
     for (const seq of finished) this.retire(seq);
     return finished;
+  }
+
+  /**
+   * Logits at every position of each prompt, all prompts in one batch (for scoring and tests).
+   * Needs an idle engine and capacities that hold the whole batch.
+   */
+  promptLogits(reqs: { promptIds: number[]; adapter: string | null }[]): Float32Array[] {
+    if (this.hasWork) throw new Error("promptLogits needs an idle engine");
+    const vocab = this.runner.config.vocabSize;
+    const seqs = reqs.map((r) => this.add({ ...r, params: { ...SCORING_PARAMS } }));
+    this.waiting.length = 0;
+    try {
+      const items: ScheduledSeq[] = seqs.map((seq) => {
+        if (!this.blocks.ensure(seq, seq.length)) throw new Error("the KV cache cannot hold this batch");
+        let slot = -1;
+        if (seq.adapter !== null) {
+          const got = this.slots.acquire(seq.adapter);
+          if (!got) throw new Error("more distinct adapters than slots");
+          if (got.load) this.runner.lora.load(got.slot, this.adapters.get(seq.adapter));
+          this.slotOfSeq.set(seq, got.slot);
+          slot = got.slot;
+        }
+        return { seq, numTokens: seq.length, slot, sample: false };
+      });
+      const batch = buildBatch(items, this.blocks.blockSize, this.runner.opts.caps.maxBlocksPerSeq, true);
+      this.runner.run(batch);
+      const all = this.runner.readLogits(batch.logitRows.length);
+      return items.map((it, s) => all.slice(batch.qIndptr[s] * vocab, batch.qIndptr[s + 1] * vocab));
+    } finally {
+      for (const seq of seqs) {
+        this.releaseAdapter(seq);
+        this.blocks.release(seq);
+      }
+    }
   }
 
   /** Runs until every queued sequence has finished. */
