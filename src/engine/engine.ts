@@ -43,6 +43,14 @@ export class Engine {
 
   /** Validates and queues a request; errors here are the caller's (bad input), never the engine's. */
   add(req: EngineRequest): Sequence {
+    this.check(req);
+    const seq = new Sequence(this.nextId++, req.promptIds, req.adapter, req.params);
+    this.waiting.push(seq);
+    return seq;
+  }
+
+  /** Throws RequestError / SamplingError / UnknownAdapterError / AdapterError for a request that cannot run. */
+  check(req: EngineRequest): void {
     const { config } = this.runner;
     checkSamplingParams(req.params);
     if (req.promptIds.length === 0) throw new RequestError("the prompt is empty");
@@ -56,9 +64,6 @@ export class Engine {
       throw new RequestError(`the prompt (${req.promptIds.length} tokens) exceeds the per-step token budget ${this.runner.opts.caps.maxTokens}`);
     }
     if (req.adapter !== null) this.adapters.get(req.adapter); // unknown or invalid adapter: fail now, not mid-batch
-    const seq = new Sequence(this.nextId++, req.promptIds, req.adapter, req.params);
-    this.waiting.push(seq);
-    return seq;
   }
 
   /** One engine step; returns the sequences that finished in it. */

@@ -1,0 +1,28 @@
+#!/usr/bin/env bun
+// lora-serve: one entry point, one file per command; errors end with a message and exit code 1.
+import { defineCommand, runCommand, showUsage } from "citty";
+import { consola } from "consola";
+import { generateCommand } from "./generate.ts";
+
+const main = defineCommand({
+  meta: { name: "lora-serve", version: "0.1.0", description: "Serve a base LLM with many LoRA adapters batched together" },
+  subCommands: { generate: generateCommand },
+});
+
+async function run(rawArgs: string[]): Promise<void> {
+  const sub = rawArgs[0];
+  if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
+    const commands = (main.subCommands ?? {}) as Record<string, typeof generateCommand>;
+    await showUsage(sub && commands[sub] ? commands[sub] : main, sub && commands[sub] ? main : undefined);
+    return;
+  }
+  try {
+    await runCommand(main, { rawArgs });
+  } catch (e) {
+    consola.error((e as Error).message);
+    if (process.env.LORA_SERVE_DEBUG) console.error(e);
+    process.exitCode = 1;
+  }
+}
+
+await run(process.argv.slice(2));
