@@ -15,7 +15,7 @@ build/libloracpu.so: $(CPU_SRC) $(CPU_HDR)
 	$(CXX) $(CXXFLAGS) -shared -o $@ $(CPU_SRC)
 
 build: all
-	$(BUN) build --compile src/cli/main.ts --outfile dist/lora-serve
+	$(BUN) build --compile src/cli/main.ts $(wildcard build/libloracpu.so build/libloracuda.so) --outfile dist/lora-serve
 
 clean:
 	rm -rf build dist

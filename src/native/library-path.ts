@@ -15,7 +15,9 @@ export async function findLibrary(kind: BackendKind): Promise<string | undefined
   const file = LIBRARY_FILE[kind];
   const fromEnv = process.env.LORA_SERVE_LIB_DIR;
   if (fromEnv && existsSync(join(fromEnv, file))) return join(fromEnv, file);
-  const embedded = Bun.embeddedFiles.find((blob) => (blob as Blob & { name?: string }).name?.endsWith(file));
+  // bun build --compile names embedded files "<stem>-<hash>.<ext>"
+  const embeddedName = new RegExp(`^${file.replace(".so", "")}(-[a-z0-9]+)?\\.so$`);
+  const embedded = Bun.embeddedFiles.find((blob) => embeddedName.test((blob as Blob & { name?: string }).name ?? ""));
   if (embedded) return extractEmbedded(file, new Uint8Array(await embedded.arrayBuffer()));
   for (const dir of [repoBuildDir, dirname(process.execPath)]) {
     if (existsSync(join(dir, file))) return join(dir, file);
