@@ -87,6 +87,10 @@ export function loadLoraAdapter(dir: string, name: string, base: BaseModelView, 
     if (!a || !b) throw new AdapterError(name, `"${path}" has ${a ? "no lora_B" : "no lora_A"}`);
     const { rank, scale } = moduleScaling(config, path);
     const [out, inDim] = moduleShape(base.config, module);
+    // a rank that disagrees with the config is the adapter's own inconsistency, not a base mismatch
+    if (a.shape.length === 2 && b.shape.length === 2 && a.shape[0] === b.shape[1] && a.shape[0] !== rank) {
+      throw new AdapterError(name, `"${path}" has rank ${a.shape[0]} in its weights but ${rank} in adapter_config.json (r / rank_pattern)`);
+    }
     expectShape(name, path, "lora_A", a, [rank, inDim]);
     expectShape(name, path, "lora_B", b, [out, rank]);
     if (rank > opts.maxLoraRank) throw new AdapterError(name, `"${path}" has rank ${rank}, above max_lora_rank ${opts.maxLoraRank}`);
@@ -121,7 +125,10 @@ function readAdapterTensors(dir: string, name: string): Map<string, TensorView> 
 function checkCoverage(config: PeftLoraConfig, name: string, base: ModelConfig, found: Map<string, unknown>): void {
   for (const path of found.keys()) {
     const layer = Number(MODULE_PATH.exec(path)![1]);
-    if (!isTargeted(config, path, layer)) throw new AdapterError(name, `weights for "${path}", which target_modules does not name`);
+    if (!isTargeted(config, path, layer)) {
+      const by = config.layersToTransform === null ? "target_modules does not name" : "target_modules / layers_to_transform do not select";
+      throw new AdapterError(name, `weights for "${path}", which ${by}`);
+    }
   }
   for (let layer = 0; layer < base.numLayers; layer++) {
     for (const module of LORA_MODULES) {

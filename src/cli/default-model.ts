@@ -13,7 +13,8 @@ import esWeights from "../../test/fixtures/hf/models/tiny-llama2/adapters/es/ada
 import frConfig from "../../test/fixtures/hf/models/tiny-llama2/adapters/fr/adapter_config.json" with { type: "file" };
 import frWeights from "../../test/fixtures/hf/models/tiny-llama2/adapters/fr/adapter_model.safetensors" with { type: "file" };
 
-const FILES: Record<string, string> = {
+// JSON imported `with { type: "file" }` is a path at run time, whatever TypeScript infers.
+const FILES = {
   "config.json": config,
   "generation_config.json": generationConfig,
   "model.safetensors": weights,
@@ -23,7 +24,7 @@ const FILES: Record<string, string> = {
   "adapters/es/adapter_model.safetensors": esWeights,
   "adapters/fr/adapter_config.json": frConfig,
   "adapters/fr/adapter_model.safetensors": frWeights,
-};
+} as unknown as Record<string, string>;
 
 export const DEFAULT_MODEL_NAME = "tiny-llama2 (embedded demo: random weights)";
 

@@ -34,7 +34,7 @@ export const generateCommand = defineCommand({
   async run({ args }) {
     const modelDir = args.model ?? (await defaultModelDir());
     const adaptersDir = args.adapters ?? (args.model ? undefined : join(modelDir, "adapters"));
-    const requests = args.requests ? readRequestsFile(args.requests) : [singleRequest(args)];
+    const requests = args.requests ? readRequestsFile(args.requests) : [singleRequest(args as Args)];
     const device = await openDevice(args.device as DeviceChoice);
     try {
       const model = loadModel({
@@ -54,7 +54,7 @@ export const generateCommand = defineCommand({
   },
 });
 
-type Args = Record<string, string | boolean | undefined>;
+type Args = Record<string, unknown>;
 
 function singleRequest(args: Args): GenerateRequest {
   const ids = args["prompt-ids"] as string | undefined;

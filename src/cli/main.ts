@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 // lora-serve: one entry point, one file per command; errors end with a message and exit code 1.
-import { defineCommand, runCommand, showUsage } from "citty";
+import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
 import { consola } from "consola";
 import { generateCommand } from "./generate.ts";
 
@@ -12,8 +12,9 @@ const main = defineCommand({
 async function run(rawArgs: string[]): Promise<void> {
   const sub = rawArgs[0];
   if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
-    const commands = (main.subCommands ?? {}) as Record<string, typeof generateCommand>;
-    await showUsage(sub && commands[sub] ? commands[sub] : main, sub && commands[sub] ? main : undefined);
+    const commands = (main.subCommands ?? {}) as Record<string, CommandDef<any>>;
+    const chosen = sub ? commands[sub] : undefined;
+    await showUsage(chosen ?? main, chosen ? (main as CommandDef<any>) : undefined);
     return;
   }
   try {

@@ -1,5 +1,4 @@
 // The typed face of loracuda.h: the only TypeScript that sees raw pointers and status codes.
-import { ptr as hostPtr } from "bun:ffi";
 import { DTypeCode, LC_ABI_VERSION, Status, openLoracuda, type LoracudaLibrary } from "./ffi.ts";
 import { findLibrary, LIBRARY_FILE, type BackendKind } from "./library-path.ts";
 
@@ -41,7 +40,7 @@ export class Device {
     }
     const out = new BigUint64Array(1);
     const status = lib.lc_ctx_create(deviceIndex, out) as Status;
-    if (status !== Status.Ok) throw new NativeError("lc_ctx_create", status, String(lib.lc_last_error(null)));
+    if (status !== Status.Ok) throw new NativeError("lc_ctx_create", status, String(lib.lc_last_error(0)));
     return new Device(lib, Number(out[0]), kind, path);
   }
 
@@ -74,12 +73,12 @@ export class Device {
   /** Copies a host array (or the first `bytes` of it) to device memory at dst. */
   upload(dst: DevPtr, src: ArrayBufferView, bytes = src.byteLength): void {
     if (bytes === 0) return;
-    this.check("lc_upload", this.lib.lc_upload(this.ctx, dst, hostPtr(src), bytes));
+    this.check("lc_upload", this.lib.lc_upload(this.ctx, dst, src as Uint8Array, bytes));
   }
 
   download(src: DevPtr, dst: ArrayBufferView, bytes = dst.byteLength): void {
     if (bytes === 0) return;
-    this.check("lc_download", this.lib.lc_download(this.ctx, hostPtr(dst), src, bytes));
+    this.check("lc_download", this.lib.lc_download(this.ctx, dst as Uint8Array, src, bytes));
   }
 
   memset(dst: DevPtr, byteValue: number, bytes: number): void {
@@ -147,7 +146,7 @@ export class Device {
     doraMag: DevPtr | null; nSlots: number; segIndptr: DevPtr; segSlot: DevPtr; nSegs: number; nTokens: number; outDim: number; y: DevPtr;
   }): void {
     this.check("lc_lora_expand", this.lib.lc_lora_expand(this.ctx, DTYPE_CODE[a.act], a.tmp, a.maxRank, DTYPE_CODE[a.wt], a.bPtrs, a.ranks,
-      a.scales, a.doraMag, a.nSlots, a.segIndptr, a.segSlot, a.nSegs, a.nTokens, a.outDim, a.y));
+      a.scales, a.doraMag ?? 0, a.nSlots, a.segIndptr, a.segSlot, a.nSegs, a.nTokens, a.outDim, a.y));
   }
 
   sample(a: {
@@ -155,6 +154,6 @@ export class Device {
     uniforms: DevPtr; nTop: number; outIds: DevPtr; outLogprob: DevPtr; outTopIds: DevPtr | null; outTopLogprobs: DevPtr | null;
   }): void {
     this.check("lc_sample", this.lib.lc_sample(this.ctx, DTYPE_CODE[a.act], a.logits, a.nRows, a.vocab, a.temperature, a.topK, a.topP,
-      a.uniforms, a.nTop, a.outIds, a.outLogprob, a.outTopIds, a.outTopLogprobs));
+      a.uniforms, a.nTop, a.outIds, a.outLogprob, a.outTopIds ?? 0, a.outTopLogprobs ?? 0));
   }
 }

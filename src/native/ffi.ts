@@ -1,21 +1,23 @@
 // The bun:ffi symbol table of cuda/loracuda.h, one entry per C function, in the header's order.
 import { FFIType as T, dlopen } from "bun:ffi";
 
-const ctx = T.ptr;
-const ptr = T.ptr;
+// Device pointers (and the context) travel as u64 numbers; host buffers as typed arrays (ptr).
+const ctx = T.u64;
+const ptr = T.u64;
+const host = T.ptr;
 const dtype = T.i32;
 
 export const LORACUDA_SYMBOLS = {
   lc_abi_version: { args: [], returns: T.i32 },
   lc_backend_name: { args: [], returns: T.cstring },
-  lc_ctx_create: { args: [T.i32, ptr], returns: T.i32 },
+  lc_ctx_create: { args: [T.i32, host], returns: T.i32 },
   lc_ctx_destroy: { args: [ctx], returns: T.void },
   lc_last_error: { args: [ctx], returns: T.cstring },
-  lc_mem_info: { args: [ctx, ptr, ptr], returns: T.i32 },
-  lc_alloc: { args: [ctx, T.u64, ptr], returns: T.i32 },
+  lc_mem_info: { args: [ctx, host, host], returns: T.i32 },
+  lc_alloc: { args: [ctx, T.u64, host], returns: T.i32 },
   lc_free: { args: [ctx, ptr], returns: T.i32 },
-  lc_upload: { args: [ctx, ptr, ptr, T.u64], returns: T.i32 },
-  lc_download: { args: [ctx, ptr, ptr, T.u64], returns: T.i32 },
+  lc_upload: { args: [ctx, ptr, host, T.u64], returns: T.i32 },
+  lc_download: { args: [ctx, host, ptr, T.u64], returns: T.i32 },
   lc_memset: { args: [ctx, ptr, T.i32, T.u64], returns: T.i32 },
   lc_sync: { args: [ctx], returns: T.i32 },
   lc_embed: { args: [ctx, dtype, ptr, T.i64, T.i64, ptr, T.i64, dtype, ptr], returns: T.i32 },
