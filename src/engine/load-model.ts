@@ -5,7 +5,7 @@ import { AdapterStore } from "../adapters/adapter-store.ts";
 import { projectionName } from "../model/weights.ts";
 import { readGenerationDefaults, readModelConfig, type GenerationDefaults, type ModelConfig } from "../model/config.ts";
 import { openCheckpoint, type Checkpoint } from "../model/safetensors.ts";
-import type { Device } from "../native/device.ts";
+import type { Device, NumericDType } from "../native/device.ts";
 import { ChatTemplate } from "../tokenizer/chat.ts";
 import { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { KvCache } from "./kv-cache.ts";
@@ -30,6 +30,14 @@ export interface LoadOptions {
   /** Bytes for the KV cache (defaults to what maxSeqs full-length sequences need, at most 2 GiB). */
   kvCacheBytes?: number;
   maxModelLen?: number;
+  /** Activation dtype (default: F32 on the CPU, the checkpoint's fp16/bf16 on a GPU). */
+  act?: NumericDType;
+}
+
+/** fp32 on the CPU twin; on a GPU the checkpoint's half type (fp32 checkpoints run in bf16). */
+export function activationDtype(device: Device, config: ModelConfig): NumericDType {
+  if (device.kind === "cpu") return "F32";
+  return config.torchDtype === "float16" ? "F16" : "BF16";
 }
 
 export interface LoadedModel {
@@ -54,11 +62,13 @@ export function loadModel(opts: LoadOptions): LoadedModel {
   const maxSeqs = opts.maxSeqs ?? 32;
   const blockSize = opts.blockSize ?? 16;
   const maxBlocksPerSeq = Math.ceil(maxModelLen / blockSize);
-  const blockBytes = KvCache.blockBytes(config, blockSize, "F32");
+  const act = opts.act ?? activationDtype(opts.device, config);
+  const blockBytes = KvCache.blockBytes(config, blockSize, act);
   const kvBytes = opts.kvCacheBytes ?? Math.min(2 ** 31, maxSeqs * maxBlocksPerSeq * blockBytes);
   const numBlocks = Math.max(1, Math.floor(kvBytes / blockBytes));
   const maxLoraRank = opts.maxLoraRank ?? 64;
   const runner = new ModelRunner(opts.device, config, checkpoint, {
+    act,
     caps: {
       maxTokens: opts.maxTokens ?? Math.max(2048, maxModelLen),
       maxSeqs,

@@ -4,6 +4,7 @@ import type { Device, NumericDType } from "../native/device.ts";
 import { LoraSlots } from "../adapters/lora-slots.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { LlamaForward } from "../model/llama.ts";
+import { decodeHalfFloats } from "../model/convert.ts";
 import { ropeInverseFrequencies } from "../model/rope.ts";
 import type { Checkpoint } from "../model/safetensors.ts";
 import { uploadModelWeights, type ModelWeights } from "../model/weights.ts";
@@ -12,6 +13,8 @@ import type { HostBatch } from "./batch-builder.ts";
 import { KvCache } from "./kv-cache.ts";
 
 export interface RunnerOptions {
+  /** Activation, KV-cache and LoRA dtype: F32 on the CPU twin, F16/BF16 on a GPU. */
+  act: NumericDType;
   caps: Capacities;
   numBlocks: number;
   blockSize: number;
@@ -44,9 +47,8 @@ export class ModelRunner {
   private readonly invFreq: number;
 
   constructor(readonly device: Device, readonly config: ModelConfig, checkpoint: Checkpoint, readonly opts: RunnerOptions) {
-    // fp32 activations on the CPU twin; the GPU backend will pick fp16/bf16 from the weights
-    this.act = "F32";
-    this.weights = uploadModelWeights(checkpoint, config, device);
+    this.act = opts.act;
+    this.weights = uploadModelWeights(checkpoint, config, device, this.act === "F32" ? undefined : this.act);
     this.workspace = new Workspace(device, config, opts.caps, this.act);
     this.kv = new KvCache(device, config, opts.numBlocks, opts.blockSize, this.act);
     this.lora = new LoraSlots(device, config, opts.maxLoras, this.act);
@@ -80,10 +82,15 @@ export class ModelRunner {
 
   /** Copies the logits of the last run to the host: [rows, vocab] fp32. */
   readLogits(rows: number): Float32Array {
-    if (this.act !== "F32") throw new Error("readLogits supports fp32 activations only");
-    const out = new Float32Array(rows * this.config.vocabSize);
-    this.device.download(this.workspace.logits, out);
-    return out;
+    const n = rows * this.config.vocabSize;
+    if (this.act === "F32") {
+      const out = new Float32Array(n);
+      this.device.download(this.workspace.logits, out);
+      return out;
+    }
+    const raw = new Uint16Array(n);
+    this.device.download(this.workspace.logits, raw);
+    return decodeHalfFloats(raw, this.act);
   }
 
   /** Samples one token per logit row of the last run. */

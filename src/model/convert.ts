@@ -23,3 +23,11 @@ export function encodeFloats(values: Float32Array, dtype: NumericDType): Uint8Ar
   for (let i = 0; i < values.length; i++) out[i] = toBf16Bits(values[i]);
   return new Uint8Array(out.buffer);
 }
+
+/** fp16 / bf16 bit patterns -> fp32 values (exact). */
+export function decodeHalfFloats(bits: Uint16Array, dtype: "F16" | "BF16"): Float32Array {
+  if (dtype === "F16") return Float32Array.from(new Float16Array(bits.buffer, bits.byteOffset, bits.length));
+  const wide = new Uint32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) wide[i] = bits[i] << 16;
+  return new Float32Array(wide.buffer);
+}

@@ -3,7 +3,8 @@ import type { Device, DevPtr, NumericDType } from "../native/device.ts";
 import { LORA_MODULES, moduleParent, moduleShape, type LoraModule } from "../adapters/lora-adapter.ts";
 import type { ModelConfig } from "./config.ts";
 import { openCheckpoint, type Checkpoint } from "./safetensors.ts";
-import { WeightsFormatError, type TensorView } from "./tensor.ts";
+import { encodeFloats } from "./convert.ts";
+import { WeightsFormatError, tensorToFloat32, type TensorView } from "./tensor.ts";
 
 export interface DeviceTensor {
   ptr: DevPtr;
@@ -38,14 +39,20 @@ export function projectionName(layer: number, module: LoraModule): string {
   return `model.layers.${layer}.${moduleParent(module)}.${module}.weight`;
 }
 
-export function uploadModelWeights(checkpoint: Checkpoint, config: ModelConfig, device: Device): ModelWeights {
+/**
+ * Copies the weights to the device. With `matrixDtype`, matrices stored in another dtype are
+ * converted to it (GPU GEMMs need weights and activations of one type); norms stay as stored.
+ */
+export function uploadModelWeights(checkpoint: Checkpoint, config: ModelConfig, device: Device, matrixDtype?: NumericDType): ModelWeights {
   let bytes = 0;
   const upload = (name: string, shape: number[]): DeviceTensor => {
     const t = baseTensor(checkpoint, name, shape);
-    const ptr = device.alloc(t.data.byteLength);
-    device.upload(ptr, t.data);
-    bytes += t.data.byteLength;
-    return { ptr, dtype: t.dtype as NumericDType, shape };
+    const convert = matrixDtype !== undefined && shape.length === 2 && t.dtype !== matrixDtype;
+    const data = convert ? encodeFloats(tensorToFloat32(t), matrixDtype) : t.data;
+    const ptr = device.alloc(data.byteLength);
+    device.upload(ptr, data);
+    bytes += data.byteLength;
+    return { ptr, dtype: convert ? matrixDtype : (t.dtype as NumericDType), shape };
   };
   const h = config.hiddenSize;
   const embed = upload("model.embed_tokens.weight", [config.vocabSize, h]);

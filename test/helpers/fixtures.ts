@@ -46,3 +46,9 @@ export async function loadFixtureModel(name: FixtureModel, opts: Partial<LoadOpt
 export function greedyParams(maxTokens: number, topLogprobs = 0): SamplingParams {
   return { temperature: 0, topP: 1, topK: 0, seed: 0n, maxTokens, topLogprobs, ignoreEos: true, stopTokenIds: [] };
 }
+
+/** Greedy steps before the first whose reference margin is under `minMargin` (where two correct engines may differ). */
+export function comparableSteps(steps: GreedyStep[], minMargin: number): number {
+  const cut = steps.findIndex((s) => s.margin < minMargin);
+  return cut === -1 ? steps.length : cut;
+}
