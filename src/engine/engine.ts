@@ -60,6 +60,11 @@ export class Engine {
     if (total > this.maxModelLen) {
       throw new RequestError(`the prompt (${req.promptIds.length} tokens) plus max_tokens (${req.params.maxTokens}) is ${total} tokens, over the context length ${this.maxModelLen}`);
     }
+    // a request the whole KV cache cannot hold would never finish and would block the queue (FIFO);
+    // `total` (not total - 1): a sequence preempted at its last step is readmitted with room for one more
+    if (this.blocks.blocksFor(total) > this.blocks.numBlocks) {
+      throw new RequestError(`the prompt plus max_tokens (${total} tokens) needs ${this.blocks.blocksFor(total)} KV cache blocks, the cache holds ${this.blocks.numBlocks}`);
+    }
     if (req.promptIds.length > this.runner.opts.caps.maxTokens) {
       throw new RequestError(`the prompt (${req.promptIds.length} tokens) exceeds the per-step token budget ${this.runner.opts.caps.maxTokens}`);
     }

@@ -1,0 +1,187 @@
+// lc_sample (loracuda.h) on the CPU library, against distributions computed here in float64;
+// and the seeded uniform stream of src/engine/sampling.ts.
+import { afterAll, describe, expect, test } from "bun:test";
+import { Device } from "../../src/native/device.ts";
+import { uniformFor } from "../../src/engine/sampling.ts";
+
+const device = await Device.open("cpu");
+afterAll(() => device.close());
+
+interface Row { logits: number[]; temperature: number; topK?: number; topP?: number; uniform?: number }
+
+function sample(rows: Row[], nTop = 0) {
+  const n = rows.length, vocab = rows[0].logits.length;
+  const logits = Float32Array.from(rows.flatMap((r) => r.logits));
+  const bufs: number[] = [];
+  const put = (a: Float32Array | Int32Array) => {
+    const p = device.alloc(Math.max(4, a.byteLength));
+    device.upload(p, a);
+    bufs.push(p);
+    return p;
+  };
+  const out = (bytes: number) => {
+    const p = device.alloc(Math.max(4, bytes));
+    bufs.push(p);
+    return p;
+  };
+  const outIds = out(n * 4), outLogprob = out(n * 4), outTopIds = out(n * nTop * 4), outTopLogprobs = out(n * nTop * 4);
+  device.sample({
+    act: "F32", logits: put(logits), nRows: n, vocab,
+    temperature: put(Float32Array.from(rows, (r) => r.temperature)), topK: put(Int32Array.from(rows, (r) => r.topK ?? 0)),
+    topP: put(Float32Array.from(rows, (r) => r.topP ?? 1)), uniforms: put(Float32Array.from(rows, (r) => r.uniform ?? 0.5)),
+    nTop, outIds, outLogprob, outTopIds: nTop ? outTopIds : null, outTopLogprobs: nTop ? outTopLogprobs : null,
+  });
+  const res = { ids: new Int32Array(n), logprobs: new Float32Array(n), topIds: new Int32Array(n * nTop), topLogprobs: new Float32Array(n * nTop) };
+  device.download(outIds, res.ids);
+  device.download(outLogprob, res.logprobs);
+  if (nTop) {
+    device.download(outTopIds, res.topIds);
+    device.download(outTopLogprobs, res.topLogprobs);
+  }
+  for (const p of bufs) device.free(p);
+  return res;
+}
+
+/** The header's rule, independently: softmax(l / T), top_k, renormalise, top_p prefix, renormalise. */
+function keptDistribution(logits: number[], temperature: number, topK: number, topP: number): number[] {
+  const order = logits.map((_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b);
+  const max = Math.max(...logits);
+  const w = logits.map((l) => Math.exp((l - max) / temperature));
+  let kept = order.slice(0, topK > 0 ? topK : order.length);
+  let mass = kept.reduce((s, i) => s + w[i], 0);
+  if (topP < 1) {
+    const prefix: number[] = [];
+    let cum = 0;
+    for (const i of kept) {
+      prefix.push(i);
+      cum += w[i] / mass;
+      if (cum >= topP) break;
+    }
+    kept = prefix;
+    mass = kept.reduce((s, i) => s + w[i], 0);
+  }
+  return logits.map((_, i) => (kept.includes(i) ? w[i] / mass : 0));
+}
+
+const logSoftmax = (l: number[]) => {
+  const max = Math.max(...l);
+  const lse = max + Math.log(l.reduce((s, v) => s + Math.exp(v - max), 0));
+  return l.map((v) => v - lse);
+};
+
+describe("lc_sample distributions", () => {
+  const LOGITS = [2.0, 1.0, 0.5, 3.0, -1.0, 0.0];
+  const N = 1000;
+  const cases: [string, number, number, number][] = [
+    ["temperature only", 0.7, 0, 1],
+    ["top_k", 1.3, 3, 1],
+    ["top_p", 1.0, 0, 0.85],
+    ["top_k + top_p", 2.0, 4, 0.7],
+  ];
+
+  // All cases in one call: each row uses its own parameters.
+  const rows: Row[] = cases.flatMap(([, temperature, topK, topP]) =>
+    Array.from({ length: N }, (_, i) => ({ logits: LOGITS, temperature, topK, topP, uniform: (i + 0.5) / N })));
+  const { ids } = sample(rows);
+
+  cases.forEach(([label, temperature, topK, topP], c) => {
+    test(`${label}: T=${temperature} top_k=${topK} top_p=${topP}`, () => {
+      const p = keptDistribution(LOGITS, temperature, topK, topP);
+      const counts = new Array(LOGITS.length).fill(0);
+      for (let i = 0; i < N; i++) counts[ids[c * N + i]]++;
+      // uniforms on a regular grid: token k takes the grid points inside its cumulative-mass
+      // interval, which are round(p_k N) up to one point at each end of the interval
+      p.forEach((pk, k) => {
+        if (pk === 0) expect(counts[k]).toBe(0);
+        else expect(Math.abs(counts[k] - Math.round(pk * N))).toBeLessThanOrEqual(1);
+      });
+      // and the walk goes from most to least likely: the first grid points go to the argmax
+      expect(ids[c * N]).toBe(3);
+    });
+  });
+
+  test("the cases exercise what they name", () => {
+    const support = (t: number, k: number, pp: number) => keptDistribution(LOGITS, t, k, pp).filter((x) => x > 0).length;
+    expect(cases.map(([, t, k, pp]) => support(t, k, pp))).toEqual([6, 3, 3, 2]);
+  });
+
+  test("ties: the lower id comes first in the walk and in top_k", () => {
+    const l = [1, 2, 2, 0];
+    const r = sample([
+      { logits: l, temperature: 1, topK: 1, uniform: 0.99 },
+      { logits: l, temperature: 1, uniform: 0.01 },
+      { logits: l, temperature: 1, uniform: 0.5 },
+    ]);
+    const p = keptDistribution(l, 1, 0, 1); // p1 = p2 ~ 0.3995: u 0.01 falls in the first, 0.5 in the second
+    expect(p[1]).toBeGreaterThan(0.39);
+    expect([...r.ids]).toEqual([1, 1, 2]);
+  });
+});
+
+describe("lc_sample greedy and log-probabilities", () => {
+  test("temperature 0: argmax, lowest id on ties, whatever top_k / top_p / uniform say", () => {
+    const l = [0, 3, 1, 3, -2];
+    const r = sample([
+      { logits: l, temperature: 0, uniform: 0.999 },
+      { logits: l, temperature: 0, topK: 2, topP: 0.1, uniform: 0 },
+      { logits: [5, 1, 1, 1, 1], temperature: 0 },
+      { logits: [-9, -8, -7, -3, -3], temperature: 0 },
+    ]);
+    expect([...r.ids]).toEqual([1, 1, 0, 3]);
+  });
+
+  test("logprob is the raw log_softmax, not temperature-scaled; top-n descending with ties by id", () => {
+    const l = [1, 3, 3, 2, 0, 3, -4];
+    const lp = logSoftmax(l);
+    const r = sample([
+      { logits: l, temperature: 2.5, uniform: 0.9 },
+      { logits: l, temperature: 0 },
+    ], 4);
+    for (let row = 0; row < 2; row++) {
+      // fp32 output of a float64 computation: |logprob| < 10, so 1e-6 absolute is ~2 ulp
+      expect(Math.abs(r.logprobs[row] - lp[r.ids[row]])).toBeLessThan(1e-6);
+      expect([...r.topIds.subarray(row * 4, row * 4 + 4)]).toEqual([1, 2, 5, 3]);
+      [1, 2, 5, 3].forEach((id, j) => expect(Math.abs(r.topLogprobs[row * 4 + j] - lp[id])).toBeLessThan(1e-6));
+    }
+    expect(r.ids[1]).toBe(1);
+    // a temperature-scaled logprob would differ by far more than the tolerance
+    const scaled = logSoftmax(l.map((v) => v / 2.5));
+    expect(Math.abs(scaled[r.ids[0]] - lp[r.ids[0]])).toBeGreaterThan(0.1);
+  });
+});
+
+describe("uniformFor", () => {
+  test("deterministic per (seed, step), in [0, 1), 24-bit", () => {
+    for (let step = 0; step < 100; step++) {
+      const u = uniformFor(42n, step);
+      expect(uniformFor(42n, step)).toBe(u);
+      expect(u).toBeGreaterThanOrEqual(0);
+      expect(u).toBeLessThan(1);
+      expect(Number.isInteger(u * 2 ** 24)).toBe(true);
+      expect(Math.fround(u)).toBe(u); // exact in the f32 the kernel reads
+    }
+    expect(uniformFor(2n ** 64n + 42n, 3)).toBe(uniformFor(42n, 3)); // seeds are taken mod 2^64
+  });
+
+  test("different across steps and across seeds", () => {
+    const steps = new Set(Array.from({ length: 1000 }, (_, i) => uniformFor(7n, i)));
+    const seeds = new Set(Array.from({ length: 1000 }, (_, i) => uniformFor(BigInt(i), 0)));
+    // 1000 draws from 2^24 values: a collision has probability ~3%, more than a couple means a bug
+    expect(steps.size).toBeGreaterThanOrEqual(998);
+    expect(seeds.size).toBeGreaterThanOrEqual(998);
+    expect(uniformFor(1n, 5)).not.toBe(uniformFor(2n, 5));
+  });
+
+  test("roughly uniform: chi-square over 10 bins", () => {
+    // 9 degrees of freedom: P(chi2 > 27.88) = 0.001 for a uniform source. The draws are fixed (no
+    // flakiness); a biased or badly mixed stream (e.g. a plain counter) lands far above this.
+    const chi2 = (draw: (i: number) => number) => {
+      const bins = new Array(10).fill(0);
+      for (let i = 0; i < 10000; i++) bins[Math.floor(draw(i) * 10)]++;
+      return bins.reduce((s, o) => s + (o - 1000) ** 2 / 1000, 0);
+    };
+    expect(chi2((i) => uniformFor(42n, i))).toBeLessThan(27.88);
+    expect(chi2((i) => uniformFor(BigInt(i), 0))).toBeLessThan(27.88);
+    expect(chi2((i) => uniformFor(BigInt(i) * 0x10000n, 1))).toBeLessThan(27.88);
+  });
+});
