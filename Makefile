@@ -8,16 +8,36 @@ BUN ?= node_modules/.bin/bun
 CPU_SRC := $(wildcard cuda/cpu/*.cpp)
 CPU_HDR := cuda/loracuda.h $(wildcard cuda/cpu/*.h)
 
-all: build/libloracpu.so
+# CUDA: one object per .cu (so `make -j` compiles them in parallel), the runtime linked statically
+# so the library loads where only the driver is installed; cuBLAS is dlopen'ed at context creation.
+NVCC ?= $(shell command -v nvcc 2>/dev/null)
+CUDA_ARCH ?= -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_89,code=sm_89 -gencode=arch=compute_90,code=sm_90
+NVCCFLAGS ?= $(CUDA_ARCH) -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden,-Wall -Icuda
+CUDA_SRC := $(wildcard cuda/*.cu)
+CUDA_OBJ := $(patsubst cuda/%.cu,build/cuda/%.o,$(CUDA_SRC))
+CUDA_HDR := cuda/loracuda.h cuda/common.cuh
+
+all: build/libloracpu.so $(if $(NVCC),build/libloracuda.so)
 
 build/libloracpu.so: $(CPU_SRC) $(CPU_HDR)
 	@mkdir -p build
 	$(CXX) $(CXXFLAGS) -shared -o $@ $(CPU_SRC)
 
+build/cuda/%.o: cuda/%.cu $(CUDA_HDR)
+	@mkdir -p build/cuda
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+build/libloracuda.so: $(CUDA_OBJ)
+	$(NVCC) $(CUDA_ARCH) -cudart static -shared -o $@ $(CUDA_OBJ) -ldl
+
 build: all
 	$(BUN) build --compile src/cli/main.ts $(wildcard build/libloracpu.so build/libloracuda.so) --outfile dist/lora-serve
+
+# On a GPU host: build, run test/gpu against the CPU twin, write gpu-report.txt ($OUT or build/).
+gpu-check:
+	scripts/gpu-check.sh
 
 clean:
 	rm -rf build dist
 
-.PHONY: all build clean
+.PHONY: all build clean gpu-check

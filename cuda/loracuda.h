@@ -18,6 +18,12 @@
  *   with the context. Ops keep no pointer after they return (CUDA: after they complete).
  * - Shapes and capacities are host arguments; per-token metadata (ids, positions, slots, block
  *   tables, segments) lives in device buffers so a step can be replayed with new contents.
+ * - Checks: host arguments are checked at the call. Device-side metadata (token ids, slots, block
+ *   tables, segments) is checked at the call by the CPU twin; the CUDA kernels cannot read it
+ *   without a sync, so they skip a bad entry, and the next lc_sync / lc_download returns
+ *   LC_ERR_INVALID_ARGUMENT with the message. Callers validate metadata before it reaches an op.
+ * - CUDA limits the twin lacks (LC_ERR_UNSUPPORTED beyond them): attention head_dim 64 or 128,
+ *   lc_sample n_top <= 256; lc_linear with act != wt takes a slow fallback kernel.
  */
 #ifndef LORACUDA_H
 #define LORACUDA_H

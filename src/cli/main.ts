@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // lora-serve: one entry point, one file per command; errors end with a message and exit code 1.
 import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
-import { consola } from "consola";
+import { log } from "../log.ts";
 import { generateCommand } from "./generate.ts";
 
 const main = defineCommand({
@@ -20,7 +20,7 @@ async function run(rawArgs: string[]): Promise<void> {
   try {
     await runCommand(main, { rawArgs });
   } catch (e) {
-    consola.error((e as Error).message);
+    log.error((e as Error).message);
     if (process.env.LORA_SERVE_DEBUG) console.error(e);
     process.exitCode = 1;
   }

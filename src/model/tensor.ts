@@ -1,5 +1,5 @@
 // Types shared by the weight readers, and the exact float conversions.
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 
 export type DType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 
@@ -43,8 +43,13 @@ export function mapFile(path: string, minBytes = 1): Uint8Array {
   try {
     return Bun.mmap(path, { shared: false });
   } catch (e) {
-    // Bun.mmap opens the file read-write even for MAP_PRIVATE, so a read-only file fails here (EACCES).
-    throw new WeightsFormatError(`${path}: cannot map: ${(e as Error).message} (Bun.mmap needs write permission on the file)`);
+    // Bun.mmap opens the file read-write even for MAP_PRIVATE, so a read-only file or mount fails
+    // here (EACCES / EROFS); read it instead: correct, at the cost of resident memory.
+    try {
+      return new Uint8Array(readFileSync(path));
+    } catch {
+      throw new WeightsFormatError(`${path}: cannot map or read: ${(e as Error).message}`);
+    }
   }
 }
 

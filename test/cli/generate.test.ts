@@ -3,6 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { Device, NativeError } from "../../src/native/device.ts";
 import { adaptersDir, comparableSteps, modelDir, readReference } from "../helpers/fixtures.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
@@ -61,6 +62,28 @@ describe("lora-serve generate", () => {
     expect(a.stdout.length).toBeGreaterThan(1);
     expect(b.stdout).toBe(a.stdout);
     expect(c.stdout).not.toBe(a.stdout);
+  });
+
+  test("--device cuda fails at start without a GPU; --device auto falls back to the CPU twin", async () => {
+    let gpu = true;
+    try {
+      (await Device.open("cuda")).close();
+    } catch (e) {
+      if (!(e instanceof NativeError)) throw e;
+      gpu = false;
+    }
+    const args = ["generate", "--prompt", "Hello", "--temperature", "0", "--max-tokens", "2"];
+    const cuda = cli([...args, "--device", "cuda"]);
+    const auto = cli([...args, "--device", "auto"]);
+    expect(auto.code).toBe(0);
+    if (gpu) {
+      expect(cuda.code).toBe(0);
+      expect(auto.stderr + auto.stdout).toContain("device: cuda");
+    } else {
+      expect(cuda.code).toBe(1);
+      expect(cuda.stderr).toMatch(/no usable CUDA device|libloracuda\.so not found/);
+      expect(auto.stderr + auto.stdout).toContain("device: cpu (CUDA unavailable");
+    }
   });
 
   test("bad input ends with a clear message and exit code 1", () => {

@@ -1,0 +1,188 @@
+// Ragged paged attention (prefill and decode in one batch), online softmax in fp32.
+//
+// Block (sequence s, row tile, kv head): a row is one (query token j, query head of this kv head's
+// group); 16 rows per block, 4 per warp. The block walks the union of its rows' key windows in
+// tiles of 32 keys staged in shared memory (read through the block table once for all 16 rows);
+// lane k scores key k of the tile, then every lane accumulates its head_dim/32 output dimensions.
+// The grid depends on host arguments only (n_seqs, max_q_len, n_kv_heads): graph-capturable.
+#include "common.cuh"
+
+namespace {
+
+constexpr int WARPS = 4, THREADS = WARPS * 32, ROWS_PER_WARP = 4, ROWS = WARPS * ROWS_PER_WARP, BK = 32;
+
+struct Args {
+  const int32_t *q_indptr, *context_lens, *block_tables;
+  int64_t cache_slots, n_tokens;
+  int max_blocks_per_seq, n_seqs, max_q_len, max_context_len, block_size, n_heads, n_kv_heads, window, row_tiles;
+  float scale;
+  int *err;
+};
+
+// Sequence s owns query rows [q_indptr[s], q_indptr[s+1]); query j sits at p = context_lens[s] - n_q + j and
+//   out[t, h] = sum_i softmax_i(scale * q[t, h] . K[i, h / group]) V[i, h / group]   over i in (p - window, p],
+// key i read from slot block_tables[s * max_blocks_per_seq + i / bs] * bs + i % bs.
+template <typename A, typename C, int D>
+__global__ void __launch_bounds__(THREADS) attention_kernel(const A *q, const C *k_cache, const C *v_cache, Args a,
+                                                             A *out) {
+  constexpr int PER_LANE = D / 32;  // output dims per lane: lane + 32 * c
+  __shared__ float qs[ROWS][D];
+  __shared__ float ks[BK][D + 1];  // +1: lane k reads row k, conflict-free
+  __shared__ float vs[BK][D];
+  __shared__ int64_t slots[BK];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int s = blockIdx.x / a.row_tiles, tile = blockIdx.x % a.row_tiles, kvh = blockIdx.y;
+  const int group = a.n_heads / a.n_kv_heads;
+  if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 &&
+      (a.q_indptr[0] != 0 || a.q_indptr[a.n_seqs] != a.n_tokens))
+    lc::report(a.err, LC_DEV_ATTN_SHAPE);
+
+  const int begin = a.q_indptr[s], n_q = a.q_indptr[s + 1] - begin, ctx_len = a.context_lens[s];
+  if (n_q < 0 || n_q > a.max_q_len || ctx_len < n_q || ctx_len > a.max_context_len || begin < 0 ||
+      int64_t(begin) + n_q > a.n_tokens || (int64_t(ctx_len) + a.block_size - 1) / a.block_size > a.max_blocks_per_seq) {
+    if (threadIdx.x == 0) lc::report(a.err, LC_DEV_ATTN_SHAPE);
+    return;
+  }
+  const int f0 = tile * ROWS;  // flat row index f = j * group + (head within group)
+  if (f0 / group >= n_q) return;  // this tile lies past the sequence's queries
+  const int j_last = min(n_q - 1, (f0 + ROWS - 1) / group);
+  auto first_key = [&](int p) { return a.window > 0 ? max(0, p - a.window + 1) : 0; };
+  const int key_lo = first_key(ctx_len - n_q + f0 / group), key_hi = ctx_len - n_q + j_last;
+  const int64_t q_width = int64_t(a.n_heads) * D, kv_width = int64_t(a.n_kv_heads) * D;
+
+  // Stage the 16 query rows (zeros for rows past n_q).
+  for (int e = threadIdx.x; e < ROWS * D; e += THREADS) {
+    const int r = e / D, d = e % D, f = f0 + r, j = f / group;
+    qs[r][d] = j < n_q ? lc::to_f(q[(begin + j) * q_width + int64_t(kvh * group + f % group) * D + d]) : 0.0f;
+  }
+  // Per-row state of this warp's rows r = warp + WARPS * rr.
+  bool valid[ROWS_PER_WARP];
+  int first[ROWS_PER_WARP], last[ROWS_PER_WARP];
+  float m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][PER_LANE];
+#pragma unroll
+  for (int rr = 0; rr < ROWS_PER_WARP; ++rr) {
+    const int j = (f0 + warp + WARPS * rr) / group;
+    valid[rr] = j < n_q;
+    last[rr] = ctx_len - n_q + j;
+    first[rr] = first_key(last[rr]);
+    m[rr] = -INFINITY;
+    l[rr] = 0.0f;
+#pragma unroll
+    for (int c = 0; c < PER_LANE; ++c) acc[rr][c] = 0.0f;
+  }
+  const int32_t *table = a.block_tables + int64_t(s) * a.max_blocks_per_seq;
+
+  for (int k0 = key_lo; k0 <= key_hi; k0 += BK) {
+    __syncthreads();  // the previous tile (and, first time, qs) is complete / consumed
+    if (threadIdx.x < BK) {
+      const int i = k0 + threadIdx.x;
+      int64_t slot = -1;
+      if (i <= key_hi) {
+        slot = int64_t(table[i / a.block_size]) * a.block_size + i % a.block_size;
+        if (slot < 0 || slot >= a.cache_slots) {
+          lc::report(a.err, LC_DEV_ATTN_SLOT);
+          slot = -1;
+        }
+      }
+      slots[threadIdx.x] = slot;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < BK * D; e += THREADS) {
+      const int kk = e / D, d = e % D;
+      const int64_t slot = slots[kk];
+      const int64_t off = slot * kv_width + int64_t(kvh) * D + d;
+      ks[kk][d] = slot >= 0 ? lc::to_f(k_cache[off]) : 0.0f;
+      vs[kk][d] = slot >= 0 ? lc::to_f(v_cache[off]) : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int rr = 0; rr < ROWS_PER_WARP; ++rr) {
+      if (!valid[rr]) continue;  // uniform across the warp
+      const int r = warp + WARPS * rr, i = k0 + lane;
+      const bool live = i >= first[rr] && i <= last[rr] && slots[lane] >= 0;
+      float score = -INFINITY;
+      if (live) {
+        float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
+#pragma unroll
+        for (int d = 0; d < D; d += 4) {
+          p0 += qs[r][d] * ks[lane][d];
+          p1 += qs[r][d + 1] * ks[lane][d + 1];
+          p2 += qs[r][d + 2] * ks[lane][d + 2];
+          p3 += qs[r][d + 3] * ks[lane][d + 3];
+        }
+        score = ((p0 + p1) + (p2 + p3)) * a.scale;
+      }
+      const float tile_max = lc::warp_max(score);
+      if (tile_max == -INFINITY) continue;  // no live key of this tile for this row (uniform)
+      const float m_new = fmaxf(m[rr], tile_max);
+      const float correction = expf(m[rr] - m_new);  // 0 while m is still -inf
+      const float p = live ? expf(score - m_new) : 0.0f;
+      l[rr] = l[rr] * correction + lc::warp_sum(p);
+      m[rr] = m_new;
+#pragma unroll
+      for (int c = 0; c < PER_LANE; ++c) acc[rr][c] *= correction;
+#pragma unroll 8
+      for (int kk = 0; kk < BK; ++kk) {
+        const float pk = __shfl_sync(0xffffffffu, p, kk);
+#pragma unroll
+        for (int c = 0; c < PER_LANE; ++c) acc[rr][c] += pk * vs[kk][lane + 32 * c];
+      }
+    }
+  }
+#pragma unroll
+  for (int rr = 0; rr < ROWS_PER_WARP; ++rr) {
+    if (!valid[rr]) continue;
+    const int f = f0 + warp + WARPS * rr, j = f / group, h = kvh * group + f % group;
+    const float inv = l[rr] > 0.0f ? 1.0f / l[rr] : 0.0f;  // l == 0 only if every key was skipped as invalid
+    A *o = out + (begin + j) * q_width + int64_t(h) * D;
+#pragma unroll
+    for (int c = 0; c < PER_LANE; ++c) o[lane + 32 * c] = lc::from_f<A>(acc[rr][c] * inv);
+  }
+}
+
+template <int D>
+void launch(lc_dtype act, lc_dtype cache_dt, dim3 grid, cudaStream_t stream, const void *q, const void *k_cache,
+            const void *v_cache, const Args &args, void *out) {
+  lc_dispatch(act, [&](auto at) {
+    lc_dispatch(cache_dt, [&](auto ct) {
+      using A = decltype(at);
+      using C = decltype(ct);
+      attention_kernel<A, C, D><<<grid, THREADS, 0, stream>>>(static_cast<const A *>(q), static_cast<const C *>(k_cache),
+                                                               static_cast<const C *>(v_cache), args,
+                                                               static_cast<A *>(out));
+    });
+  });
+}
+
+}  // namespace
+
+extern "C" lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt, const void *k_cache,
+                                  const void *v_cache, int64_t cache_slots, const int32_t *q_indptr,
+                                  const int32_t *context_lens, const int32_t *block_tables, int32_t max_blocks_per_seq,
+                                  int32_t n_seqs, int64_t n_tokens, int32_t max_q_len, int32_t max_context_len,
+                                  int32_t block_size, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
+                                  int32_t sliding_window, float scale, void *out) {
+  LC_BEGIN(ctx);
+  LC_REQUIRE_DTYPE(ctx, act);
+  LC_REQUIRE_DTYPE(ctx, cache_dt);
+  LC_REQUIRE(ctx, q && k_cache && v_cache && q_indptr && context_lens && block_tables && out,
+             "lc_attention: NULL pointer");
+  LC_REQUIRE(ctx, n_seqs >= 0 && block_size > 0 && head_dim > 0 && n_heads > 0 && n_kv_heads > 0 &&
+                      n_heads % n_kv_heads == 0 && max_q_len >= 0 && max_context_len >= max_q_len &&
+                      max_blocks_per_seq >= 0 && n_tokens >= 0 && cache_slots >= 0,
+             "lc_attention: bad shape");
+  if (head_dim != 64 && head_dim != 128)
+    return lc::fail(ctx, LC_ERR_UNSUPPORTED, "lc_attention: head_dim %d (this build has 64 and 128)", head_dim);
+  if (n_seqs == 0 || n_tokens == 0 || max_q_len == 0) return LC_OK;
+  const int64_t group = n_heads / n_kv_heads;
+  const int64_t row_tiles = (int64_t(max_q_len) * group + ROWS - 1) / ROWS;
+  LC_REQUIRE(ctx, row_tiles * n_seqs <= INT32_MAX && n_kv_heads <= 65535, "lc_attention: grid too large");
+  Args args{q_indptr, context_lens, block_tables, cache_slots, n_tokens, max_blocks_per_seq, n_seqs, max_q_len,
+            max_context_len, block_size, n_heads, n_kv_heads, sliding_window, int(row_tiles), scale, ctx->dev_error};
+  const dim3 grid(unsigned(row_tiles * n_seqs), unsigned(n_kv_heads));
+  if (head_dim == 64)
+    launch<64>(act, cache_dt, grid, ctx->stream, q, k_cache, v_cache, args, out);
+  else
+    launch<128>(act, cache_dt, grid, ctx->stream, q, k_cache, v_cache, args, out);
+  return lc::launched(ctx, "lc_attention");
+}

@@ -1,0 +1,140 @@
+// Shared pieces of the CUDA backend: the context, error reporting, argument checks, dtype helpers.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdarg>
+#include <cstdint>
+#include <string>
+#include <unordered_set>
+
+// Only the ABI is exported (-fvisibility=hidden otherwise): the CPU twin, loaded in the same process
+// by the GPU tests, defines internal functions of the same names (lc::fail) over another lc_ctx.
+#pragma GCC visibility push(default)
+#include "loracuda.h"
+#pragma GCC visibility pop
+
+// The few cuBLAS entry points we use, resolved with dlsym (no cuBLAS headers at build time).
+struct lc_cublas {
+  typedef int (*create_fn)(void **);
+  typedef int (*destroy_fn)(void *);
+  typedef int (*set_stream_fn)(void *, cudaStream_t);
+  typedef int (*set_workspace_fn)(void *, void *, size_t);
+  typedef int (*gemm_ex_fn)(void *, int, int, int, int, int, const void *, const void *, int, int, const void *, int,
+                            int, const void *, void *, int, int, int, int);
+  typedef const char *(*status_string_fn)(int);
+  create_fn create = nullptr;
+  destroy_fn destroy = nullptr;
+  set_stream_fn set_stream = nullptr;
+  set_workspace_fn set_workspace = nullptr;  // optional
+  gemm_ex_fn gemm_ex = nullptr;
+  status_string_fn status_string = nullptr;  // optional
+};
+
+// Device-side report of out-of-contract metadata (ids, slots, segments live in device memory, so
+// they cannot be checked at the boundary without a host sync). Kernels skip the bad entry and
+// store one of these codes; lc_sync / lc_download report it as LC_ERR_INVALID_ARGUMENT.
+enum lc_device_error : int {
+  LC_DEV_OK = 0,
+  LC_DEV_EMBED_ID = 1,
+  LC_DEV_KV_SLOT = 2,
+  LC_DEV_ATTN_SHAPE = 3,
+  LC_DEV_ATTN_SLOT = 4,
+  LC_DEV_GATHER_ROW = 5,
+  LC_DEV_LORA_SEGMENT = 6,
+};
+
+// Bytes of the cuBLAS workspace set on the handle at creation (NVIDIA's advice for Hopper), so that
+// GEMMs allocate nothing while a stream is captured into a graph.
+constexpr size_t LC_CUBLAS_WORKSPACE = size_t(32) << 20;
+
+struct lc_ctx {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  void *cublas = nullptr;       // cublasHandle_t
+  void *cublas_ws = nullptr;    // LC_CUBLAS_WORKSPACE bytes
+  int *dev_error = nullptr;     // one lc_device_error in device memory
+  int *host_error = nullptr;    // pinned mirror, copied after each sync
+  int sm_count = 0;
+  std::string last_error;
+  std::unordered_set<void *> allocations;
+};
+
+namespace lc {
+
+lc_status fail(lc_ctx *ctx, lc_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const lc_cublas &cublas();  // loaded once per process; fields NULL where cuBLAS is missing
+// Makes ctx's device current and clears its last error; every entry point starts with it.
+lc_status begin(lc_ctx *ctx, const char *op);
+// After a launch: a launch failure (bad configuration, no kernel image for this GPU) -> LC_ERR_BACKEND.
+lc_status launched(lc_ctx *ctx, const char *op);
+
+inline bool valid_dtype(lc_dtype dt) { return dt == LC_F32 || dt == LC_F16 || dt == LC_BF16; }
+inline int64_t dtype_bytes(lc_dtype dt) { return dt == LC_F32 ? 4 : 2; }
+inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + threads - 1) / threads); }
+
+// ---- device dtype helpers: all arithmetic in fp32, round to nearest even on store ----
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// Records the first device-side contract violation (a plain store: any one code is enough).
+__device__ __forceinline__ void report(int *err, int code) {
+  if (*(volatile int *)err == 0) *(volatile int *)err = code;
+}
+
+// Warp and block reductions (blockDim.x a multiple of 32, at most 1024).
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+template <typename T> __device__ __forceinline__ T warp_max(T v) {
+  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Every thread gets the block-wide sum; `scratch` holds 32 T and is reusable after return.
+template <typename T> __device__ T block_sum(T v, T *scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : T(0);
+  return warp_sum(v);
+}
+
+}  // namespace lc
+
+// Runs fn.template operator()<T>() with T the C++ type of dtype dt (caller checked it is valid).
+template <typename F> inline void lc_dispatch(lc_dtype dt, F &&fn) {
+  switch (dt) {
+    case LC_F32: fn(float()); break;
+    case LC_F16: fn(__half()); break;
+    default: fn(__nv_bfloat16()); break;
+  }
+}
+
+// Argument checks at the ABI boundary, in the CPU twin's style.
+#define LC_REQUIRE(ctx, cond, ...) \
+  do { \
+    if (!(cond)) return lc::fail(ctx, LC_ERR_INVALID_ARGUMENT, __VA_ARGS__); \
+  } while (0)
+#define LC_BEGIN(ctx) \
+  do { \
+    lc_status lc_begin_status_ = lc::begin(ctx, __func__); \
+    if (lc_begin_status_ != LC_OK) return lc_begin_status_; \
+  } while (0)
+#define LC_REQUIRE_DTYPE(ctx, dt) LC_REQUIRE(ctx, lc::valid_dtype(dt), "%s: unknown dtype %d", __func__, int(dt))
+// A CUDA runtime call that must succeed; its error text goes into the message.
+#define LC_CUDA(ctx, call) \
+  do { \
+    cudaError_t lc_err_ = (call); \
+    if (lc_err_ != cudaSuccess) \
+      return lc::fail(ctx, lc_err_ == cudaErrorMemoryAllocation ? LC_ERR_OUT_OF_MEMORY : LC_ERR_BACKEND, \
+                      "%s: %s failed: %s (%d)", __func__, #call, cudaGetErrorString(lc_err_), int(lc_err_)); \
+  } while (0)

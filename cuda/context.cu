@@ -1,0 +1,261 @@
+// Context lifetime, errors and memory of the CUDA backend; cuBLAS is loaded with dlopen.
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#include "common.cuh"
+
+static thread_local std::string g_error;  // for failures without a context
+
+lc_status lc::fail(lc_ctx *ctx, lc_status status, const char *fmt, ...) {
+  char buf[1024];
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(buf, sizeof buf, fmt, args);
+  va_end(args);
+  (ctx ? ctx->last_error : g_error) = buf;
+  return status;
+}
+
+lc_status lc::begin(lc_ctx *ctx, const char *op) {
+  if (!ctx) return fail(nullptr, LC_ERR_INVALID_ARGUMENT, "%s: context is NULL", op);
+  ctx->last_error.clear();
+  cudaError_t err = cudaSetDevice(ctx->device);  // ops may come from another host thread
+  if (err != cudaSuccess)
+    return fail(ctx, LC_ERR_BACKEND, "%s: cudaSetDevice(%d) failed: %s", op, ctx->device, cudaGetErrorString(err));
+  return LC_OK;
+}
+
+lc_status lc::launched(lc_ctx *ctx, const char *op) {
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    return fail(ctx, LC_ERR_BACKEND, "%s: kernel launch failed: %s (%d)", op, cudaGetErrorString(err), int(err));
+  return LC_OK;
+}
+
+// ---- cuBLAS, loaded once per process and never unloaded ----
+
+static lc_cublas g_cublas;
+static std::string g_cublas_error;
+
+static void load_cublas() {
+  // The sonames of cuBLAS 13 and 12, then the toolkit's default folder for hosts whose loader
+  // path lacks it.
+  const char *names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so",
+                         "/usr/local/cuda/lib64/libcublas.so.13", "/usr/local/cuda/lib64/libcublas.so.12"};
+  void *lib = nullptr;
+  std::string tried;
+  for (const char *name : names) {
+    lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (lib) break;
+    const char *why = dlerror();
+    tried += std::string(tried.empty() ? "" : "; ") + (why ? why : name);
+  }
+  if (!lib) {
+    g_cublas_error = "cuBLAS not found (install the CUDA toolkit's libcublas or add its folder to LD_LIBRARY_PATH): " + tried;
+    return;
+  }
+  lc_cublas c;
+  c.create = (lc_cublas::create_fn)dlsym(lib, "cublasCreate_v2");
+  c.destroy = (lc_cublas::destroy_fn)dlsym(lib, "cublasDestroy_v2");
+  c.set_stream = (lc_cublas::set_stream_fn)dlsym(lib, "cublasSetStream_v2");
+  c.set_workspace = (lc_cublas::set_workspace_fn)dlsym(lib, "cublasSetWorkspace_v2");
+  c.gemm_ex = (lc_cublas::gemm_ex_fn)dlsym(lib, "cublasGemmEx");
+  c.status_string = (lc_cublas::status_string_fn)dlsym(lib, "cublasGetStatusString");
+  if (!c.create || !c.destroy || !c.set_stream || !c.gemm_ex) {
+    g_cublas_error = "cuBLAS was found but lacks cublasCreate_v2 / cublasDestroy_v2 / cublasSetStream_v2 / cublasGemmEx";
+    return;
+  }
+  g_cublas = c;
+}
+
+const lc_cublas &lc::cublas() {
+  static std::once_flag once;
+  std::call_once(once, load_cublas);
+  return g_cublas;
+}
+
+static const char *cublas_status_text(int st) {
+  const lc_cublas &c = lc::cublas();
+  return c.status_string ? c.status_string(st) : "cuBLAS error";
+}
+
+static const char *device_error_text(int code) {
+  switch (code) {
+    case LC_DEV_EMBED_ID: return "lc_embed: a token id outside [0, vocab) (its row was zero-filled)";
+    case LC_DEV_KV_SLOT: return "lc_kv_store: a slot_mapping entry >= cache_slots (the token was skipped)";
+    case LC_DEV_ATTN_SHAPE:
+      return "lc_attention: q_indptr / context_lens out of contract (not spanning n_tokens, n_q > max_q_len, "
+             "context_len < n_q or > max_context_len, or more blocks than max_blocks_per_seq)";
+    case LC_DEV_ATTN_SLOT: return "lc_attention: a block table entry points outside the cache (key skipped)";
+    case LC_DEV_GATHER_ROW: return "lc_gather_rows: a row index outside [0, x_rows) (its output row was zero-filled)";
+    case LC_DEV_LORA_SEGMENT:
+      return "lc_lora_shrink/expand: a segment out of contract (slot >= n_slots, rank outside [0, max_rank], NULL "
+             "matrix, or rows outside [0, n_tokens)); it was skipped";
+    default: return "unknown device-side error";
+  }
+}
+
+// Waits for the stream, then reports a CUDA failure or a device-side contract violation.
+static lc_status finish(lc_ctx *ctx, const char *op) {
+  LC_CUDA(ctx, cudaMemcpyAsync(ctx->host_error, ctx->dev_error, sizeof(int), cudaMemcpyDeviceToHost, ctx->stream));
+  cudaError_t err = cudaStreamSynchronize(ctx->stream);
+  if (err != cudaSuccess)
+    return lc::fail(ctx, LC_ERR_BACKEND, "%s: an enqueued operation failed: %s (%d)", op, cudaGetErrorString(err), int(err));
+  const int code = *ctx->host_error;
+  if (code == LC_DEV_OK) return LC_OK;
+  *ctx->host_error = 0;
+  LC_CUDA(ctx, cudaMemsetAsync(ctx->dev_error, 0, sizeof(int), ctx->stream));
+  return lc::fail(ctx, LC_ERR_INVALID_ARGUMENT, "%s: an earlier op saw out-of-contract device data: %s", op,
+                  device_error_text(code));
+}
+
+static void release(lc_ctx *ctx) {
+  cudaSetDevice(ctx->device);
+  if (ctx->stream) cudaStreamSynchronize(ctx->stream);
+  for (void *p : ctx->allocations) cudaFree(p);
+  if (ctx->cublas) lc::cublas().destroy(ctx->cublas);
+  if (ctx->cublas_ws) cudaFree(ctx->cublas_ws);
+  if (ctx->dev_error) cudaFree(ctx->dev_error);
+  if (ctx->host_error) cudaFreeHost(ctx->host_error);
+  if (ctx->stream) cudaStreamDestroy(ctx->stream);
+  delete ctx;
+}
+
+extern "C" {
+
+int32_t lc_abi_version(void) { return LC_ABI_VERSION; }
+const char *lc_backend_name(void) { return "cuda"; }
+
+lc_status lc_ctx_create(int32_t device, lc_ctx **out) {
+  if (!out) return lc::fail(nullptr, LC_ERR_INVALID_ARGUMENT, "lc_ctx_create: out is NULL");
+  *out = nullptr;
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    cudaGetLastError();  // reset the runtime's last error
+    return lc::fail(nullptr, LC_ERR_NO_DEVICE, "lc_ctx_create: no usable CUDA device (%s)",
+                    err != cudaSuccess ? cudaGetErrorString(err) : "cudaGetDeviceCount found 0 devices");
+  }
+  if (device < 0 || device >= count)
+    return lc::fail(nullptr, LC_ERR_NO_DEVICE, "lc_ctx_create: device %d requested, %d present", device, count);
+  lc_ctx *ctx = new (std::nothrow) lc_ctx();
+  if (!ctx) return lc::fail(nullptr, LC_ERR_OUT_OF_MEMORY, "lc_ctx_create: out of host memory");
+  ctx->device = device;
+  auto bail = [&](lc_status st, const std::string &msg) {
+    release(ctx);
+    return lc::fail(nullptr, st, "lc_ctx_create: %s", msg.c_str());
+  };
+  auto cuda_failed = [&](const char *what, cudaError_t e) {
+    return bail(e == cudaErrorMemoryAllocation ? LC_ERR_OUT_OF_MEMORY : LC_ERR_BACKEND,
+                std::string(what) + " failed: " + cudaGetErrorString(e));
+  };
+  if ((err = cudaSetDevice(device)) != cudaSuccess) return cuda_failed("cudaSetDevice", err);
+  if ((err = cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking)) != cudaSuccess)
+    return cuda_failed("cudaStreamCreate", err);
+  if ((err = cudaDeviceGetAttribute(&ctx->sm_count, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess)
+    return cuda_failed("cudaDeviceGetAttribute", err);
+  if ((err = cudaMalloc(&ctx->dev_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMalloc", err);
+  if ((err = cudaMallocHost(&ctx->host_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMallocHost", err);
+  *ctx->host_error = 0;
+  if ((err = cudaMemsetAsync(ctx->dev_error, 0, sizeof(int), ctx->stream)) != cudaSuccess)
+    return cuda_failed("cudaMemset", err);
+
+  const lc_cublas &cb = lc::cublas();
+  if (!cb.create) return bail(LC_ERR_BACKEND, g_cublas_error);
+  int st = cb.create(&ctx->cublas);
+  if (st != 0) {
+    ctx->cublas = nullptr;
+    return bail(LC_ERR_BACKEND, std::string("cublasCreate failed: ") + cublas_status_text(st));
+  }
+  if ((st = cb.set_stream(ctx->cublas, ctx->stream)) != 0)
+    return bail(LC_ERR_BACKEND, std::string("cublasSetStream failed: ") + cublas_status_text(st));
+  if (cb.set_workspace) {
+    if ((err = cudaMalloc(&ctx->cublas_ws, LC_CUBLAS_WORKSPACE)) != cudaSuccess) return cuda_failed("cudaMalloc", err);
+    if ((st = cb.set_workspace(ctx->cublas, ctx->cublas_ws, LC_CUBLAS_WORKSPACE)) != 0)
+      return bail(LC_ERR_BACKEND, std::string("cublasSetWorkspace failed: ") + cublas_status_text(st));
+  }
+  if ((err = cudaStreamSynchronize(ctx->stream)) != cudaSuccess) return cuda_failed("cudaStreamSynchronize", err);
+  *out = ctx;
+  return LC_OK;
+}
+
+void lc_ctx_destroy(lc_ctx *ctx) {
+  if (ctx) release(ctx);
+}
+
+const char *lc_last_error(const lc_ctx *ctx) { return ctx ? ctx->last_error.c_str() : g_error.c_str(); }
+
+lc_status lc_mem_info(lc_ctx *ctx, uint64_t *free_bytes, uint64_t *total_bytes) {
+  LC_BEGIN(ctx);
+  LC_REQUIRE(ctx, free_bytes && total_bytes, "lc_mem_info: NULL output");
+  size_t f = 0, t = 0;
+  LC_CUDA(ctx, cudaMemGetInfo(&f, &t));
+  *free_bytes = f;
+  *total_bytes = t;
+  return LC_OK;
+}
+
+lc_status lc_alloc(lc_ctx *ctx, uint64_t bytes, void **out) {
+  LC_BEGIN(ctx);
+  LC_REQUIRE(ctx, out, "lc_alloc: out is NULL");
+  *out = nullptr;
+  void *p = nullptr;
+  cudaError_t err = cudaMalloc(&p, bytes ? size_t(bytes) : 1);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return lc::fail(ctx, err == cudaErrorMemoryAllocation ? LC_ERR_OUT_OF_MEMORY : LC_ERR_BACKEND,
+                    "lc_alloc: cannot allocate %llu bytes: %s", (unsigned long long)bytes, cudaGetErrorString(err));
+  }
+  err = cudaMemsetAsync(p, 0, bytes ? size_t(bytes) : 1, ctx->stream);  // ordered before any later op
+  if (err != cudaSuccess) {
+    cudaFree(p);
+    return lc::fail(ctx, LC_ERR_BACKEND, "lc_alloc: zero-fill failed: %s", cudaGetErrorString(err));
+  }
+  ctx->allocations.insert(p);
+  *out = p;
+  return LC_OK;
+}
+
+lc_status lc_free(lc_ctx *ctx, void *ptr) {
+  LC_BEGIN(ctx);
+  if (!ptr) return LC_OK;
+  LC_REQUIRE(ctx, ctx->allocations.count(ptr) == 1, "lc_free: %p was not allocated by this context", ptr);
+  LC_CUDA(ctx, cudaStreamSynchronize(ctx->stream));  // enqueued ops may still use it
+  ctx->allocations.erase(ptr);
+  LC_CUDA(ctx, cudaFree(ptr));
+  return LC_OK;
+}
+
+lc_status lc_upload(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes) {
+  LC_BEGIN(ctx);
+  LC_REQUIRE(ctx, (dst && src_host) || bytes == 0, "lc_upload: NULL pointer");
+  if (!bytes) return LC_OK;
+  LC_CUDA(ctx, cudaMemcpyAsync(dst, src_host, size_t(bytes), cudaMemcpyHostToDevice, ctx->stream));
+  // The host buffer may be reused on return, even where it is pinned (then the copy is truly async).
+  LC_CUDA(ctx, cudaStreamSynchronize(ctx->stream));
+  return LC_OK;
+}
+
+lc_status lc_download(lc_ctx *ctx, void *dst_host, const void *src, uint64_t bytes) {
+  LC_BEGIN(ctx);
+  LC_REQUIRE(ctx, (dst_host && src) || bytes == 0, "lc_download: NULL pointer");
+  if (bytes) LC_CUDA(ctx, cudaMemcpyAsync(dst_host, src, size_t(bytes), cudaMemcpyDeviceToHost, ctx->stream));
+  return finish(ctx, "lc_download");
+}
+
+lc_status lc_memset(lc_ctx *ctx, void *dst, int32_t byte_value, uint64_t bytes) {
+  LC_BEGIN(ctx);
+  LC_REQUIRE(ctx, dst || bytes == 0, "lc_memset: NULL pointer");
+  if (bytes) LC_CUDA(ctx, cudaMemsetAsync(dst, byte_value, size_t(bytes), ctx->stream));
+  return LC_OK;
+}
+
+lc_status lc_sync(lc_ctx *ctx) {
+  LC_BEGIN(ctx);
+  return finish(ctx, "lc_sync");
+}
+
+}  // extern "C"

@@ -1,0 +1,70 @@
+// Small row-wise ops: SiLU-gated product, residual add, row gather.
+#include "common.cuh"
+
+// out[i] = silu(gate[i]) * up[i] = gate / (1 + exp(-gate)) * up   (out may alias gate or up)
+template <typename A> __global__ void silu_mul_kernel(const A *gate, const A *up, int64_t n, A *out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = lc::to_f(gate[i]);
+    out[i] = lc::from_f<A>(g / (1.0f + expf(-g)) * lc::to_f(up[i]));
+  }
+}
+
+// y[i] += x[i]
+template <typename A> __global__ void add_kernel(const A *x, int64_t n, A *y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = lc::from_f<A>(lc::to_f(y[i]) + lc::to_f(x[i]));
+}
+
+// out[r, :] = x[rows[r], :]   (a row outside [0, x_rows) gives zeros and a device error)
+template <typename A>
+__global__ void gather_rows_kernel(const A *x, int64_t width, const int32_t *rows, int64_t x_rows, A *out, int *err) {
+  const int64_t r = blockIdx.x, src = rows[r];
+  const bool ok = src >= 0 && src < x_rows;
+  if (!ok && threadIdx.x == 0) lc::report(err, LC_DEV_GATHER_ROW);
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) out[r * width + i] = ok ? x[src * width + i] : lc::from_f<A>(0.0f);
+}
+
+// Grid-stride launches: a grid bounded by the element count (capped; the loop covers the rest).
+static unsigned stride_grid(int64_t n) { return unsigned(n / 256 + 1 < 65536 ? n / 256 + 1 : 65536); }
+
+extern "C" lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate, const void *up, int64_t n_tokens,
+                                 int64_t inter, void *out) {
+  LC_BEGIN(ctx);
+  LC_REQUIRE_DTYPE(ctx, act);
+  LC_REQUIRE(ctx, gate && up && out, "lc_silu_mul: NULL pointer");
+  LC_REQUIRE(ctx, n_tokens >= 0 && inter > 0, "lc_silu_mul: bad shape");
+  const int64_t n = n_tokens * inter;
+  if (n == 0) return LC_OK;
+  lc_dispatch(act, [&](auto a) {
+    using A = decltype(a);
+    silu_mul_kernel<A><<<stride_grid(n), 256, 0, ctx->stream>>>(static_cast<const A *>(gate),
+                                                                static_cast<const A *>(up), n, static_cast<A *>(out));
+  });
+  return lc::launched(ctx, "lc_silu_mul");
+}
+
+extern "C" lc_status lc_add(lc_ctx *ctx, lc_dtype act, const void *x, int64_t n, void *y) {
+  LC_BEGIN(ctx);
+  LC_REQUIRE_DTYPE(ctx, act);
+  LC_REQUIRE(ctx, x && y && n >= 0, "lc_add: bad argument");
+  if (n == 0) return LC_OK;
+  lc_dispatch(act, [&](auto a) {
+    using A = decltype(a);
+    add_kernel<A><<<stride_grid(n), 256, 0, ctx->stream>>>(static_cast<const A *>(x), n, static_cast<A *>(y));
+  });
+  return lc::launched(ctx, "lc_add");
+}
+
+extern "C" lc_status lc_gather_rows(lc_ctx *ctx, lc_dtype act, const void *x, int64_t width, const int32_t *rows,
+                                    int64_t n_rows, int64_t x_rows, void *out) {
+  LC_BEGIN(ctx);
+  LC_REQUIRE_DTYPE(ctx, act);
+  LC_REQUIRE(ctx, x && rows && out && width > 0 && n_rows >= 0 && n_rows <= INT32_MAX, "lc_gather_rows: bad argument");
+  if (n_rows == 0) return LC_OK;
+  lc_dispatch(act, [&](auto a) {
+    using A = decltype(a);
+    gather_rows_kernel<A><<<unsigned(n_rows), 256, 0, ctx->stream>>>(static_cast<const A *>(x), width, rows, x_rows,
+                                                                    static_cast<A *>(out), ctx->dev_error);
+  });
+  return lc::launched(ctx, "lc_gather_rows");
+}

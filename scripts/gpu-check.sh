@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# On a GPU host (CUDA toolkit, a driver, cuBLAS, Bun): build with make, run the GPU tests, write a
+# short report to $OUT/gpu-report.txt (or build/gpu-report.txt) with the GPU, counts and timings.
+#   BUN=/path/to/bun      the Bun binary (default: bun on PATH, else node_modules/.bin/bun)
+#   GPU_TESTS="..."       what `bun test` runs (default: test/gpu)
+#   BUN_FLAGS="..."       flags before `test`, e.g. --config=other-bunfig.toml
+#   GPU_TEST_SEED=n       fixed random inputs for test/gpu/ops.test.ts
+# Exit status: that of the tests (the build's, if it fails). Bounded by GPU_CHECK_TIMEOUT (240 s).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+dest="${OUT:-build}"
+mkdir -p build "$dest"
+report="$dest/gpu-report.txt"
+log="$dest/gpu-test.log"
+BUN="${BUN:-$(command -v bun || echo node_modules/.bin/bun)}"
+
+# cuBLAS is dlopen'ed by soname; where the loader's cache lacks it, point LD_LIBRARY_PATH at a copy
+# (the toolkit's lib64, or the nvidia-cublas Python wheel).
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.1[23]'; then
+  for dir in "${CUDA_HOME:-/usr/local/cuda}/lib64" /usr/local/cuda/targets/x86_64-linux/lib \
+    $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, s, "lib") for p in nvidia.__path__ for s in ("cu13", "cublas")))' 2>/dev/null); do
+    if ls "$dir"/libcublas.so.1[23] >/dev/null 2>&1; then
+      export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      break
+    fi
+  done
+fi
+
+t0=$(date +%s)
+if ! make -j"$(nproc)" all >"$dest/gpu-build.log" 2>&1; then
+  tail -20 "$dest/gpu-build.log"
+  echo "gpu-check: build failed (see $dest/gpu-build.log)" | tee "$report"
+  exit 1
+fi
+t1=$(date +%s)
+# shellcheck disable=SC2086
+timeout "${GPU_CHECK_TIMEOUT:-240}" "$BUN" ${BUN_FLAGS:-} test ${GPU_TESTS:-test/gpu} 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+t2=$(date +%s)
+
+count() { local n; n=$(grep -Eo "^ *[0-9]+ $1\$" "$log" | tail -1 | tr -dc 0-9); echo "${n:-0}"; }
+{
+  echo "lora-serve gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)"
+  echo "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'nvidia-smi unavailable')"
+  echo "cublas: $(ldconfig -p 2>/dev/null | grep -o 'libcublas\.so\.1[23] ' | head -1)${LD_LIBRARY_PATH:+ (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)}"
+  echo "build: $((t1 - t0)) s; tests: $((t2 - t1)) s; exit status $rc$([ "$rc" = 124 ] && echo ' (timed out)')"
+  echo "pass $(count pass) fail $(count fail) skip $(count skip)"
+  grep -E '^gpu tests:|^SKIP' "$log"
+  grep -E '^\(fail\)' "$log"
+  grep -E '^TIME ' "$log"
+  grep -E '^\((pass|fail)\)' "$log" | grep -Eo '[^>]*\[[0-9.]+m?s\]$' | sed 's/^ */test: /'
+} >"$report"
+echo "---- $report"
+cat "$report"
+exit "$rc"

@@ -1,0 +1,596 @@
+// Every CUDA op against the CPU twin on fresh random inputs at real shapes (Llama-3-8B-like: hidden
+// 4096, head_dim 128, 32 query / 8 KV heads, intermediate 14336; LoRA ranks 8-128 mixed; a 152k vocab).
+// Both backends get the same fp16/bf16-rounded inputs. Skipped, with a printed reason, where no GPU
+// or no libloracuda.so exists. LORA_SERVE_GPU_TEST_DEVICE=cpu runs this file with the CPU twin as the
+// device under test (a self-check of the harness on machines without a GPU). GPU_TEST_SEED fixes the
+// random inputs (the seed in use is printed).
+//
+// Tolerances. Both sides compute in fp32 from identical inputs; they differ by accumulation order
+// (~1e-6 relative) and then round the output once to the activation dtype, where values straddling a
+// rounding boundary land one ulp apart. One ulp is at most eps * |x| (fp16 eps 2^-10 = 9.8e-4, bf16
+// eps 2^-7 = 7.8e-3). We allow 2 ulp: |gpu - cpu| <= 2 eps (|cpu| + rms(cpu)); the rms term covers
+// outputs near zero after cancellation. fp32 outputs (LoRA tmp, mixed-dtype linear): 1e-4, ~30x the
+// fp32 accumulation difference over K = 14336 terms. A real bug (wrong mask, scale, slot, rank)
+// moves outputs by O(rms), far beyond these bounds.
+import { afterAll, describe, expect, test } from "bun:test";
+import { Device, NativeError, type DevPtr, type NumericDType } from "../../src/native/device.ts";
+import { Status } from "../../src/native/ffi.ts";
+import { decodeHalfFloats, encodeFloats } from "../../src/model/convert.ts";
+
+// ---------- device under test ----------
+
+const DUT = process.env.LORA_SERVE_GPU_TEST_DEVICE === "cpu" ? "cpu" : "cuda";
+let dut: Device | undefined;
+let cpu: Device | undefined;
+let skipReason = "";
+try {
+  dut = await Device.open(DUT);
+  cpu = await Device.open("cpu");
+} catch (e) {
+  const missing = e instanceof NativeError && (e.status === Status.NoDevice || /not found/.test(e.message));
+  if (!missing) throw e; // a broken build or missing cuBLAS must fail loudly, not skip
+  skipReason = (e as Error).message;
+}
+if (!dut) console.log(`SKIP gpu tests: ${skipReason}`);
+// Every test may take a while on the CPU twin's side (the attention case: ~20 s).
+const gpuTest = (name: string, fn: () => void, timeoutMs = 180_000) => (dut ? test : test.skip)(name, fn, timeoutMs);
+afterAll(() => {
+  dut?.close();
+  cpu?.close();
+});
+
+// ---------- random inputs ----------
+
+const SEED = Number(process.env.GPU_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+if (dut) console.log(`gpu tests: device ${DUT}, seed ${SEED}`);
+let state = SEED >>> 0;
+function rand(): number { // mulberry32
+  state = (state + 0x6d2b79f5) >>> 0;
+  let t = state;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+const randInt = (n: number) => Math.floor(rand() * n);
+function randn(n: number, std = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(1 - rand())) * std, a = 2 * Math.PI * rand();
+    out[i] = r * Math.cos(a);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(a);
+  }
+  return out;
+}
+function shuffle<T>(a: T[]): T[] {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = randInt(i + 1);
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+// ---------- both backends side by side ----------
+
+const BYTES: Record<NumericDType, number> = { F32: 4, F16: 2, BF16: 2 };
+interface Buf { g: DevPtr; c: DevPtr; bytes: number }
+type Side = "g" | "c";
+
+/** Buffers allocated on the device under test (g) and the CPU twin (c), freed together. */
+class Pair {
+  private bufs: Buf[] = [];
+  constructor(readonly g: Device, readonly c: Device) {}
+  alloc(bytes: number): Buf {
+    const b = { g: this.g.alloc(bytes), c: this.c.alloc(bytes), bytes };
+    this.bufs.push(b);
+    return b;
+  }
+  /** A buffer holding `data` on both sides. */
+  from(data: ArrayBufferView): Buf {
+    const b = this.alloc(data.byteLength);
+    this.g.upload(b.g, data);
+    this.c.upload(b.c, data);
+    return b;
+  }
+  floats(values: Float32Array, dt: NumericDType): Buf { return this.from(encodeFloats(values, dt)); }
+  /** A device array of per-slot pointers (0 for null): each side gets its own addresses. */
+  pointers(slots: (Buf | null)[]): Buf {
+    const b = this.alloc(slots.length * 8);
+    for (const side of ["g", "c"] as Side[]) {
+      const arr = new BigUint64Array(slots.map((s) => BigInt(s ? s[side] : 0)));
+      this[side].upload(b[side], arr);
+    }
+    return b;
+  }
+  /** Fills both sides with 0xFF bytes (NaN in every float dtype) so unwritten outputs show. */
+  poison(b: Buf): void {
+    this.g.memset(b.g, 0xff, b.bytes);
+    this.c.memset(b.c, 0xff, b.bytes);
+  }
+  /** Runs the op on both backends; p maps a Buf to that side's pointer. */
+  run(op: (d: Device, p: (b: Buf) => DevPtr) => void): void {
+    op(this.g, (b) => b.g);
+    this.g.sync();
+    op(this.c, (b) => b.c);
+  }
+  bytes(b: Buf, side: Side): Uint8Array {
+    const out = new Uint8Array(b.bytes);
+    this[side].download(b[side], out);
+    return out;
+  }
+  read(b: Buf, dt: NumericDType): { g: Float32Array; c: Float32Array } {
+    return { g: decode(this.bytes(b, "g"), dt), c: decode(this.bytes(b, "c"), dt) };
+  }
+  free(): void {
+    for (const b of this.bufs) {
+      this.g.free(b.g);
+      this.c.free(b.c);
+    }
+    this.bufs = [];
+  }
+}
+
+function decode(bytes: Uint8Array, dt: NumericDType): Float32Array {
+  if (dt === "F32") return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  return decodeHalfFloats(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2), dt);
+}
+/** Values as the device holds them: fp32 -> dt -> fp32, so the expected math sees the same inputs. */
+const rounded = (v: Float32Array, dt: NumericDType) => decode(encodeFloats(v, dt), dt);
+
+/** Runs body with a fresh Pair, freeing its buffers afterwards. */
+function withPair(body: (p: Pair) => void): void {
+  const p = new Pair(dut!, cpu!);
+  try { body(p); } finally { p.free(); }
+}
+
+// ---------- comparisons ----------
+
+const EPS: Record<NumericDType, number> = { F32: 2 ** -23, F16: 2 ** -10, BF16: 2 ** -7 };
+const tolFor = (dt: NumericDType) => (dt === "F32" ? 1e-4 : 2 * EPS[dt]);
+
+function rms(v: Float32Array, idx?: number[]): number {
+  let s = 0, n = 0;
+  const each = (x: number) => { if (Number.isFinite(x)) { s += x * x; n++; } };
+  if (idx) for (const i of idx) each(v[i]); else for (const x of v) each(x);
+  return Math.sqrt(s / Math.max(1, n));
+}
+
+/** |got - want| <= tol (|want| + rms(want)) on every element (or on `idx`), and got finite there. */
+function expectClose(what: string, got: Float32Array, want: Float32Array, tol: number, idx?: number[]): void {
+  expect(got.length).toBe(want.length);
+  const scale = rms(want, idx);
+  let worst = 0, at = -1, bad = 0, badAt = -1;
+  const check = (i: number) => {
+    if (!Number.isFinite(got[i]) || !Number.isFinite(want[i])) { bad++; badAt = i; return; }
+    const r = Math.abs(got[i] - want[i]) / (tol * (Math.abs(want[i]) + scale));
+    if (r > worst) { worst = r; at = i; }
+  };
+  if (idx) for (const i of idx) check(i); else for (let i = 0; i < got.length; i++) check(i);
+  if (bad) throw new Error(`${what}: ${bad} non-finite values (first at ${badAt}: got ${got[badAt]}, want ${want[badAt]})`);
+  if (worst > 1)
+    throw new Error(`${what}: element ${at} got ${got[at]}, want ${want[at]}: ${worst.toFixed(2)}x the bound ${tol} * (|want| + rms ${scale.toPrecision(3)})`);
+}
+function compare(p: Pair, what: string, b: Buf, dt: NumericDType, tol = tolFor(dt), idx?: number[]): void {
+  const { g, c } = p.read(b, dt);
+  expectClose(what, g, c, tol, idx);
+}
+
+// ---------- shapes ----------
+
+const HIDDEN = 4096, INTER = 14336, HEADS = 32, KV_HEADS = 8, HEAD_DIM = 128;
+const ACTS: ("F16" | "BF16")[] = ["F16", "BF16"];
+const N = 300; // tokens of a mixed prefill + decode step
+
+describe(`ops on ${DUT} vs the CPU twin`, () => {
+  for (const act of ACTS) {
+    gpuTest(`embed ${act}`, () => withPair((p) => {
+      const vocab = 4000;
+      for (const wt of [act, "F32"] as NumericDType[]) {
+        const table = p.floats(randn(vocab * HIDDEN), wt);
+        const ids = Int32Array.from({ length: N }, (_, i) => (i === 0 ? 0 : i === 1 ? vocab - 1 : randInt(vocab)));
+        const idsB = p.from(ids), out = p.alloc(N * HIDDEN * 2);
+        p.poison(out);
+        p.run((d, P) => d.embed({ wt, table: P(table), vocab, hidden: HIDDEN, ids: P(idsB), nTokens: N, act, out: P(out) }));
+        compare(p, `embed ${wt}->${act}`, out, act, 0); // a copy (one rounding of the same value): exact
+      }
+    }));
+
+    gpuTest(`rmsnorm ${act}`, () => withPair((p) => {
+      for (const wt of [act, "F32"] as NumericDType[]) {
+        const x = p.floats(randn(N * HIDDEN, 3), act), w = p.floats(randn(HIDDEN, 0.2).map((v) => 1 + v), wt);
+        const out = p.alloc(N * HIDDEN * 2);
+        p.poison(out);
+        p.run((d, P) => d.rmsnorm({ act, x: P(x), wt, w: P(w), nTokens: N, hidden: HIDDEN, eps: 1e-5, out: P(out) }));
+        compare(p, `rmsnorm w ${wt}`, out, act);
+      }
+    }));
+
+    gpuTest(`linear ${act} (cuBLAS): prefill, decode, accumulate`, () => withPair((p) => {
+      for (const [m, n, k, accumulate] of [[257, 4096, 4096, false], [1, INTER, HIDDEN, false], [64, 1024, INTER, true]] as const) {
+        const x = p.floats(randn(m * k), act), w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act);
+        const y = p.alloc(m * n * 2);
+        if (accumulate) {
+          const y0 = encodeFloats(randn(m * n), act);
+          p.g.upload(y.g, y0);
+          p.c.upload(y.c, y0);
+        } else p.poison(y);
+        p.run((d, P) => d.linear({ act, x: P(x), wt: act, w: P(w), m, n, k, accumulate, y: P(y) }));
+        compare(p, `linear m=${m} n=${n} k=${k}${accumulate ? " accumulate" : ""}`, y, act);
+      }
+    }));
+
+    gpuTest(`rope ${act}`, () => withPair((p) => {
+      const half = HEAD_DIM / 2;
+      const invFreq = Float32Array.from({ length: half }, (_, i) => 1 / 500000 ** ((2 * i) / HEAD_DIM));
+      const positions = Int32Array.from({ length: N }, (_, i) => (i === 0 ? 0 : randInt(8192)));
+      for (const scaling of [1, 1.2]) {
+        const q = p.floats(randn(N * HEADS * HEAD_DIM), act), k = p.floats(randn(N * KV_HEADS * HEAD_DIM), act);
+        const pos = p.from(positions), inv = p.from(invFreq);
+        p.run((d, P) => d.rope({ act, q: P(q), k: P(k), positions: P(pos), nTokens: N, nHeads: HEADS, nKvHeads: KV_HEADS, headDim: HEAD_DIM, invFreq: P(inv), attentionScaling: scaling }));
+        compare(p, `rope q scaling ${scaling}`, q, act);
+        compare(p, `rope k scaling ${scaling}`, k, act);
+      }
+    }));
+
+    gpuTest(`kv_store ${act}`, () => withPair((p) => {
+      const width = KV_HEADS * HEAD_DIM, slots = 1024 * 16;
+      for (const cacheDt of [act, "F32"] as NumericDType[]) {
+        const k = p.floats(randn(N * width), act), v = p.floats(randn(N * width), act);
+        const perm = shuffle(Array.from({ length: slots }, (_, i) => i));
+        const mapping = p.from(Int32Array.from({ length: N }, (_, t) => (t % 7 === 3 ? -1 : perm[t]))); // -1: padding
+        const kc = p.floats(randn(slots * width), cacheDt), vc = p.floats(randn(slots * width), cacheDt);
+        p.run((d, P) => d.kvStore({ act, k: P(k), v: P(v), slotMapping: P(mapping), nTokens: N, nKvHeads: KV_HEADS, headDim: HEAD_DIM, cacheDtype: cacheDt, kCache: P(kc), vCache: P(vc), cacheSlots: slots }));
+        for (const [name, b] of [["k", kc], ["v", vc]] as const)
+          expect(Buffer.compare(p.bytes(b, "g"), p.bytes(b, "c"))).toBe(0); // a copy: byte-exact, untouched slots kept
+      }
+    }));
+
+    gpuTest(`silu_mul, add, gather_rows ${act}`, () => withPair((p) => {
+      const gate = p.floats(randn(N * INTER, 2), act), up = p.floats(randn(N * INTER), act), out = p.alloc(N * INTER * 2);
+      p.poison(out);
+      p.run((d, P) => d.siluMul({ act, gate: P(gate), up: P(up), nTokens: N, inter: INTER, out: P(out) }));
+      compare(p, "silu_mul", out, act);
+      // in place, as the forward pass calls it (out = gate)
+      p.run((d, P) => d.siluMul({ act, gate: P(gate), up: P(up), nTokens: N, inter: INTER, out: P(gate) }));
+      compare(p, "silu_mul in place", gate, act);
+
+      const x = p.floats(randn(N * HIDDEN), act), y = p.floats(randn(N * HIDDEN), act);
+      p.run((d, P) => d.add({ act, x: P(x), n: N * HIDDEN, y: P(y) }));
+      compare(p, "add", y, act);
+
+      const rows = Int32Array.from({ length: 77 }, (_, i) => (i === 0 ? N - 1 : randInt(N)));
+      const rowsB = p.from(rows), g = p.alloc(rows.length * HIDDEN * 2);
+      p.poison(g);
+      p.run((d, P) => d.gatherRows({ act, x: P(x), width: HIDDEN, rows: P(rowsB), nRows: rows.length, xRows: N, out: P(g) }));
+      compare(p, "gather_rows", g, act, 0);
+    }));
+
+    gpuTest(`attention ${act}: prefill + chunked prefill + decode, paged with holes, GQA 32/8, head_dim 128`, () => withPair((p) => {
+      const seqs = [
+        { nq: 200, ctx: 200 }, // a whole prompt
+        { nq: 64, ctx: 8192 }, // the last chunk of an 8k prompt
+        { nq: 1, ctx: 8192 }, // decode at 8k
+        { nq: 0, ctx: 50 }, // a sequence with no queries this step
+        { nq: 1, ctx: 1 },
+        { nq: 1, ctx: 3001 },
+        { nq: 17, ctx: 4113 },
+      ];
+      attentionCase(p, act, act, seqs, { heads: HEADS, kvHeads: KV_HEADS, headDim: HEAD_DIM, blockSize: 16 }, act === "F16" ? [0, 4096] : [0, 37]);
+    }));
+  }
+
+  gpuTest("attention: head_dim 64, 12 heads over 4 KV heads (group 3), block 32, bf16 cache under f16 activations", () => withPair((p) => {
+    const seqs = [{ nq: 100, ctx: 100 }, { nq: 1, ctx: 777 }, { nq: 5, ctx: 2050 }];
+    attentionCase(p, "F16", "BF16", seqs, { heads: 12, kvHeads: 4, headDim: 64, blockSize: 32 }, [0, 100]);
+  }));
+
+  gpuTest("linear: fp32 activations x bf16 weights (mixed dtypes)", () => withPair((p) => {
+    const [m, n, k] = [37, 1000, HIDDEN];
+    const x = p.floats(randn(m * k), "F32"), w = p.floats(randn(n * k, 1 / Math.sqrt(k)), "BF16"), y = p.alloc(m * n * 4);
+    p.poison(y);
+    p.run((d, P) => d.linear({ act: "F32", x: P(x), wt: "BF16", w: P(w), m, n, k, y: P(y) }));
+    compare(p, "linear f32 x bf16", y, "F32");
+  }));
+
+  for (const act of ACTS) {
+    gpuTest(`lora shrink + expand ${act}: ranks 8-128 in one batch, base segment, DoRA`, () => withPair((p) => {
+      loraCase(p, act, HIDDEN, HIDDEN);
+      loraCase(p, act, INTER, HIDDEN); // down_proj shape
+      loraCase(p, act, HIDDEN, INTER); // gate/up shape
+    }));
+
+    gpuTest(`sample ${act}: greedy, top-k, top-p, temperature, top-20 logprobs, vocab 152064`, () => withPair((p) => {
+      sampleCase(p, act);
+    }));
+  }
+
+  gpuTest("device-side metadata errors surface at the next sync, then clear", () => withPair((p) => {
+    const d = p.g, vocab = 10;
+    const table = d.alloc(vocab * 8 * 2), ids = d.alloc(4 * 2), out = d.alloc(2 * 8 * 2);
+    try {
+      d.upload(ids, Int32Array.of(3, vocab));
+      expect(() => {
+        d.embed({ wt: "F16", table, vocab, hidden: 8, ids, nTokens: 2, act: "F16", out });
+        d.sync();
+      }).toThrow(/token id/);
+      d.sync(); // reported once
+    } finally {
+      for (const b of [table, ids, out]) d.free(b);
+    }
+    if (DUT === "cuda") {
+      const q = d.alloc(1024);
+      try {
+        let status: Status | undefined;
+        try {
+          d.attention({ act: "F16", q, cacheDtype: "F16", kCache: q, vCache: q, cacheSlots: 1, qIndptr: q, contextLens: q, blockTables: q, maxBlocksPerSeq: 1, nSeqs: 1, nTokens: 1, maxQLen: 1, maxContextLen: 1, blockSize: 16, nHeads: 1, nKvHeads: 1, headDim: 96, slidingWindow: 0, scale: 1, out: q });
+        } catch (e) { status = (e as NativeError).status; }
+        expect(status).toBe(Status.Unsupported);
+      } finally { d.free(q); }
+    }
+  }));
+
+  gpuTest("timings (device under test, median of 10 after warm-up)", () => withPair((p) => {
+    if (DUT !== "cuda") return; // the twin's timings mean nothing here
+    timings(p.g);
+  }));
+});
+
+// ---------- attention ----------
+
+interface Geometry { heads: number; kvHeads: number; headDim: number; blockSize: number }
+
+function attentionCase(p: Pair, act: NumericDType, cacheDt: NumericDType, seqs: { nq: number; ctx: number }[], geo: Geometry, windows: number[]): void {
+  const { heads, kvHeads, headDim, blockSize: bs } = geo;
+  const maxCtx = Math.max(...seqs.map((s) => s.ctx));
+  const maxBlocks = Math.ceil(maxCtx / bs) + 3; // a few spare entries per table
+  const need = seqs.map((s) => Math.ceil(s.ctx / bs));
+  const numBlocks = Math.ceil(need.reduce((a, b) => a + b, 0) * 1.3) + 4; // holes: unused blocks
+  const order = shuffle(Array.from({ length: numBlocks }, (_, i) => i)); // non-contiguous, unordered
+  const tables = new Int32Array(seqs.length * maxBlocks).fill(-1); // entries past a sequence's blocks must never be read
+  let next = 0;
+  seqs.forEach((s, i) => { for (let b = 0; b < need[i]; b++) tables[i * maxBlocks + b] = order[next++]; });
+
+  // The cache holds random keys and values where some sequence's position lives and NaN elsewhere
+  // (unused blocks, block tails past context_lens), so any stray read poisons the output.
+  const slots = numBlocks * bs, width = kvHeads * headDim;
+  const kv = [randn(slots * width), randn(slots * width)];
+  const live = new Uint8Array(slots);
+  seqs.forEach((s, i) => { for (let pos = 0; pos < s.ctx; pos++) live[tables[i * maxBlocks + Math.floor(pos / bs)] * bs + (pos % bs)] = 1; });
+  for (const c of kv) for (let sl = 0; sl < slots; sl++) if (!live[sl]) c.fill(NaN, sl * width, (sl + 1) * width);
+  const [kc, vc] = kv.map((c) => p.floats(c, cacheDt));
+
+  const nTokens = seqs.reduce((a, s) => a + s.nq, 0);
+  const qIndptr = new Int32Array(seqs.length + 1);
+  seqs.forEach((s, i) => (qIndptr[i + 1] = qIndptr[i] + s.nq));
+  const q = p.floats(randn(nTokens * heads * headDim), act);
+  const meta = { qIndptr: p.from(qIndptr), contextLens: p.from(Int32Array.from(seqs, (s) => s.ctx)), blockTables: p.from(tables) };
+  const out = p.alloc(nTokens * heads * headDim * BYTES[act]);
+  for (const window of windows) {
+    p.poison(out);
+    p.run((d, P) => d.attention({
+      act, q: P(q), cacheDtype: cacheDt, kCache: P(kc), vCache: P(vc), cacheSlots: slots,
+      qIndptr: P(meta.qIndptr), contextLens: P(meta.contextLens), blockTables: P(meta.blockTables), maxBlocksPerSeq: maxBlocks,
+      nSeqs: seqs.length, nTokens, maxQLen: Math.max(...seqs.map((s) => s.nq)) + 5, maxContextLen: maxCtx + 7, // bounds, not exact
+      blockSize: bs, nHeads: heads, nKvHeads: kvHeads, headDim, slidingWindow: window, scale: 1 / Math.sqrt(headDim), out: P(out),
+    }));
+    compare(p, `attention window ${window}`, out, act);
+  }
+}
+
+// ---------- LoRA ----------
+
+function loraCase(p: Pair, act: NumericDType, inDim: number, outDim: number): void {
+  const wt = act, maxRank = 128;
+  // Slot ranks (slot 6 holds rank 0: present but empty); scales alpha/r-like.
+  const ranks = [64, 8, 128, 16, 32, 8, 0, 128];
+  const nSlots = ranks.length;
+  // Segments: base (-1) prefill, rank-8 prefill, decodes of several ranks, rank 0, rank 128 prefill, then
+  // 5 tokens no segment covers (they must stay untouched).
+  const segs: [number, number][] = [[-1, 40], [1, 100], [0, 1], [2, 57], [3, 1], [6, 3], [4, 7], [-1, 1], [5, 1], [7, 30]];
+  const nTokens = segs.reduce((a, s) => a + s[1], 0) + 5;
+  const segIndptr = new Int32Array(segs.length + 1);
+  segs.forEach((s, i) => (segIndptr[i + 1] = segIndptr[i] + s[1]));
+  const rowSlot = new Int32Array(nTokens).fill(-1);
+  segs.forEach(([slot], i) => rowSlot.fill(slot, segIndptr[i], segIndptr[i + 1]));
+
+  const aMats = ranks.map((r) => (r ? p.floats(randn(r * inDim, 1 / Math.sqrt(inDim)), wt) : null));
+  const bMats = ranks.map((r) => (r ? p.floats(randn(outDim * r, 1 / Math.sqrt(r)), wt) : null));
+  const mags = ranks.map((_, s) => (s === 2 || s === 5 ? p.floats(Float32Array.from(randn(outDim, 0.1), (v) => 1 + v), "F32") : null));
+  const seg = {
+    nSlots, nSegs: segs.length, nTokens,
+    aPtrs: p.pointers(aMats), bPtrs: p.pointers(bMats), doraMag: p.pointers(mags),
+    ranks: p.from(Int32Array.from(ranks)), scales: p.from(Float32Array.from(ranks, (r) => (r ? 16 / r : 0))),
+    segIndptr: p.from(segIndptr), segSlot: p.from(Int32Array.from(segs, (s) => s[0])),
+  };
+
+  // shrink: written where a row's slot has rank r, columns < r; everything else stays poisoned.
+  const x = p.floats(randn(nTokens * inDim), act), tmp = p.alloc(nTokens * maxRank * 4);
+  p.poison(tmp);
+  p.run((d, P) => d.loraShrink({ act, x: P(x), inDim, wt, aPtrs: P(seg.aPtrs), ranks: P(seg.ranks), nSlots, segIndptr: P(seg.segIndptr), segSlot: P(seg.segSlot), nSegs: seg.nSegs, nTokens, maxRank, tmp: P(tmp) }));
+  const written: number[] = [];
+  const gotBits = new Uint32Array(p.bytes(tmp, "g").buffer);
+  for (let t = 0; t < nTokens; t++)
+    for (let j = 0; j < maxRank; j++) {
+      const r = rowSlot[t] >= 0 ? ranks[rowSlot[t]] : 0;
+      if (j < r) written.push(t * maxRank + j);
+      else if (gotBits[t * maxRank + j] !== 0xffffffff) throw new Error(`lora_shrink wrote tmp[${t}, ${j}] outside its rank (${r})`);
+    }
+  compare(p, `lora_shrink ${inDim}`, tmp, "F32", tolFor("F32"), written);
+
+  // expand, from one shared tmp (NaN where it must not be read), with and without DoRA magnitudes.
+  const tmpHost = randn(nTokens * maxRank, 0.5);
+  for (let t = 0; t < nTokens; t++)
+    for (let j = 0; j < maxRank; j++) if (j >= (rowSlot[t] >= 0 ? ranks[rowSlot[t]] : 0)) tmpHost[t * maxRank + j] = NaN;
+  const tmpIn = p.from(tmpHost);
+  for (const dora of [false, true]) {
+    const y0 = encodeFloats(randn(nTokens * outDim), act), y = p.from(y0);
+    p.run((d, P) => d.loraExpand({ act, tmp: P(tmpIn), maxRank, wt, bPtrs: P(seg.bPtrs), ranks: P(seg.ranks), scales: P(seg.scales), doraMag: dora ? P(seg.doraMag) : null, nSlots, segIndptr: P(seg.segIndptr), segSlot: P(seg.segSlot), nSegs: seg.nSegs, nTokens, outDim, y: P(y) }));
+    const g = p.bytes(y, "g"), e = BYTES[act] * outDim;
+    for (let t = 0; t < nTokens; t++) // rows without an adapter (or of rank 0) are byte-identical to before
+      if (rowSlot[t] < 0 || ranks[rowSlot[t]] === 0)
+        expect(Buffer.compare(g.subarray(t * e, (t + 1) * e), y0.subarray(t * e, (t + 1) * e))).toBe(0);
+    compare(p, `lora_expand ${inDim}->${outDim}${dora ? " DoRA" : ""}`, y, act);
+  }
+}
+
+// ---------- sampling ----------
+
+/** The twin's rule in float64, with the smallest distance (relative to the mass) between a threshold
+ *  and a cumulative sum compared with it. The GPU sums fp32 weights in fp64: its masses differ from
+ *  the twin's by ~1e-7 relative (expf vs exp, fp32 rounding of (logit - top) / T), so a pick may flip
+ *  only where that distance is tiny. We excuse below MARGIN = 1e-5 (10x the worst case), not the 1e-4
+ *  first proposed: at a 152k vocabulary one token holds ~1e-5 of the mass, and 1e-4 would excuse
+ *  most rows. */
+function referenceSample(row: Float32Array, temp: number, topK: number, topP: number, u: number): { id: number; margin: number } {
+  const vocab = row.length;
+  if (temp <= 0) {
+    let best = 0;
+    for (let i = 1; i < vocab; i++) if (row[i] > row[best]) best = i;
+    return { id: best, margin: Infinity };
+  }
+  const order = Array.from({ length: vocab }, (_, i) => i).sort((a, b) => row[b] - row[a] || a - b);
+  let kept = topK > 0 && topK < vocab ? topK : vocab;
+  const top = row[order[0]], t = Math.fround(temp); // the twin divides by the fp32 temperature in float64
+  const pr = order.slice(0, kept).map((i) => Math.exp((row[i] - top) / t));
+  const mass = pr.reduce((a, b) => a + b, 0);
+  let margin = Infinity;
+  // distance of a compared sum from its threshold; an empty sum (0) is exact on every backend
+  const dist = (sum: number, target: number, of: number) => (sum === 0 ? Infinity : Math.abs(sum - target) / of);
+  if (Math.fround(topP) < 1) {
+    const target = Math.fround(topP) * mass;
+    let before = 0, n = 0;
+    while (n < kept && before < target) {
+      margin = Math.min(margin, dist(before, target, mass));
+      before += pr[n++];
+    }
+    margin = Math.min(margin, dist(before, target, mass));
+    kept = Math.max(n, 1);
+  }
+  let keptMass = 0;
+  for (let i = 0; i < kept; i++) keptMass += pr[i];
+  const target = Math.fround(u) * keptMass;
+  let cum = 0;
+  for (let i = 0; i < kept; i++) {
+    const prev = cum;
+    cum += pr[i];
+    if (cum > target) return { id: order[i], margin: Math.min(margin, dist(prev, target, keptMass), dist(cum, target, keptMass)) };
+  }
+  return { id: order[kept - 1], margin: 0 };
+}
+
+const MARGIN = 1e-5;
+
+function sampleCase(p: Pair, act: NumericDType): void {
+  const vocab = 152064, nTop = 20;
+  //              greedy  plain  top-k  top-p  k+p   k=1   p=0   hot    cold  ties  u=0   u~1
+  const temps = [0, 1, 0.7, 1, 0.8, 1.3, 1, 1.5, 0.3, 0, 1, 1, 0.9, 1, 0.6, 1];
+  const topKs = [0, 0, 50, 0, 40, 1, 0, 0, 0, 0, 0, 1000, 0, 7, 0, 0];
+  const topPs = [1, 1, 1, 0.9, 0.8, 1, 0, 1, 0.95, 1, 1, 1, 0.5, 1, 0.99, 0.7];
+  const nRows = temps.length;
+  const uniforms = Float32Array.from({ length: nRows }, (_, r) => (r === 10 ? 0 : r === 11 ? 0.99999994 : rand()));
+  const logits = randn(nRows * vocab, 3);
+  for (const r of [9, 13]) { // exact ties at the top: lowest id must win, in argmax and in the top-n order
+    const row = logits.subarray(r * vocab, (r + 1) * vocab);
+    let best = 0;
+    for (let i = 1; i < vocab; i++) if (row[i] > row[best]) best = i;
+    for (const id of [best + 17, 5, vocab - 1, 99999]) row[id % vocab] = row[best] + 0.5;
+  }
+  const l = p.floats(logits, act), host = rounded(logits, act);
+  const params = { temperature: p.from(Float32Array.from(temps)), topK: p.from(Int32Array.from(topKs)), topP: p.from(Float32Array.from(topPs)), uniforms: p.from(uniforms) };
+  const ids = p.alloc(nRows * 4), lp = p.alloc(nRows * 4), topIds = p.alloc(nRows * nTop * 4), topLp = p.alloc(nRows * nTop * 4);
+  for (const b of [ids, lp, topIds, topLp]) p.poison(b);
+  p.run((d, P) => d.sample({ act, logits: P(l), nRows, vocab, temperature: P(params.temperature), topK: P(params.topK), topP: P(params.topP), uniforms: P(params.uniforms), nTop, outIds: P(ids), outLogprob: P(lp), outTopIds: P(topIds), outTopLogprobs: P(topLp) }));
+
+  const idsG = new Int32Array(p.bytes(ids, "g").buffer), idsC = new Int32Array(p.bytes(ids, "c").buffer);
+  const topG = new Int32Array(p.bytes(topIds, "g").buffer), topC = new Int32Array(p.bytes(topIds, "c").buffer);
+  // Top-n ids: a total order on identical values, so exactly equal; logprobs: lse in fp32-vs-fp64 (~1e-6 of ~12).
+  expect(Array.from(topG)).toEqual(Array.from(topC));
+  const topLps = p.read(topLp, "F32");
+  expectClose("top logprobs", topLps.g, topLps.c, 1e-5);
+  const lps = p.read(lp, "F32");
+  for (let r = 0; r < nRows; r++) {
+    const row = host.subarray(r * vocab, (r + 1) * vocab);
+    const ref = referenceSample(row, temps[r], topKs[r], topPs[r], uniforms[r]);
+    const why = `row ${r} (T ${temps[r]}, top_k ${topKs[r]}, top_p ${topPs[r]}, u ${uniforms[r]}): gpu ${idsG[r]}, cpu ${idsC[r]}, float64 ${ref.id}, margin ${ref.margin}`;
+    if (ref.margin >= MARGIN) {
+      if (idsG[r] !== idsC[r] || idsC[r] !== ref.id) throw new Error(`sampled ids differ: ${why}`);
+      expect(Math.abs(lps.g[r] - lps.c[r])).toBeLessThan(1e-4 + 1e-5 * Math.abs(lps.c[r]));
+    } else console.log(`sample: near-threshold row allowed to differ: ${why}`);
+    expect(idsG[r] >= 0 && idsG[r] < vocab).toBe(true);
+    expect(Number.isFinite(lps.g[r])).toBe(true);
+  }
+  // n_top = 0 with NULL top outputs is valid
+  p.run((d, P) => d.sample({ act, logits: P(l), nRows, vocab, temperature: P(params.temperature), topK: P(params.topK), topP: P(params.topP), uniforms: P(params.uniforms), nTop: 0, outIds: P(ids), outLogprob: P(lp), outTopIds: null, outTopLogprobs: null }));
+  expect(Array.from(new Int32Array(p.bytes(ids, "g").buffer))).toEqual(Array.from(idsG));
+}
+
+// ---------- timings ----------
+
+function timings(d: Device): void {
+  const bufs: DevPtr[] = [];
+  const alloc = (bytes: number, fill?: Float32Array, dt: NumericDType = "F16") => {
+    const b = d.alloc(bytes);
+    bufs.push(b);
+    if (fill) d.upload(b, encodeFloats(fill, dt));
+    return b;
+  };
+  const time = (name: string, fn: () => void) => {
+    fn();
+    d.sync();
+    const ms: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t0 = performance.now();
+      fn();
+      d.sync();
+      ms.push(performance.now() - t0);
+    }
+    ms.sort((a, b) => a - b);
+    console.log(`TIME ${name}: ${ms[5].toFixed(3)} ms`);
+  };
+  try {
+    const T = 2048, act = "F16" as const;
+    const x = alloc(T * INTER * 2, randn(T * INTER)), w = alloc(INTER * HIDDEN * 2, randn(INTER * HIDDEN, 0.02)), y = alloc(T * INTER * 2);
+    time("linear f16 m=2048 n=4096 k=4096", () => d.linear({ act, x, wt: act, w, m: T, n: HIDDEN, k: HIDDEN, y }));
+    time("linear f16 m=32 n=14336 k=4096", () => d.linear({ act, x, wt: act, w, m: 32, n: INTER, k: HIDDEN, y }));
+    time("rmsnorm f16 2048x4096", () => d.rmsnorm({ act, x, wt: act, w, nTokens: T, hidden: HIDDEN, eps: 1e-5, out: y }));
+    time("silu_mul f16 2048x14336", () => d.siluMul({ act, gate: x, up: x, nTokens: T, inter: INTER, out: y }));
+
+    // attention: 32 decodes at 4k, and one 2048-token prefill; blocks 16, contiguous tables
+    const bs = 16, maxBlocks = 512, width = KV_HEADS * HEAD_DIM, slots = 32 * maxBlocks * bs;
+    const kc = alloc(slots * width * 2), vc = alloc(slots * width * 2);
+    const q = alloc(T * HEADS * HEAD_DIM * 2, randn(T * HEADS * HEAD_DIM)), out = alloc(T * HEADS * HEAD_DIM * 2);
+    const tables = alloc(32 * maxBlocks * 4), qIndptr = alloc(33 * 4), ctxLens = alloc(32 * 4);
+    d.upload(tables, Int32Array.from({ length: 32 * maxBlocks }, (_, i) => i));
+    const attn = (nSeqs: number, nq: number, ctx: number) => {
+      d.upload(qIndptr, Int32Array.from({ length: nSeqs + 1 }, (_, i) => i * nq));
+      d.upload(ctxLens, new Int32Array(nSeqs).fill(ctx));
+      return () => d.attention({ act, q, cacheDtype: act, kCache: kc, vCache: vc, cacheSlots: slots, qIndptr, contextLens: ctxLens, blockTables: tables, maxBlocksPerSeq: maxBlocks, nSeqs, nTokens: nSeqs * nq, maxQLen: nq, maxContextLen: ctx, blockSize: bs, nHeads: HEADS, nKvHeads: KV_HEADS, headDim: HEAD_DIM, slidingWindow: 0, scale: 0.088, out });
+    };
+    time("attention decode 32 seqs x ctx 4096", attn(32, 1, 4096));
+    time("attention prefill 1 seq x 2048", attn(1, 2048, 2048));
+
+    // LoRA: 32 decode tokens over 8 adapters of rank 64 (4096 -> 4096)
+    const r = 64, nSlots = 8, mats = Array.from({ length: nSlots }, () => alloc(r * HIDDEN * 2, randn(r * HIDDEN, 0.02)));
+    const ptrs = alloc(nSlots * 8), ranks = alloc(nSlots * 4), scales = alloc(nSlots * 4), segIndptr = alloc(9 * 4), segSlot = alloc(8 * 4), tmp = alloc(T * r * 4);
+    d.upload(ptrs, BigUint64Array.from(mats, (m) => BigInt(m)));
+    d.upload(ranks, new Int32Array(nSlots).fill(r));
+    d.upload(scales, new Float32Array(nSlots).fill(0.5));
+    d.upload(segIndptr, Int32Array.from({ length: 9 }, (_, i) => i * 4));
+    d.upload(segSlot, Int32Array.from({ length: 8 }, (_, i) => i));
+    const seg = { ranks, nSlots, segIndptr, segSlot, nSegs: 8, nTokens: 32, maxRank: r };
+    time("lora_shrink 32 tokens x 8 adapters r64 4096", () => d.loraShrink({ act, x, inDim: HIDDEN, wt: act, aPtrs: ptrs, tmp, ...seg }));
+    time("lora_expand 32 tokens x 8 adapters r64 4096", () => d.loraExpand({ act, tmp, wt: act, bPtrs: ptrs, scales, doraMag: null, outDim: HIDDEN, y, ...seg }));
+
+    // sampling: 32 rows of a 152k vocabulary, top-p + top-k + 20 logprobs
+    const vocab = 152064, rows = 32;
+    const logits = alloc(rows * vocab * 2, randn(rows * vocab, 3));
+    const temp = alloc(rows * 4), topK = alloc(rows * 4), topP = alloc(rows * 4), uni = alloc(rows * 4);
+    d.upload(temp, new Float32Array(rows).fill(0.8));
+    d.upload(topK, new Int32Array(rows).fill(50));
+    d.upload(topP, new Float32Array(rows).fill(0.9));
+    d.upload(uni, Float32Array.from({ length: rows }, () => rand()));
+    const outIds = alloc(rows * 4), outLp = alloc(rows * 4), tIds = alloc(rows * 20 * 4), tLp = alloc(rows * 20 * 4);
+    time("sample 32 x 152064 top-k 50 top-p 0.9 + 20 logprobs", () => d.sample({ act, logits, nRows: rows, vocab, temperature: temp, topK, topP, uniforms: uni, nTop: 20, outIds, outLogprob: outLp, outTopIds: tIds, outTopLogprobs: tLp }));
+  } finally {
+    for (const b of bufs) d.free(b);
+  }
+}
