@@ -26,8 +26,6 @@ const FILES = {
   "adapters/fr/adapter_model.safetensors": frWeights,
 } as unknown as Record<string, string>;
 
-export const DEFAULT_MODEL_NAME = "tiny-llama2 (embedded demo: random weights)";
-
 /** The unpacked default model directory; its adapters are in `<dir>/adapters`. */
 export async function defaultModelDir(): Promise<string> {
   const root = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "lora-serve", "default-model-v1");

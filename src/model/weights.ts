@@ -2,7 +2,7 @@
 import type { Device, DevPtr, NumericDType } from "../native/device.ts";
 import { LORA_MODULES, moduleParent, moduleShape, type LoraModule } from "../adapters/lora-adapter.ts";
 import type { ModelConfig } from "./config.ts";
-import { openCheckpoint, type Checkpoint } from "./safetensors.ts";
+import type { Checkpoint } from "./safetensors.ts";
 import { encodeFloats } from "./convert.ts";
 import { WeightsFormatError, tensorToFloat32, type TensorView } from "./tensor.ts";
 
@@ -69,8 +69,4 @@ export function uploadModelWeights(checkpoint: Checkpoint, config: ModelConfig, 
   const tied = config.tieWordEmbeddings || !checkpoint.get("lm_head.weight");
   const lmHead = tied ? embed : upload("lm_head.weight", [config.vocabSize, h]);
   return { embed, layers, norm, lmHead, bytes };
-}
-
-export function openModelCheckpoint(dir: string): Checkpoint {
-  return openCheckpoint(dir);
 }
