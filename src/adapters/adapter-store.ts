@@ -1,18 +1,37 @@
-// Named adapters of one base model: where each lives on disk, and the host-memory copies loaded so far.
+// The adapters of one base model in their two host-side tiers: every registered adapter is on
+// disk; up to `maxCpuLoras` are loaded in host memory, the least recently used idle and unpinned
+// one dropped first. (The device tier is the SlotAssigner's.) Requests hold a reference on their
+// adapter so it is never dropped while they wait or run.
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AdapterError } from "./peft-config.ts";
-import { loadLoraAdapter, type BaseModelView, type LoraAdapter } from "./lora-adapter.ts";
+import { loadLoraAdapter, loadLoraAdapterAsync, type BaseModelView, type LoraAdapter } from "./lora-adapter.ts";
 
 export class UnknownAdapterError extends Error {
   override name = "UnknownAdapterError";
 }
 
+export interface AdapterTierEvents {
+  /** An adapter was read from disk into host memory. */
+  loaded(name: string): void;
+  /** An adapter was dropped from host memory. */
+  evicted(name: string): void;
+  /** An adapter was found in host memory. */
+  hit(name: string): void;
+}
+
+const NO_EVENTS: AdapterTierEvents = { loaded() {}, evicted() {}, hit() {} };
+
 export class AdapterStore {
   private readonly dirs = new Map<string, string>();
-  private readonly loaded = new Map<string, LoraAdapter>();
+  /** Host tier, least recently used first (Map keeps insertion order; a use re-inserts). */
+  private readonly host = new Map<string, LoraAdapter>();
+  private readonly loading = new Map<string, Promise<LoraAdapter>>();
+  private readonly users = new Map<string, number>();
+  private readonly pinned = new Set<string>();
+  events: AdapterTierEvents = NO_EVENTS;
 
-  constructor(private readonly base: BaseModelView, readonly maxLoraRank: number) {}
+  constructor(private readonly base: BaseModelView, readonly maxLoraRank: number, readonly maxCpuLoras = Infinity) {}
 
   /** Registers every subdirectory of `dir` that holds an adapter_config.json, named after it. */
   addDirectory(dir: string): string[] {
@@ -31,7 +50,16 @@ export class AdapterStore {
   register(name: string, dir: string): void {
     if (!/^[\w.\-]+$/.test(name)) throw new AdapterError(name, "names may use letters, digits, '_', '-' and '.' only");
     this.dirs.set(name, resolve(dir));
-    this.loaded.delete(name);
+    this.drop(name);
+  }
+
+  /** Forgets an adapter entirely; false while requests hold it. */
+  unregister(name: string): boolean {
+    if (this.inUse(name)) return false;
+    this.dirs.delete(name);
+    this.pinned.delete(name);
+    this.drop(name);
+    return true;
   }
 
   has(name: string): boolean {
@@ -42,14 +70,98 @@ export class AdapterStore {
     return [...this.dirs.keys()];
   }
 
-  /** The adapter in host memory, loading (and validating) it from disk the first time. */
-  get(name: string): LoraAdapter {
-    const cached = this.loaded.get(name);
-    if (cached) return cached;
+  dirOf(name: string): string {
     const dir = this.dirs.get(name);
-    if (!dir) throw new UnknownAdapterError(`adapter "${name}" is not known (known: ${this.names().join(", ") || "none"})`);
-    const adapter = loadLoraAdapter(dir, name, this.base, { maxLoraRank: this.maxLoraRank });
-    this.loaded.set(name, adapter);
+    if (!dir) throw this.unknown(name);
+    return dir;
+  }
+
+  get hostCount(): number {
+    return this.host.size;
+  }
+
+  isLoaded(name: string): boolean {
+    return this.host.has(name);
+  }
+
+  inUse(name: string): boolean {
+    return (this.users.get(name) ?? 0) > 0;
+  }
+
+  acquire(name: string): void {
+    this.users.set(name, (this.users.get(name) ?? 0) + 1);
+  }
+
+  release(name: string): void {
+    const n = this.users.get(name) ?? 0;
+    if (n <= 0) throw new Error(`adapter "${name}" released more often than acquired`);
+    if (n === 1) this.users.delete(name);
+    else this.users.set(name, n - 1);
+    this.shrink();
+  }
+
+  /** A pinned adapter stays in host memory until unpinned. */
+  setPinned(name: string, pinned: boolean): void {
+    if (pinned) this.pinned.add(name);
+    else this.pinned.delete(name);
+    this.shrink();
+  }
+
+  isPinned(name: string): boolean {
+    return this.pinned.has(name);
+  }
+
+  /** The adapter in host memory, loading it synchronously on a miss (offline use). */
+  get(name: string): LoraAdapter {
+    const cached = this.touch(name);
+    if (cached) return cached;
+    return this.insert(name, loadLoraAdapter(this.dirOf(name), name, this.base, { maxLoraRank: this.maxLoraRank }));
+  }
+
+  /** The adapter in host memory; a miss loads it without blocking the event loop for long. */
+  async load(name: string): Promise<LoraAdapter> {
+    const cached = this.touch(name);
+    if (cached) return cached;
+    const pending = this.loading.get(name);
+    if (pending) return pending;
+    const dir = this.dirOf(name);
+    const promise = loadLoraAdapterAsync(dir, name, this.base, { maxLoraRank: this.maxLoraRank })
+      .then((adapter) => (this.dirs.get(name) === dir ? this.insert(name, adapter) : adapter))
+      .finally(() => this.loading.delete(name));
+    this.loading.set(name, promise);
+    return promise;
+  }
+
+  private touch(name: string): LoraAdapter | undefined {
+    const cached = this.host.get(name);
+    if (!cached) return undefined;
+    this.host.delete(name);
+    this.host.set(name, cached);
+    this.events.hit(name);
+    return cached;
+  }
+
+  private insert(name: string, adapter: LoraAdapter): LoraAdapter {
+    this.host.set(name, adapter);
+    this.events.loaded(name);
+    this.shrink();
     return adapter;
+  }
+
+  // Over capacity, drop the least recently used adapters that nobody holds; if all are held the
+  // tier stays over its size until they are released.
+  private shrink(): void {
+    for (const name of this.host.keys()) {
+      if (this.host.size <= this.maxCpuLoras) return;
+      if (!this.inUse(name) && !this.pinned.has(name)) this.drop(name);
+    }
+  }
+
+  private drop(name: string): void {
+    if (this.host.delete(name)) this.events.evicted(name);
+  }
+
+  private unknown(name: string): UnknownAdapterError {
+    return new UnknownAdapterError(`adapter "${name}" is not known (known: ${this.names().join(", ") || "none"})`);
   }
 }

@@ -61,6 +61,25 @@ const KEY = /^base_model\.model\.(.+)\.(lora_A|lora_B|lora_magnitude_vector)(?:\
 const MODULE_PATH = /^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)$/;
 
 export function loadLoraAdapter(dir: string, name: string, base: BaseModelView, opts: { maxLoraRank: number }): LoraAdapter {
+  const steps = loadSteps(dir, name, base, opts);
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return next.value;
+  }
+}
+
+/** The same load, yielding to the event loop between modules so a server keeps answering meanwhile. */
+export async function loadLoraAdapterAsync(dir: string, name: string, base: BaseModelView, opts: { maxLoraRank: number }): Promise<LoraAdapter> {
+  const steps = loadSteps(dir, name, base, opts);
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return next.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+// The load as a sequence of steps, one module's conversion each.
+function* loadSteps(dir: string, name: string, base: BaseModelView, opts: { maxLoraRank: number }): Generator<void, LoraAdapter> {
   const config = readPeftConfig(dir, name);
   const tensors = readAdapterTensors(dir, name);
   const found = new Map<string, { layer: number; module: LoraModule; parts: Partial<Record<string, TensorView>> }>();
@@ -103,6 +122,7 @@ export function loadLoraAdapter(dir: string, name: string, base: BaseModelView, 
       weights.doraScale = doraMagnitudeScale(tensorToFloat32(mag), base.weight(layer, module), weights);
     }
     modules.push(weights);
+    yield;
     maxRank = Math.max(maxRank, rank);
     bytes += (weights.a.byteLength + weights.b.byteLength + (weights.doraScale?.byteLength ?? 0));
   }

@@ -19,24 +19,25 @@ export class SlotAssigner {
   }
 
   /**
-   * Takes a reference on `name`'s slot. Returns the slot and whether the adapter must be loaded into
-   * it (it was not resident), or null when every slot is in use.
+   * Takes a reference on `name`'s slot. Returns the slot, whether the adapter must be loaded into
+   * it (it was not resident) and which idle adapter it displaced, or null when every slot is in use.
    */
-  acquire(name: string): { slot: number; load: boolean } | null {
+  acquire(name: string): { slot: number; load: boolean; replaced: string | null } | null {
     let slot = this.slotOf.get(name);
     let load = false;
+    let replaced: string | null = null;
     if (slot === undefined) {
       slot = this.pickVictim();
       if (slot === undefined) return null;
-      const previous = this.owner[slot];
-      if (previous !== null) this.slotOf.delete(previous);
+      replaced = this.owner[slot];
+      if (replaced !== null) this.slotOf.delete(replaced);
       this.owner[slot] = name;
       this.slotOf.set(name, slot);
       load = true;
     }
     this.users[slot]++;
     this.lastUse[slot] = ++this.clock;
-    return { slot, load };
+    return { slot, load, replaced };
   }
 
   release(name: string): void {
@@ -53,6 +54,11 @@ export class SlotAssigner {
     this.slotOf.delete(name);
     this.owner[slot] = null;
     return true;
+  }
+
+  /** Slots holding an adapter. */
+  get occupied(): number {
+    return this.owner.filter((o) => o !== null).length;
   }
 
   private pickVictim(): number | undefined {

@@ -1,12 +1,37 @@
 // The step loop for one model: admit waiting sequences (KV blocks, adapter slots, token budget),
 // run prefill and decode tokens together, sample, and retire finished sequences.
-import type { AdapterStore } from "../adapters/adapter-store.ts";
+import { UnknownAdapterError, type AdapterStore } from "../adapters/adapter-store.ts";
+import type { LoraAdapter } from "../adapters/lora-adapter.ts";
 import { SlotAssigner } from "../adapters/slot-assigner.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { BlockManager } from "./block-manager.ts";
-import { buildBatch, type ScheduledSeq } from "./batch-builder.ts";
-import type { ModelRunner } from "./model-runner.ts";
+import { buildBatch, type HostBatch, type ScheduledSeq } from "./batch-builder.ts";
+import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
 import { checkSamplingParams, uniformFor, type SamplingParams } from "./sampling.ts";
 import { Sequence } from "./sequence.ts";
+import { WaitingQueues } from "./waiting-queues.ts";
+
+/** What the engine needs of a model runner (the real one, or a stub that measures the loop). */
+export interface StepRunner {
+  readonly opts: RunnerOptions;
+  readonly config: ModelConfig;
+  readonly lora: { load(slot: number, adapter: LoraAdapter): void; clear(slot: number): void };
+  run(batch: HostBatch): void;
+  readLogits(rows: number): Float32Array;
+  sample(rows: SampleRow[], nTop: number): StepSamples;
+}
+
+export interface EngineEvents {
+  /** Called for each sampled token (streaming). */
+  token(seq: Sequence): void;
+  /** An adapter was copied into a device slot (`replaced`: the idle adapter it displaced). */
+  slotLoaded(adapter: string, replaced: string | null): void;
+  slotHit(adapter: string): void;
+  preempted(seq: Sequence): void;
+}
+
+// A slot-starved adapter may be passed over by resident ones for this many steps at most.
+const MAX_SLOT_WAIT_STEPS = 16;
 
 export class RequestError extends Error {
   override name = "RequestError";
@@ -23,22 +48,31 @@ export interface EngineRequest {
 }
 
 export class Engine {
-  private readonly blocks: BlockManager;
-  private readonly slots: SlotAssigner;
-  private readonly waiting: Sequence[] = [];
+  readonly blocks: BlockManager;
+  readonly slots: SlotAssigner;
+  private readonly waiting = new WaitingQueues();
   private readonly running: Sequence[] = [];
   private readonly slotOfSeq = new Map<Sequence, number>();
+  /** Steps each slot-starved waiting sequence has been passed over. */
+  private readonly slotWait = new Map<Sequence, number>();
   private nextId = 0;
-  /** Called for each sampled token (streaming). */
-  onToken: (seq: Sequence) => void = () => {};
+  events: EngineEvents = { token() {}, slotLoaded() {}, slotHit() {}, preempted() {} };
 
-  constructor(readonly runner: ModelRunner, readonly adapters: AdapterStore, readonly maxModelLen: number) {
+  constructor(readonly runner: StepRunner, readonly adapters: AdapterStore, readonly maxModelLen: number) {
     this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize);
     this.slots = new SlotAssigner(runner.opts.maxLoras);
   }
 
   get hasWork(): boolean {
-    return this.waiting.length > 0 || this.running.length > 0;
+    return this.waiting.size > 0 || this.running.length > 0;
+  }
+
+  get numWaiting(): number {
+    return this.waiting.size;
+  }
+
+  get numRunning(): number {
+    return this.running.length;
   }
 
   /** Validates and queues a request; errors here are the caller's (bad input), never the engine's. */
@@ -68,7 +102,30 @@ export class Engine {
     if (req.promptIds.length > this.runner.opts.caps.maxTokens) {
       throw new RequestError(`the prompt (${req.promptIds.length} tokens) exceeds the per-step token budget ${this.runner.opts.caps.maxTokens}`);
     }
-    if (req.adapter !== null) this.adapters.get(req.adapter); // unknown or invalid adapter: fail now, not mid-batch
+    if (req.adapter !== null && !this.adapters.has(req.adapter)) {
+      throw new UnknownAdapterError(`adapter "${req.adapter}" is not known (known: ${this.adapters.names().join(", ") || "none"})`);
+    }
+  }
+
+  /** Removes a sequence wherever it is and frees what it holds; false if it is not in the engine. */
+  abort(seq: Sequence): boolean {
+    if (this.waiting.remove(seq)) {
+      this.slotWait.delete(seq);
+      return true;
+    }
+    const i = this.running.indexOf(seq);
+    if (i < 0) return false;
+    this.retire(seq);
+    return true;
+  }
+
+  /** Drops an idle adapter from its device slot (e.g. on unload); false while sequences use it. */
+  evictFromSlot(adapter: string): boolean {
+    const slot = this.slots.slotOfAdapter(adapter);
+    if (slot === undefined) return true;
+    if (!this.slots.evict(adapter)) return false;
+    this.runner.lora.clear(slot);
+    return true;
   }
 
   /** One engine step; returns the sequences that finished in it. */
@@ -76,7 +133,7 @@ export class Engine {
     this.admit();
     this.reserveDecodeBlocks();
     if (this.running.length === 0) {
-      if (this.waiting.length > 0) throw new Error("no waiting sequence fits in an empty engine (KV cache or adapter slots too small)");
+      if (this.waiting.size > 0) throw new Error("no waiting sequence fits in an empty engine (KV cache or adapter slots too small)");
       return [];
     }
     const items: ScheduledSeq[] = this.running.map((seq) => ({
@@ -100,7 +157,7 @@ export class Engine {
         topLogprobs.push({ id: samples.topIds[r * nTop + j], logprob: samples.topLogprobs[r * nTop + j] });
       }
       seq.append({ id: samples.ids[r], logprob: samples.logprobs[r], topLogprobs });
-      this.onToken(seq);
+      this.events.token(seq);
       if (seq.finished) finished.push(seq);
     });
     for (const seq of finished) this.retire(seq);
@@ -114,8 +171,10 @@ export class Engine {
   promptLogits(reqs: { promptIds: number[]; adapter: string | null }[]): Float32Array[] {
     if (this.hasWork) throw new Error("promptLogits needs an idle engine");
     const vocab = this.runner.config.vocabSize;
-    const seqs = reqs.map((r) => this.add({ ...r, params: { ...SCORING_PARAMS } }));
-    this.waiting.length = 0;
+    const seqs = reqs.map((r) => {
+      this.check({ ...r, params: SCORING_PARAMS });
+      return new Sequence(this.nextId++, r.promptIds, r.adapter, { ...SCORING_PARAMS });
+    });
     try {
       const items: ScheduledSeq[] = seqs.map((seq) => {
         if (!this.blocks.ensure(seq, seq.length)) throw new Error("the KV cache cannot hold this batch");
@@ -146,22 +205,37 @@ export class Engine {
     while (this.hasWork) this.step();
   }
 
-  // FIFO admission: stop at the first sequence that does not fit, so none is overtaken for ever.
+  // Round-robin over adapters' queues. A head that lacks KV blocks or token budget stops admission
+  // (so large requests are not overtaken for ever); one that lacks a free adapter slot is passed
+  // over for at most MAX_SLOT_WAIT_STEPS steps, after which no other adapter may take a slot.
   private admit(): void {
     const { caps } = this.runner.opts;
     let budget = caps.maxTokens - this.running.reduce((n, s) => n + s.length - s.numComputed, 0);
-    while (this.waiting.length > 0 && this.running.length < caps.maxSeqs) {
-      const seq = this.waiting[0];
+    let slotsClosed = false;
+    for (const seq of this.waiting.heads()) {
+      if (this.running.length >= caps.maxSeqs) return;
       const need = seq.length - seq.numComputed;
       if (need > budget || this.blocks.missingBlocks(seq, seq.length + 1) > this.blocks.freeBlocks) return;
       if (seq.adapter !== null) {
-        const got = this.slots.acquire(seq.adapter);
-        if (!got) return;
-        if (got.load) this.runner.lora.load(got.slot, this.adapters.get(seq.adapter));
+        const resident = this.slots.slotOfAdapter(seq.adapter) !== undefined;
+        const got = slotsClosed && !resident ? null : this.slots.acquire(seq.adapter);
+        if (!got) {
+          const waited = (this.slotWait.get(seq) ?? 0) + 1;
+          this.slotWait.set(seq, waited);
+          if (waited > MAX_SLOT_WAIT_STEPS) slotsClosed = true;
+          continue;
+        }
+        if (got.load) {
+          this.runner.lora.load(got.slot, this.adapters.get(seq.adapter));
+          this.events.slotLoaded(seq.adapter, got.replaced);
+        } else {
+          this.events.slotHit(seq.adapter);
+        }
         this.slotOfSeq.set(seq, got.slot);
       }
+      this.slotWait.delete(seq);
       this.blocks.ensure(seq, seq.length);
-      this.waiting.shift();
+      this.waiting.take(seq);
       this.running.push(seq);
       budget -= need;
     }
@@ -184,7 +258,8 @@ export class Engine {
     this.running.splice(this.running.indexOf(seq), 1);
     this.releaseAdapter(seq);
     this.blocks.release(seq);
-    this.waiting.unshift(seq);
+    this.waiting.pushFront(seq);
+    this.events.preempted(seq);
   }
 
   private retire(seq: Sequence): void {

@@ -73,26 +73,30 @@ export function generate(model: LoadedModel, reqs: GenerateRequest[], onText?: (
   const { engine, tokenizer } = model;
   const tracked = new Map<Sequence, { index: number; detok: IncrementalDetokenizer; tokens: GeneratedTokenJson[] }>();
   const prepared = reqs.map((req) => ({ promptIds: promptIdsOf(model, req), adapter: req.adapter ?? null, params: samplingParamsOf(model, req) }));
-  prepared.forEach((r) => engine.check(r)); // all or nothing: a bad request queues none of the others
+  // all or nothing: a bad request (or adapter) queues none of the others
+  prepared.forEach((r) => {
+    engine.check(r);
+    if (r.adapter !== null) model.adapters.get(r.adapter);
+  });
   const seqs = prepared.map((r, index) => {
     const seq = engine.add(r);
     tracked.set(seq, { index, detok: new IncrementalDetokenizer(tokenizer, { skipSpecialTokens: true }), tokens: [] });
     return seq;
   });
-  const previous = engine.onToken;
-  engine.onToken = (seq) => {
+  const previous = engine.events;
+  engine.events = { ...previous, token: (seq) => {
     const t = tracked.get(seq);
-    if (!t) return previous(seq);
+    if (!t) return previous.token(seq);
     const token = seq.outputs[seq.outputs.length - 1];
     let text = t.detok.push(token.id);
     if (seq.finished) text += t.detok.flush();
     t.tokens.push({ id: token.id, text, logprob: token.logprob, top_logprobs: token.topLogprobs });
     if (text) onText?.(t.index, text);
-  };
+  } };
   try {
     engine.runToCompletion();
   } finally {
-    engine.onToken = previous;
+    engine.events = previous;
   }
   return seqs.map((seq) => {
     const t = tracked.get(seq)!;

@@ -19,6 +19,8 @@ export interface LoadOptions {
   device: Device;
   /** Adapters resident on the device at once. */
   maxLoras?: number;
+  /** Adapters kept in host memory (beyond them, the least recently used idle one is dropped). */
+  maxCpuLoras?: number;
   maxLoraRank?: number;
   /** Sequences in one step. */
   maxSeqs?: number;
@@ -84,7 +86,7 @@ export function loadModel(opts: LoadOptions): LoadedModel {
   const adapters = new AdapterStore({
     config,
     weight: (layer, module) => checkpoint.get(projectionName(layer, module))!,
-  }, maxLoraRank);
+  }, maxLoraRank, opts.maxCpuLoras ?? Infinity);
   if (opts.adaptersDir) adapters.addDirectory(opts.adaptersDir);
   const engine = new Engine(runner, adapters, maxModelLen);
   return { dir, config, generation: readGenerationDefaults(dir), tokenizer, chat, checkpoint, adapters, runner, engine };

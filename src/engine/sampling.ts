@@ -14,6 +14,11 @@ export interface SamplingParams {
   ignoreEos: boolean;
   /** Token ids that end the sequence (the model's EOS unless ignoreEos). */
   stopTokenIds: number[];
+  /**
+   * Stop tokens and stop strings do not end the sequence before this many tokens. (vLLM masks EOS
+   * out of the distribution instead; here an early EOS is kept as an ordinary token.)
+   */
+  minTokens?: number;
 }
 
 export const MAX_TOP_LOGPROBS = 20;
@@ -30,6 +35,9 @@ export function checkSamplingParams(p: SamplingParams): void {
   if (!(p.topP > 0 && p.topP <= 1)) bad("top_p", `must be in (0, 1], got ${p.topP}`);
   if (!Number.isInteger(p.topK) || p.topK < 0) bad("top_k", `must be an integer >= 0 (0 = off), got ${p.topK}`);
   if (!Number.isInteger(p.maxTokens) || p.maxTokens < 1) bad("max_tokens", `must be an integer >= 1, got ${p.maxTokens}`);
+  if (p.minTokens !== undefined && (!Number.isInteger(p.minTokens) || p.minTokens < 0 || p.minTokens > p.maxTokens)) {
+    bad("min_tokens", `must be an integer in [0, max_tokens], got ${p.minTokens}`);
+  }
   if (!Number.isInteger(p.topLogprobs) || p.topLogprobs < 0 || p.topLogprobs > MAX_TOP_LOGPROBS) {
     bad("top_logprobs", `must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${p.topLogprobs}`);
   }

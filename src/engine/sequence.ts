@@ -40,7 +40,17 @@ export class Sequence {
   /** Records a sampled token and decides whether the sequence ends. */
   append(token: GeneratedToken): void {
     this.outputs.push(token);
-    if (!this.params.ignoreEos && this.params.stopTokenIds.includes(token.id)) this.finishReason = "stop";
+    if (!this.params.ignoreEos && this.mayStop && this.params.stopTokenIds.includes(token.id)) this.finishReason = "stop";
     else if (this.outputs.length >= this.params.maxTokens) this.finishReason = "length";
+  }
+
+  /** Whether min_tokens is reached, so that a stop token or string may end the sequence. */
+  get mayStop(): boolean {
+    return this.outputs.length >= (this.params.minTokens ?? 0);
+  }
+
+  /** Ends the sequence after its current token (a stop string matched). */
+  stop(): void {
+    this.finishReason ??= "stop";
   }
 }

@@ -5,9 +5,9 @@ import { SlotAssigner } from "../../src/adapters/slot-assigner.ts";
 describe("SlotAssigner", () => {
   test("fills free slots first, reuses a resident adapter without loading", () => {
     const s = new SlotAssigner(2);
-    expect(s.acquire("a")).toEqual({ slot: 0, load: true });
-    expect(s.acquire("b")).toEqual({ slot: 1, load: true });
-    expect(s.acquire("a")).toEqual({ slot: 0, load: false });
+    expect(s.acquire("a")).toEqual({ slot: 0, load: true, replaced: null });
+    expect(s.acquire("b")).toEqual({ slot: 1, load: true, replaced: null });
+    expect(s.acquire("a")).toEqual({ slot: 0, load: false, replaced: null });
     expect(s.slotOfAdapter("a")).toBe(0);
     expect(s.slotOfAdapter("c")).toBeUndefined();
   });
@@ -22,7 +22,7 @@ describe("SlotAssigner", () => {
     s.release("a");
     expect(s.acquire("c")).toBeNull(); // "a" still has one user
     s.release("a");
-    expect(s.acquire("c")).toEqual({ slot: 0, load: true });
+    expect(s.acquire("c")).toEqual({ slot: 0, load: true, replaced: "a" });
     expect(s.slotOfAdapter("a")).toBeUndefined();
     expect(s.slotOfAdapter("b")).toBe(1); // the busy one was not touched
   });
@@ -32,12 +32,12 @@ describe("SlotAssigner", () => {
     for (const n of ["a", "b", "c"]) s.acquire(n);
     s.acquire("a"); // a is now the most recently used
     for (const n of ["a", "a", "b", "c"]) s.release(n);
-    expect(s.acquire("d")).toEqual({ slot: 1, load: true }); // b: idle and oldest
+    expect(s.acquire("d")).toEqual({ slot: 1, load: true, replaced: "b" }); // b: idle and oldest
     s.release("d");
-    expect(s.acquire("e")).toEqual({ slot: 2, load: true }); // then c
+    expect(s.acquire("e")).toEqual({ slot: 2, load: true, replaced: "c" }); // then c
     s.release("e");
-    expect(s.acquire("f")).toEqual({ slot: 0, load: true }); // then a
-    expect(s.acquire("d")).toEqual({ slot: 1, load: false });
+    expect(s.acquire("f")).toEqual({ slot: 0, load: true, replaced: "a" }); // then a
+    expect(s.acquire("d")).toEqual({ slot: 1, load: false, replaced: null });
   });
 
   test("an idle but more recent slot is evicted before a busy old one is ever touched", () => {
@@ -45,7 +45,7 @@ describe("SlotAssigner", () => {
     s.acquire("old"); // busy all along
     s.acquire("new");
     s.release("new");
-    expect(s.acquire("x")).toEqual({ slot: 1, load: true });
+    expect(s.acquire("x")).toEqual({ slot: 1, load: true, replaced: "new" });
     expect(s.slotOfAdapter("old")).toBe(0);
   });
 
@@ -59,7 +59,7 @@ describe("SlotAssigner", () => {
     expect(s.evict("a")).toBe(true);
     expect(s.slotOfAdapter("a")).toBeUndefined();
     expect(s.evict("never-loaded")).toBe(true);
-    expect(s.acquire("c")).toEqual({ slot: 0, load: true });
+    expect(s.acquire("c")).toEqual({ slot: 0, load: true, replaced: null }); // "a" left the slot empty
   });
 
   test("releasing more often than acquiring is an error", () => {

@@ -1,0 +1,301 @@
+// The asynchronous face of one model's engine for the server: requests in, token streams out,
+// the step loop running between HTTP events, adapters loaded off the loop, metrics recorded.
+import { AdapterError } from "../adapters/peft-config.ts";
+import { UnknownAdapterError } from "../adapters/adapter-store.ts";
+import { log } from "../log.ts";
+import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
+import type { Engine } from "./engine.ts";
+import type { LoadedModel } from "./load-model.ts";
+import type { SamplingParams } from "./sampling.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Sequence } from "./sequence.ts";
+import { StopStringMatcher } from "./stop-strings.ts";
+import { TokenStream } from "./token-stream.ts";
+
+export interface GenerationRequest {
+  promptIds: number[];
+  /** Adapter name, or null for the base model. */
+  adapter: string | null;
+  params: SamplingParams;
+  /** Generation ends when the text contains one of these; the stop string is not part of the text. */
+  stop?: string[];
+  /** Aborting (e.g. the client went away) frees the sequence and its KV blocks. */
+  signal?: AbortSignal;
+}
+
+export interface StreamEvent {
+  token: { id: number; logprob: number; topLogprobs: { id: number; logprob: number }[] };
+  /** Text this token adds (possibly "", held back at a split character or a possible stop string). */
+  text: string;
+  /** Set on the last event of a stream. */
+  finishReason: "stop" | "length" | null;
+}
+
+export interface GenerationHandle {
+  /** Token events in order; throws (before any event) if the adapter fails to load, or ServiceError on abort/shutdown. */
+  events: AsyncIterable<StreamEvent>;
+  promptTokens: number;
+  cancel(): void;
+}
+
+/** The server may not take this request now (503 with Retry-After). */
+export class OverloadedError extends Error {
+  override name = "OverloadedError";
+  constructor(message: string, readonly retryAfterSeconds: number) {
+    super(message);
+  }
+}
+
+/** The adapter has requests in flight (or is pinned); it cannot be unloaded now. */
+export class AdapterBusyError extends Error {
+  override name = "AdapterBusyError";
+}
+
+/** The request ended without finishing: cancelled, or the server is going away. */
+export class CancelledError extends Error {
+  override name = "CancelledError";
+}
+
+export interface ServiceOptions {
+  /** Name clients use for the base model (`model` in OpenAI requests). */
+  name: string;
+  /** Requests waiting beyond this are refused with OverloadedError. */
+  maxQueue: number;
+  metrics: Metrics;
+}
+
+export type { LoadedModel };
+
+interface RequestState {
+  req: GenerationRequest;
+  stream: TokenStream<StreamEvent>;
+  detok: IncrementalDetokenizer;
+  stops: StopStringMatcher | null;
+  arrival: number;
+  lastToken: number;
+  seq: Sequence | null;
+  done: boolean;
+}
+
+export class EngineService {
+  readonly name: string;
+  readonly maxModelLen: number;
+  private readonly engine: Engine;
+  private readonly metrics: Metrics;
+  private readonly states = new Set<RequestState>();
+  private readonly bySeq = new Map<Sequence, RequestState>();
+  private loadingCount = 0;
+  private accepting = true;
+  private stopped = false;
+  private looping = false;
+  private wake: (() => void) | null = null;
+  private idle: (() => void)[] = [];
+
+  constructor(readonly model: LoadedModel, private readonly opts: ServiceOptions) {
+    this.name = opts.name;
+    this.engine = model.engine;
+    this.maxModelLen = this.engine.maxModelLen;
+    this.metrics = opts.metrics;
+    this.hookMetrics();
+  }
+
+  /** Requests accepted and not yet finished (loading their adapter, waiting, or running). */
+  get inFlight(): number {
+    return this.states.size;
+  }
+
+  start(): void {
+    if (this.looping) return;
+    this.looping = true;
+    void this.loop();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.notify();
+  }
+
+  submit(req: GenerationRequest): GenerationHandle {
+    if (!this.accepting) throw new OverloadedError("the server is shutting down", 5);
+    if (this.loadingCount + this.engine.numWaiting >= this.opts.maxQueue) {
+      throw new OverloadedError(`the queue is full (${this.opts.maxQueue} requests waiting)`, 1);
+    }
+    this.engine.check(req);
+    const params = req.params;
+    const state: RequestState = {
+      req, stream: new TokenStream(), detok: new IncrementalDetokenizer(this.model.tokenizer, { skipSpecialTokens: true }),
+      stops: req.stop && req.stop.length > 0 ? new StopStringMatcher(req.stop) : null,
+      arrival: performance.now(), lastToken: 0, seq: null, done: false,
+    };
+    this.states.add(state);
+    const labels = { model: this.name, adapter: req.adapter ?? "" };
+    this.metrics.promptTokens.inc(labels, req.promptIds.length);
+    if (req.adapter !== null) {
+      this.model.adapters.acquire(req.adapter);
+      if (!this.model.adapters.isLoaded(req.adapter)) {
+        this.loadingCount++;
+        this.model.adapters.load(req.adapter)
+          .then(() => this.enqueue(state, params))
+          .catch((e) => this.end(state, e))
+          .finally(() => this.loadingCount--);
+      } else {
+        this.enqueue(state, params);
+      }
+    } else {
+      this.enqueue(state, params);
+    }
+    req.signal?.addEventListener("abort", () => this.cancel(state, new CancelledError("the client went away")), { once: true });
+    return { events: state.stream, promptTokens: req.promptIds.length, cancel: () => this.cancel(state, new CancelledError("cancelled")) };
+  }
+
+  async loadAdapter(name: string, path: string, opts: { pin?: boolean } = {}): Promise<void> {
+    const adapters = this.model.adapters;
+    if (adapters.has(name) && adapters.inUse(name)) throw new AdapterBusyError(`adapter "${name}" has requests in flight; it cannot be replaced now`);
+    if (adapters.has(name)) this.engine.evictFromSlot(name);
+    adapters.register(name, path);
+    try {
+      await adapters.load(name);
+    } catch (e) {
+      adapters.unregister(name);
+      throw e instanceof AdapterError ? e : new AdapterError(name, (e as Error).message);
+    }
+    if (opts.pin) adapters.setPinned(name, true);
+  }
+
+  unloadAdapter(name: string): void {
+    const adapters = this.model.adapters;
+    if (!adapters.has(name)) throw new UnknownAdapterError(`adapter "${name}" is not known`);
+    if (adapters.inUse(name)) throw new AdapterBusyError(`adapter "${name}" has requests in flight; unload it when they finish`);
+    this.engine.evictFromSlot(name);
+    adapters.unregister(name);
+  }
+
+  hasAdapter(name: string): boolean {
+    return this.model.adapters.has(name);
+  }
+
+  adapterNames(): string[] {
+    return this.model.adapters.names();
+  }
+
+  adapterDir(name: string): string {
+    return this.model.adapters.dirOf(name);
+  }
+
+  beginShutdown(): void {
+    this.accepting = false;
+  }
+
+  /** Resolves once nothing is in flight; at the timeout, cancels what remains. */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.states.size === 0) return;
+    const idle = new Promise<void>((resolve) => this.idle.push(resolve));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
+    if ((await Promise.race([idle, timeout])) === "timeout") {
+      for (const state of [...this.states]) this.cancel(state, new CancelledError("the server shut down before the request finished"));
+    }
+    clearTimeout(timer);
+  }
+
+  private enqueue(state: RequestState, params: SamplingParams): void {
+    if (state.done) return;
+    state.seq = this.engine.add({ promptIds: state.req.promptIds, adapter: state.req.adapter, params });
+    this.bySeq.set(state.seq, state);
+    this.notify();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      if (!this.engine.hasWork) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      try {
+        this.engine.step();
+      } catch (e) {
+        log.error(`${this.name}: engine step failed: ${(e as Error).message}`);
+        for (const state of [...this.states]) if (state.seq) this.cancel(state, e);
+      }
+      await new Promise((resolve) => setImmediate(resolve)); // let HTTP handlers run between steps
+    }
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  private onToken(seq: Sequence): void {
+    const state = this.bySeq.get(seq);
+    if (!state) return;
+    const token = seq.outputs[seq.outputs.length - 1];
+    const now = performance.now();
+    const labels = { model: this.name, adapter: state.req.adapter ?? "" };
+    if (seq.outputs.length === 1) this.metrics.timeToFirstToken.observe((now - state.arrival) / 1000, { model: this.name });
+    else this.metrics.timePerOutputToken.observe((now - state.lastToken) / 1000, { model: this.name });
+    state.lastToken = now;
+    this.metrics.generationTokens.inc(labels);
+    let text = state.detok.push(token.id);
+    if (seq.finished) text += state.detok.flush();
+    if (state.stops && seq.mayStop) {
+      const matched = state.stops.push(text);
+      text = matched.text;
+      if (matched.stopped) seq.stop();
+      else if (seq.finished) text += state.stops.flush();
+    }
+    state.stream.push({ token, text, finishReason: seq.finishReason });
+    if (seq.finished) {
+      this.metrics.requests.inc({ ...labels, finish_reason: seq.finishReason! });
+      this.end(state, null);
+    }
+  }
+
+  private cancel(state: RequestState, error: unknown): void {
+    if (state.done) return;
+    if (state.seq) this.engine.abort(state.seq);
+    this.metrics.requests.inc({ model: this.name, adapter: state.req.adapter ?? "", finish_reason: "abort" });
+    this.end(state, error);
+  }
+
+  // Releases everything a request holds, exactly once.
+  private end(state: RequestState, error: unknown): void {
+    if (state.done) return;
+    state.done = true;
+    if (state.seq) this.bySeq.delete(state.seq);
+    if (state.req.adapter !== null) this.model.adapters.release(state.req.adapter);
+    this.states.delete(state);
+    if (error === null) state.stream.close();
+    else state.stream.fail(error);
+    if (this.states.size === 0) for (const resolve of this.idle.splice(0)) resolve();
+  }
+
+  private hookMetrics(): void {
+    const m = this.metrics, model = this.name;
+    this.engine.events = {
+      token: (seq) => this.onToken(seq),
+      slotLoaded: (_, replaced) => {
+        m.adapterLoads.inc({ model, tier: "gpu" });
+        if (replaced !== null) m.adapterEvictions.inc({ model, tier: "gpu" });
+      },
+      slotHit: () => m.adapterHits.inc({ model, tier: "gpu" }),
+      preempted: () => m.preemptions.inc({ model }),
+    };
+    this.model.adapters.events = {
+      loaded: () => m.adapterLoads.inc({ model, tier: "cpu" }),
+      evicted: () => m.adapterEvictions.inc({ model, tier: "cpu" }),
+      hit: () => m.adapterHits.inc({ model, tier: "cpu" }),
+    };
+    m.addEngine(() => ({
+      model,
+      waiting: this.loadingCount + this.engine.numWaiting,
+      running: this.engine.numRunning,
+      kvBlocksUsed: this.engine.blocks.numBlocks - this.engine.blocks.freeBlocks,
+      kvBlocksFree: this.engine.blocks.freeBlocks,
+      adaptersGpu: this.engine.slots.occupied,
+      adaptersCpu: this.model.adapters.hostCount,
+      adaptersDisk: this.model.adapters.names().length,
+    }));
+  }
+}
