@@ -1,6 +1,9 @@
 // The step loop for one model: admit waiting sequences (KV blocks, adapter slots, token budget),
 // run prefill and decode tokens together, sample, and retire finished sequences.
 import { UnknownAdapterError, type AdapterStore } from "../adapters/adapter-store.ts";
+
+/** What the engine needs of the adapter store. */
+export type EngineAdapters = Pick<AdapterStore, "has" | "names" | "get">;
 import type { LoraAdapter } from "../adapters/lora-adapter.ts";
 import { SlotAssigner } from "../adapters/slot-assigner.ts";
 import type { ModelConfig } from "../model/config.ts";
@@ -58,7 +61,7 @@ export class Engine {
   private nextId = 0;
   events: EngineEvents = { token() {}, slotLoaded() {}, slotHit() {}, preempted() {} };
 
-  constructor(readonly runner: StepRunner, readonly adapters: AdapterStore, readonly maxModelLen: number) {
+  constructor(readonly runner: StepRunner, readonly adapters: EngineAdapters, readonly maxModelLen: number) {
     this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize);
     this.slots = new SlotAssigner(runner.opts.maxLoras);
   }

@@ -102,3 +102,14 @@ describe("lora-serve generate", () => {
     }
   });
 });
+
+describe("lora-serve bench --scheduler", () => {
+  test("runs the stubbed step loop and reports per-step times (a measurement, not a timed test)", () => {
+    const out = cli(["bench", "--scheduler", "--seqs", "16", "--adapters", "4", "--steps", "5", "--json"]);
+    expect(out.code).toBe(0);
+    const r = JSON.parse(out.stdout);
+    expect(r).toMatchObject({ seqs: 16, adapters: 4, steps: 5, tokensPerStep: 16 });
+    expect(r.medianMs).toBeGreaterThan(0);
+    expect(r.p90Ms).toBeGreaterThanOrEqual(r.medianMs);
+  });
+});
