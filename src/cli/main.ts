@@ -2,23 +2,27 @@
 // lora-serve: one entry point, one file per command; errors end with a message and exit code 1.
 import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
 import { log } from "../log.ts";
+import { benchCommand } from "./bench.ts";
 import { generateCommand } from "./generate.ts";
 
 const main = defineCommand({
   meta: { name: "lora-serve", version: "0.1.0", description: "Serve a base LLM with many LoRA adapters batched together" },
-  subCommands: { generate: generateCommand },
+  // serve loads lazily: generate does not need the HTTP server's modules
+  subCommands: { generate: generateCommand, serve: () => import("./serve.ts").then((m) => m.serveCommand), bench: benchCommand },
 });
 
 async function run(rawArgs: string[]): Promise<void> {
   const sub = rawArgs[0];
   if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
-    const commands = (main.subCommands ?? {}) as Record<string, CommandDef<any>>;
-    const chosen = sub ? commands[sub] : undefined;
+    const commands = (main.subCommands ?? {}) as Record<string, CommandDef<any> | (() => Promise<CommandDef<any>>)>;
+    const entry = sub ? commands[sub] : undefined;
+    const chosen = typeof entry === "function" ? await entry() : entry;
     await showUsage(chosen ?? main, chosen ? (main as CommandDef<any>) : undefined);
     return;
   }
   try {
-    await runCommand(main, { rawArgs });
+    // `lora-serve --model X --adapters Y` (flags, no command) serves
+    await runCommand(main, { rawArgs: sub.startsWith("-") ? ["serve", ...rawArgs] : rawArgs });
   } catch (e) {
     log.error((e as Error).message);
     if (process.env.LORA_SERVE_DEBUG) console.error(e);

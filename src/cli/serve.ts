@@ -1,0 +1,207 @@
+// `lora-serve serve`: load the base models (and their adapters) and answer HTTP until SIGTERM /
+// SIGINT, then finish the requests in flight and exit 0. Options: flags > OPTION_* > serving.properties.
+import { defineCommand, type ArgsDef } from "citty";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join, resolve } from "node:path";
+import { LORA_MODULES, moduleShape } from "../adapters/lora-adapter.ts";
+import { extractAdaptersTarball } from "../adapters/tarball.ts";
+import { isTarball, OPTION_DEFS, readServingProperties, resolveServeOptions, type ServeOptions } from "../config/serve-options.ts";
+import { EngineService } from "../engine/engine-service.ts";
+import { KvCache } from "../engine/kv-cache.ts";
+import { activationDtype, loadModel } from "../engine/load-model.ts";
+import { Metrics } from "../engine/metrics.ts";
+import { MAX_TOP_LOGPROBS } from "../engine/sampling.ts";
+import { log } from "../log.ts";
+import { readModelConfig, type ModelConfig } from "../model/config.ts";
+import { openCheckpoint } from "../model/safetensors.ts";
+import { NUMERIC_DTYPE_BYTES, type Device, type NumericDType } from "../native/device.ts";
+import { openDevice } from "../native/open-device.ts";
+import { startServer } from "../server/http.ts";
+import { ModelRegistry } from "../server/model-registry.ts";
+import { CliError } from "./args.ts";
+import { defaultModelDir } from "./default-model.ts";
+
+const BLOCK_SIZE = 16;
+
+const args: ArgsDef = {
+  ...Object.fromEntries(OPTION_DEFS.map((d) => [d.flag, { type: d.boolean ? "boolean" : "string", description: d.description }])),
+  properties: { type: "string", description: "serving.properties file (default: ./serving.properties, else /opt/ml/model/serving.properties)" },
+};
+
+export const serveCommand = defineCommand({
+  meta: { name: "serve", description: "Serve base models and LoRA adapters over HTTP (OpenAI and SageMaker LMI APIs)" },
+  args,
+  async run({ args: parsed, rawArgs }) {
+    const flags = flagValues(parsed as Record<string, unknown>, rawArgs);
+    const options = resolveServeOptions(flags, process.env, readServingProperties(parsed.properties as string | undefined));
+    await serve(options);
+  },
+});
+
+/**
+ * The flags citty parsed, by flag name. `--model` may be repeated (citty keeps only the last
+ * value, so repeats are read from the raw arguments) and each value may be a comma-separated list.
+ */
+function flagValues(parsed: Record<string, unknown>, rawArgs: string[]): Record<string, string | boolean | undefined> {
+  const known = new Set(["_", "properties", ...OPTION_DEFS.map((d) => d.flag)]);
+  for (const key of Object.keys(parsed)) {
+    const kebab = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    if (!known.has(key) && !known.has(kebab)) throw new CliError(`unknown option --${key}`);
+  }
+  const positional = parsed._ as string[];
+  if (positional.length > 0) throw new CliError(`unexpected argument ${JSON.stringify(positional[0])}`);
+  const models: string[] = [];
+  rawArgs.forEach((a, i) => {
+    if (a === "--model" && i + 1 < rawArgs.length) models.push(rawArgs[i + 1]);
+    else if (a.startsWith("--model=")) models.push(a.slice("--model=".length));
+  });
+  const flags = Object.fromEntries(OPTION_DEFS.map((d) => [d.flag, parsed[d.flag] as string | boolean | undefined]));
+  if (models.length > 0) flags.model = models.join(",");
+  return flags;
+}
+
+export async function serve(o: ServeOptions): Promise<void> {
+  const embedded = o.models.length === 0;
+  const modelDirs = embedded ? [await defaultModelDir()] : o.models.map((m) => resolve(m));
+  if (o.adapters !== undefined && modelDirs.length > 1) {
+    throw new CliError("--adapters serves one base model; with several, put each model's adapters in <model>/adapters");
+  }
+  let scratch: string | undefined;
+  let adapters = o.adapters;
+  if (adapters !== undefined && isTarball(adapters)) {
+    scratch = mkdtempSync(join(tmpdir(), "lora-serve-adapters-"));
+    adapters = await extractAdaptersTarball(adapters, scratch);
+  }
+  // without --adapters, LMI's layout: <model>/adapters (the embedded demo model has es and fr there)
+  const adaptersFor = (dir: string): string | undefined => {
+    if (!o.enableLora) return undefined;
+    if (adapters !== undefined) return adapters;
+    const nested = join(dir, "adapters");
+    return existsSync(nested) && statSync(nested).isDirectory() ? nested : undefined;
+  };
+
+  const device = await openDevice(o.device);
+  const metrics = new Metrics();
+  const registry = new ModelRegistry();
+  const services: EngineService[] = [];
+  let server: ReturnType<typeof startServer>;
+  try {
+    const budget = device.kind === "cuda" ? gpuBudget(device, o.gpuMemoryUtilization) : undefined;
+    for (const [i, dir] of modelDirs.entries()) {
+      const config = readModelConfig(dir);
+      const act = activation(o, device, config);
+      const model = loadModel({
+        modelDir: dir, adaptersDir: adaptersFor(dir), device, act,
+        maxSeqs: o.maxRollingBatchSize, maxTokens: o.maxNumBatchedTokens, maxLoras: o.maxLoras, maxCpuLoras: o.maxCpuLoras,
+        maxLoraRank: o.maxLoraRank, maxModelLen: o.maxModelLen, blockSize: BLOCK_SIZE,
+        kvCacheBytes: budget?.kvBytes(dir, config, act, o, modelDirs.length - i),
+      });
+      const name = embedded ? "tiny-llama2" : basename(dir);
+      const service = new EngineService(model, { name, maxQueue: o.maxQueue, metrics });
+      registry.add(service);
+      services.push(service);
+      service.start();
+    }
+    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, log: (m) => log.info(m) });
+  } catch (e) {
+    for (const s of services) await s.stop();
+    device.close();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+    throw e;
+  }
+  const names = services.map((s) => `${s.name} (adapters: ${s.adapterNames().join(", ") || "none"})`);
+  log.info(`lora-serve listening on ${server.url}; models: ${names.join("; ")}; device: ${device.kind}`);
+
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return void log.warn(`${signal}: already shutting down`);
+    stopping = true;
+    shutdown(signal).catch((e) => {
+      log.error(`shutdown: ${(e as Error).message}`);
+      process.exitCode = 1;
+    });
+  };
+  const shutdown = async (signal: NodeJS.Signals) => {
+    log.info(`${signal}: finishing requests in flight (up to ${o.shutdownTimeoutSeconds}s)`);
+    server.stopAccepting();
+    for (const s of services) s.beginShutdown();
+    await Promise.all(services.map((s) => s.drain(o.shutdownTimeoutSeconds * 1000)));
+    await server.stop();
+    for (const s of services) await s.stop();
+    device.close();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+    log.info("stopped");
+    process.exitCode = 0;
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
+
+function activation(o: ServeOptions, device: Device, config: ModelConfig): NumericDType {
+  if (device.kind === "cpu") {
+    if (o.dtype === "fp16" || o.dtype === "bf16") log.warn(`dtype ${o.dtype}: the CPU computes in fp32`);
+    return "F32";
+  }
+  return o.dtype === "auto" ? activationDtype(device, config) : ({ fp16: "F16", bf16: "BF16", fp32: "F32" } as const)[o.dtype];
+}
+
+/**
+ * GPU memory for the KV caches: `utilization` × the memory free at start-up, shared evenly by the
+ * models still to load, less each model's weights, activation workspace and LoRA slots; at most
+ * what max_rolling_batch_size full-length sequences need.
+ */
+function gpuBudget(device: Device, utilization: number) {
+  const freeAtStart = device.memInfo().free;
+  const budget = Math.floor(utilization * freeAtStart);
+  const gib = (n: number) => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`);
+  return {
+    kvBytes(dir: string, config: ModelConfig, act: NumericDType, o: ServeOptions, modelsLeft: number): number {
+      const used = freeAtStart - device.memInfo().free;
+      const share = Math.floor((budget - used) / modelsLeft);
+      const fixed = weightBytes(dir, act) + workspaceBytes(config, act, o) + loraSlotBytes(config, act, o);
+      const kv = share - fixed;
+      const maxLen = Math.min(o.maxModelLen ?? config.maxPositions, config.maxPositions);
+      const oneSequence = Math.ceil(maxLen / BLOCK_SIZE) * KvCache.blockBytes(config, BLOCK_SIZE, act);
+      if (kv < oneSequence) {
+        throw new CliError(`${dir}: not enough GPU memory: ${gib(share)} for this model (--gpu-memory-utilization ${utilization} of ` +
+          `${gib(freeAtStart)} free), ${gib(fixed)} for weights, activations and LoRA slots, leaving ${gib(Math.max(0, kv))} for the ` +
+          `KV cache where one ${maxLen}-token sequence needs ${gib(oneSequence)}; raise --gpu-memory-utilization or lower ` +
+          "--max-model-len, --max-num-batched-tokens or --max-loras");
+      }
+      // more than every sequence at full length could never be used
+      const bytes = Math.min(kv, o.maxRollingBatchSize * oneSequence);
+      log.info(`${basename(dir)}: GPU memory ${gib(fixed)} for weights, activations and LoRA slots, ${gib(bytes)} for the KV cache`);
+      return bytes;
+    },
+  };
+}
+
+/** Matrices in the activation dtype (as uploadModelWeights converts them), vectors as stored. */
+function weightBytes(dir: string, act: NumericDType): number {
+  const checkpoint = openCheckpoint(dir);
+  let bytes = 0;
+  for (const name of checkpoint.names()) {
+    const t = checkpoint.get(name)!;
+    bytes += t.shape.length === 2 && act !== "F32" ? t.shape[0] * t.shape[1] * NUMERIC_DTYPE_BYTES[act] : t.data.byteLength;
+  }
+  return bytes;
+}
+
+/** Mirrors the buffers src/model/workspace.ts allocates for these capacities. */
+function workspaceBytes(c: ModelConfig, act: NumericDType, o: ServeOptions): number {
+  const e = NUMERIC_DTYPE_BYTES[act], T = o.maxNumBatchedTokens, R = o.maxRollingBatchSize;
+  const h = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, inter = c.intermediateSize;
+  const activations = T * (h + Math.max(h, q) + 2 * q + 2 * kv + Math.max(h, inter) + 2 * inter) * e + T * o.maxLoraRank * 4;
+  const logits = R * (h + c.vocabSize) * e + R * (8 + 2 * MAX_TOP_LOGPROBS) * 4;
+  const maxLen = Math.min(o.maxModelLen ?? c.maxPositions, c.maxPositions);
+  return activations + logits + T * 12 + R * (Math.ceil(maxLen / BLOCK_SIZE) + 8) * 4;
+}
+
+/** Every device slot holding an adapter of the largest rank on all seven projections of every layer. */
+function loraSlotBytes(c: ModelConfig, act: NumericDType, o: ServeOptions): number {
+  const perLayer = LORA_MODULES.reduce((n, m) => n + moduleShape(c, m)[0] + moduleShape(c, m)[1], 0);
+  return o.maxLoras * c.numLayers * (perLayer * o.maxLoraRank * NUMERIC_DTYPE_BYTES[act] + LORA_MODULES.length * 4 * 4);
+}

@@ -1,0 +1,238 @@
+// The server's configuration from three sources, as SageMaker LMI reads it: command-line flags
+// win over `OPTION_*` environment variables, which win over `option.*` lines of serving.properties.
+// One table defines every option; each source's name is derived from (or overrides) its snake name.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { log } from "../log.ts";
+
+export type DType = "auto" | "fp16" | "bf16" | "fp32";
+export type DeviceOption = "cpu" | "cuda" | "auto";
+
+export interface ServeOptions {
+  /** Local base-model directories (empty: the embedded demo model). */
+  models: string[];
+  /** Adapter directory (one subdirectory per adapter) or a .tar.gz of one. */
+  adapters?: string;
+  host: string;
+  port: number;
+  enableLora: boolean;
+  maxLoras: number;
+  maxCpuLoras: number;
+  maxLoraRank: number;
+  gpuMemoryUtilization: number;
+  maxRollingBatchSize: number;
+  maxNumBatchedTokens: number;
+  maxModelLen?: number;
+  dtype: DType;
+  tensorParallelDegree: number;
+  device: DeviceOption;
+  maxQueue: number;
+  maxBodyBytes: number;
+  shutdownTimeoutSeconds: number;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+type Raw = string | boolean;
+type Parse<T> = (raw: Raw, source: string) => T;
+
+export interface OptionDef {
+  key: keyof ServeOptions;
+  /** Command-line flag without the dashes, as citty names it. */
+  flag: string;
+  /** Environment variables, the first one set wins. */
+  env: string[];
+  /** serving.properties keys. */
+  property: string[];
+  parse: Parse<unknown>;
+  /** Used when no source sets the option; a function sees the options resolved so far. */
+  default?: unknown | ((o: Partial<ServeOptions>) => unknown);
+  description: string;
+  /** Takes no value on the command line. */
+  boolean?: boolean;
+}
+
+// ---- value parsers; `source` names where the value came from ----
+
+const fail = (source: string, expected: string, raw: Raw): never => {
+  throw new ConfigError(`${source}: expected ${expected}, got ${JSON.stringify(raw)}`);
+};
+
+const str = (raw: Raw, source: string): string => {
+  if (typeof raw !== "string" || raw.trim() === "") fail(source, "a value", raw);
+  return (raw as string).trim();
+};
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER): Parse<number> => (raw, source) => {
+  const n = typeof raw === "string" && /^\s*[+-]?\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    fail(source, max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer in [${min}, ${max}]`, raw);
+  }
+  return n;
+};
+
+const bool: Parse<boolean> = (raw, source) => {
+  if (typeof raw === "boolean") return raw;
+  const v = raw.trim().toLowerCase();
+  if (["true", "1", "yes", "on"].includes(v)) return true;
+  if (["false", "0", "no", "off"].includes(v)) return false;
+  return fail(source, "true or false", raw);
+};
+
+const oneOf = <T extends string>(aliases: Record<string, T>): Parse<T> => (raw, source) => {
+  const v = typeof raw === "string" ? aliases[raw.trim().toLowerCase()] : undefined;
+  return v ?? fail(source, `one of ${Object.keys(aliases).join(", ")}`, raw);
+};
+
+const fraction: Parse<number> = (raw, source) => {
+  const n = typeof raw === "string" && raw.trim() !== "" ? Number(raw) : NaN;
+  if (!(n > 0 && n <= 1)) fail(source, "a number in (0, 1]", raw);
+  return n;
+};
+
+const localPath = (what: string, isTarball: (p: string) => boolean) => (raw: Raw, source: string): string => {
+  const p = str(raw, source);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p)) {
+    throw new ConfigError(`${source}: ${JSON.stringify(p)} is a URL; this build cannot download, give a local ${what}`);
+  }
+  if (!existsSync(p)) {
+    const hubId = /^[\w.-]+\/[\w.-]+$/.test(p) ? " (it looks like a Hugging Face hub id; this build cannot download, give a local directory)" : "";
+    throw new ConfigError(`${source}: ${JSON.stringify(p)} does not exist${hubId}`);
+  }
+  if (!statSync(p).isDirectory() && !isTarball(p)) throw new ConfigError(`${source}: ${JSON.stringify(p)} is not a ${what}`);
+  return p;
+};
+
+export const isTarball = (p: string): boolean => /\.(tar\.gz|tgz)$/i.test(p);
+
+const modelList: Parse<string[]> = (raw, source) =>
+  str(raw, source).split(",").map((s) => s.trim()).filter(Boolean).map((p) => localPath("model directory", () => false)(p, source));
+
+const singleDevice: Parse<number> = (raw, source) => {
+  const n = typeof raw === "string" ? raw.trim() : raw;
+  if (n !== "1") throw new ConfigError(`${source}: tensor parallel degree ${JSON.stringify(raw)} is not supported: this build runs on one device`);
+  return 1;
+};
+
+const DTYPES: Record<string, DType> = {
+  auto: "auto", fp16: "fp16", float16: "fp16", half: "fp16", bf16: "bf16", bfloat16: "bf16", fp32: "fp32", float32: "fp32", float: "fp32",
+};
+
+// ---- the table ----
+
+/** An option whose flag, variable and property derive from one snake_case name. */
+function opt(name: string, key: keyof ServeOptions, parse: Parse<unknown>, def: unknown, description: string, extra: Partial<OptionDef> = {}): OptionDef {
+  return {
+    key, flag: name.replace(/_/g, "-"), env: [`OPTION_${name.toUpperCase()}`], property: [`option.${name}`],
+    parse, default: def, description, ...extra,
+  };
+}
+
+export const OPTION_DEFS: OptionDef[] = [
+  opt("model_id", "models", modelList, [], "Base model directory (repeat, or comma-separate, for several)",
+    { flag: "model" }),
+  opt("adapters", "adapters", localPath("directory or .tar.gz", isTarball), undefined,
+    "Adapters: a directory with one subdirectory per adapter, or a .tar.gz of one"),
+  opt("host", "host", str, "0.0.0.0", "Address to listen on (default 0.0.0.0)"),
+  opt("port", "port", int(0, 65535), 8080, "Port to listen on (default 8080)",
+    { env: ["SAGEMAKER_BIND_TO_PORT", "OPTION_PORT"] }),
+  opt("enable_lora", "enableLora", bool, (o: Partial<ServeOptions>) => o.adapters !== undefined || o.models!.length === 0,
+    "Serve LoRA adapters (default: when adapters are given, or for the embedded demo model)", { boolean: true }),
+  opt("max_loras", "maxLoras", int(1), 8, "Adapters resident on the device at once (default 8)"),
+  opt("max_cpu_loras", "maxCpuLoras", int(1), 64, "Adapters kept in host memory (default 64)"),
+  opt("max_lora_rank", "maxLoraRank", int(1), 64, "Largest adapter rank accepted (default 64)"),
+  opt("gpu_memory_utilization", "gpuMemoryUtilization", fraction, 0.9, "Share of free GPU memory to use (default 0.9)"),
+  opt("max_rolling_batch_size", "maxRollingBatchSize", int(1), 64, "Sequences in one step (default 64)"),
+  opt("max_num_batched_tokens", "maxNumBatchedTokens", int(1), 4096, "Tokens in one step (default 4096)"),
+  opt("max_model_len", "maxModelLen", int(1), undefined, "Context length (default: the model's)"),
+  opt("dtype", "dtype", oneOf(DTYPES), "auto", "auto | fp16 | bf16 | fp32 (also float16, bfloat16, float32)"),
+  opt("tensor_parallel_degree", "tensorParallelDegree", singleDevice, 1, "Must be 1: this build runs on one device"),
+  opt("device", "device", oneOf<DeviceOption>({ cpu: "cpu", cuda: "cuda", auto: "auto" }), "auto", "cpu | cuda | auto (default auto)"),
+  opt("max_queue", "maxQueue", int(0), 1024, "Requests waiting beyond this are refused with 503 (default 1024)",
+    { property: ["option.max_queue", "job_queue_size"] }),
+  opt("max_body_bytes", "maxBodyBytes", int(1), 8 * 1024 * 1024, "Largest request body (default 8 MiB)"),
+  opt("shutdown_timeout", "shutdownTimeoutSeconds", int(0), 30, "Seconds to finish in-flight requests on SIGTERM (default 30)"),
+];
+
+// Keys LMI configurations commonly carry that this server has no use for: accepted silently.
+const IGNORED_PROPERTIES = new Set(["engine"]);
+
+// ---- sources ----
+
+/** `key=value` lines; `#` / `!` start comments; whitespace is trimmed. */
+export function parseProperties(text: string): Map<string, { value: string; line: number }> {
+  const out = new Map<string, { value: string; line: number }>();
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#") || line.startsWith("!")) return;
+    const eq = line.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`serving.properties line ${i + 1}: expected key=value, got ${JSON.stringify(line)}`);
+    out.set(line.slice(0, eq).trim(), { value: line.slice(eq + 1).trim(), line: i + 1 });
+  });
+  return out;
+}
+
+export function resolveServeOptions(
+  flags: Record<string, string | boolean | undefined>,
+  env: Record<string, string | undefined>,
+  propertiesText?: string,
+  warn: (msg: string) => void = (m) => log.warn(m),
+): ServeOptions {
+  const props = propertiesText === undefined ? new Map() : parseProperties(propertiesText);
+  const knownProps = new Set([...IGNORED_PROPERTIES, ...OPTION_DEFS.flatMap((d) => d.property)]);
+  for (const key of props.keys()) {
+    if (!knownProps.has(key)) warn(`serving.properties: ignoring unknown key "${key}"`);
+  }
+  const knownEnv = new Set(OPTION_DEFS.flatMap((d) => d.env));
+  for (const key of Object.keys(env)) {
+    if (key.startsWith("OPTION_") && env[key] !== undefined && !knownEnv.has(key)) warn(`ignoring unknown environment variable ${key}`);
+  }
+
+  const out: Partial<ServeOptions> = {};
+  for (const def of OPTION_DEFS) {
+    const found = lookup(def, flags, env, props);
+    const value = found
+      ? def.parse(found.raw, found.source)
+      : typeof def.default === "function" ? def.default(out) : def.default;
+    if (value !== undefined) (out as Record<string, unknown>)[def.key] = value;
+  }
+  const o = out as ServeOptions;
+  if (o.adapters !== undefined && !o.enableLora) throw new ConfigError(`adapters ${JSON.stringify(o.adapters)} are given but enable_lora is false`);
+  if (o.maxCpuLoras < o.maxLoras) throw new ConfigError(`max_cpu_loras (${o.maxCpuLoras}) must be at least max_loras (${o.maxLoras})`);
+  if (o.maxNumBatchedTokens < o.maxRollingBatchSize) {
+    throw new ConfigError(`max_num_batched_tokens (${o.maxNumBatchedTokens}) must be at least max_rolling_batch_size (${o.maxRollingBatchSize})`);
+  }
+  return o;
+}
+
+function lookup(
+  def: OptionDef,
+  flags: Record<string, string | boolean | undefined>,
+  env: Record<string, string | undefined>,
+  props: Map<string, { value: string; line: number }>,
+): { raw: Raw; source: string } | undefined {
+  const flag = flags[def.flag];
+  if (flag !== undefined) return { raw: flag, source: `--${def.flag}` };
+  for (const name of def.env) {
+    const v = env[name];
+    if (v !== undefined) return { raw: v, source: name };
+  }
+  for (const name of def.property) {
+    const p = props.get(name);
+    if (p) return { raw: p.value, source: `serving.properties ${name} (line ${p.line})` };
+  }
+  return undefined;
+}
+
+/** The text of `path`, else of ./serving.properties, else of /opt/ml/model/serving.properties; undefined if none exists. */
+export function readServingProperties(path?: string): string | undefined {
+  if (path !== undefined) {
+    if (!existsSync(path)) throw new ConfigError(`--properties: ${JSON.stringify(path)} does not exist`);
+    return readFileSync(path, "utf8");
+  }
+  for (const candidate of ["serving.properties", "/opt/ml/model/serving.properties"]) {
+    if (existsSync(candidate) && statSync(candidate).isFile()) return readFileSync(candidate, "utf8");
+  }
+  return undefined;
+}

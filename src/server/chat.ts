@@ -1,0 +1,112 @@
+// POST /v1/chat/completions (and the `messages` form of LMI's /invocations, which answers in
+// the same shape but streams JSON lines).
+import type { EngineService, StreamEvent } from "../engine/engine-service.ts";
+import type { ChatMessage } from "../tokenizer/chat.ts";
+import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
+import { badRequest, type ErrorFormat } from "./errors.ts";
+import { Fields, isObject } from "./fields.ts";
+import { collect, nowSeconds, requestId, startAll, tokenString } from "./generation.ts";
+import { readCommon, resolveModel, samplingFor, usage, type Resolved } from "./openai.ts";
+import type { RouteContext } from "./route.ts";
+import { streamResponse } from "./stream.ts";
+
+function readMessages(v: unknown): ChatMessage[] {
+  if (!Array.isArray(v) || v.length === 0) throw badRequest("messages must be a non-empty list of messages", "messages");
+  return v.map((m, i) => {
+    const at = `messages[${i}]`;
+    if (!isObject(m) || typeof m.role !== "string") throw badRequest(`${at} must be an object with a string role`, "messages");
+    const c = m.content;
+    let content: string;
+    if (c === undefined || c === null) content = "";
+    else if (typeof c === "string") content = c;
+    else if (Array.isArray(c)) {
+      content = c.map((part, j) => {
+        if (!isObject(part) || part.type !== "text" || typeof part.text !== "string") {
+          const type = isObject(part) ? JSON.stringify(part.type) : typeof part;
+          throw badRequest(`${at}.content[${j}]: only text parts ({type: "text", text}) are supported, got ${type}`, "messages");
+        }
+        return part.text;
+      }).join("\n");
+    } else throw badRequest(`${at}.content must be a string or a list of text parts`, "messages");
+    return { ...m, role: m.role, content };
+  });
+}
+
+/** Without max_tokens: what is left of the context (and of the whole KV cache), as vLLM does. */
+function defaultMaxTokens(service: EngineService, promptLen: number): number {
+  const { numBlocks, blockSize } = service.model.runner.opts;
+  return Math.max(1, Math.min(service.maxModelLen, numBlocks * blockSize) - promptLen);
+}
+
+const utf8 = new TextEncoder();
+
+function logprobEntry(tokenizer: TextTokenizer, e: StreamEvent) {
+  const item = (id: number, logprob: number) => {
+    const token = tokenString(tokenizer, id);
+    return { token, logprob, bytes: [...utf8.encode(token)] };
+  };
+  return { ...item(e.token.id, e.token.logprob), top_logprobs: e.token.topLogprobs.map((t) => item(t.id, t.logprob)) };
+}
+
+export interface ChatOptions {
+  /** Set by /invocations, where the adapter comes from `adapters` or a header rather than `model`. */
+  resolved?: Resolved;
+  format: ErrorFormat;
+  /** Server-sent events (OpenAI) or JSON lines (LMI). */
+  sse: boolean;
+}
+
+export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { format: "openai", sse: true }): Promise<Response> {
+  const f = new Fields(ctx.body);
+  const { service, adapter, name } = opts.resolved ?? resolveModel(ctx.registry, f);
+  const messages = readMessages(f.raw("messages"));
+  const common = readCommon(f);
+  const logprobs = f.bool("logprobs") ?? false;
+  const topLogprobs = f.int("top_logprobs", 0);
+  if (topLogprobs !== undefined && topLogprobs > 0 && !logprobs) throw badRequest("top_logprobs needs logprobs: true", "top_logprobs");
+  const maxTokensField = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  const maxTokens = f.int(maxTokensField);
+  const { tokenizer, chat } = service.model;
+  const promptIds = tokenizer.encode(chat.render(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+  const params = samplingFor(service, common, maxTokens ?? defaultMaxTokens(service, promptIds.length), logprobs ? topLogprobs ?? 0 : 0);
+  const [started] = await startAll(service, [{ promptIds, adapter, params, stop: common.stop, signal: ctx.request.signal }]);
+  const base = { id: requestId("chatcmpl"), created: nowSeconds(), model: name };
+  const lp = (events: StreamEvent[]) => (logprobs ? { content: events.map((e) => logprobEntry(tokenizer, e)) } : null);
+
+  if (!common.stream) {
+    const r = await collect(started);
+    return Response.json({
+      ...base, object: "chat.completion",
+      choices: [{
+        index: 0, message: { role: "assistant", content: r.text }, logprobs: lp(r.events), finish_reason: r.finishReason, stop_reason: null,
+        ...(common.returnTokenIds ? { token_ids: r.events.map((e) => e.token.id) } : {}),
+      }],
+      usage: usage(started.promptTokens, r.events.length),
+      ...(common.returnTokenIds ? { prompt_token_ids: promptIds } : {}),
+    });
+  }
+  const chunk = { ...base, object: "chat.completion.chunk" };
+  const usageNull = common.includeUsage ? { usage: null } : {};
+  return streamResponse({
+    format: opts.format, sse: opts.sse, log: ctx.log, cancel: started.cancel,
+    pump: async (send) => {
+      send({
+        ...chunk, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }], ...usageNull,
+        ...(common.returnTokenIds ? { prompt_token_ids: promptIds } : {}),
+      });
+      let n = 0;
+      for await (const e of started.events) {
+        n++;
+        send({
+          ...chunk,
+          choices: [{
+            index: 0, delta: { content: e.text }, logprobs: lp([e]), finish_reason: e.finishReason,
+            ...(common.returnTokenIds ? { token_ids: [e.token.id] } : {}),
+          }],
+          ...usageNull,
+        });
+      }
+      if (common.includeUsage) send({ ...chunk, choices: [], usage: usage(started.promptTokens, n) });
+    },
+  });
+}

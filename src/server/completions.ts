@@ -1,0 +1,168 @@
+// POST /v1/completions (OpenAI legacy completions, with vLLM's extra fields).
+// A list of several prompts is served as a batch: one choice per prompt, `index` = its position.
+import type { EngineService, StreamEvent } from "../engine/engine-service.ts";
+import { MAX_TOP_LOGPROBS } from "../engine/sampling.ts";
+import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
+import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
+import { badRequest } from "./errors.ts";
+import { Fields } from "./fields.ts";
+import { collectAll, nowSeconds, requestId, startAll, tokenString, type Started } from "./generation.ts";
+import { readCommon, resolveModel, samplingFor, usage } from "./openai.ts";
+import type { RouteContext } from "./route.ts";
+import { streamResponse } from "./stream.ts";
+
+const DEFAULT_MAX_TOKENS = 16; // OpenAI's
+
+interface Prompt {
+  ids: number[];
+  /** As given, for echo; undefined for token ids (decoded when echoed). */
+  text?: string;
+}
+
+const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "number" && Number.isInteger(x));
+
+function readPrompts(f: Fields, tokenizer: TextTokenizer): Prompt[] {
+  const v = f.raw("prompt");
+  const fail = (): never => {
+    throw badRequest("prompt must be a string, a list of token ids, or a list of those", "prompt");
+  };
+  if (v === undefined) throw badRequest("prompt is required", "prompt");
+  if (typeof v === "string") return [{ ids: tokenizer.encode(v), text: v }];
+  if (!Array.isArray(v) || v.length === 0) return fail();
+  if (isIds(v)) return [{ ids: v }];
+  return v.map((p) => (typeof p === "string" ? { ids: tokenizer.encode(p), text: p } : isIds(p) ? { ids: p } : fail()));
+}
+
+interface Logprobs {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
+  text_offset: number[];
+}
+
+const emptyLogprobs = (): Logprobs => ({ tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] });
+
+/** The prompt's tokens for echo: text offsets, and null log-probabilities (prompt logprobs are not computed). */
+function promptLogprobs(tokenizer: TextTokenizer, ids: number[]): Logprobs {
+  const out = emptyLogprobs();
+  const detok = new IncrementalDetokenizer(tokenizer, { skipSpecialTokens: true });
+  for (const id of ids) {
+    out.tokens.push(tokenString(tokenizer, id));
+    out.token_logprobs.push(null);
+    out.top_logprobs.push(null);
+    out.text_offset.push(detok.text.length);
+    detok.push(id);
+  }
+  return out;
+}
+
+function addToken(out: Logprobs, tokenizer: TextTokenizer, e: StreamEvent, offset: number): void {
+  const token = tokenString(tokenizer, e.token.id);
+  const top: Record<string, number> = {};
+  for (const t of e.token.topLogprobs) {
+    const s = tokenString(tokenizer, t.id);
+    if (!(s in top)) top[s] = t.logprob;
+  }
+  if (!(token in top)) top[token] = e.token.logprob; // OpenAI: the sampled token is always listed
+  out.tokens.push(token);
+  out.token_logprobs.push(e.token.logprob);
+  out.top_logprobs.push(top);
+  out.text_offset.push(offset);
+}
+
+export async function completions(ctx: RouteContext): Promise<Response> {
+  const f = new Fields(ctx.body);
+  const { service, adapter, name } = resolveModel(ctx.registry, f);
+  const tokenizer = service.model.tokenizer;
+  const prompts = readPrompts(f, tokenizer);
+  const common = readCommon(f);
+  f.unsupported("suffix", (v) => v === "");
+  const maxTokens = f.int("max_tokens") ?? DEFAULT_MAX_TOKENS;
+  const logprobs = f.int("logprobs", 0);
+  if (logprobs !== undefined && logprobs > MAX_TOP_LOGPROBS) throw badRequest(`logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${logprobs}`, "logprobs");
+  const echo = f.bool("echo") ?? false;
+  const params = samplingFor(service, common, maxTokens, logprobs ?? 0);
+  const started = await startAll(service, prompts.map((p) => ({
+    promptIds: p.ids, adapter, params: { ...params }, stop: common.stop, signal: ctx.request.signal,
+  })));
+  const echoText = (i: number) => (echo ? prompts[i].text ?? tokenizer.decode(prompts[i].ids) : "");
+  const echoLogprobs = (i: number) => (echo ? promptLogprobs(tokenizer, prompts[i].ids) : emptyLogprobs());
+  const base = { id: requestId("cmpl"), object: "text_completion", created: nowSeconds(), model: name };
+  const opts = { service, started, common, logprobs, echoText, echoLogprobs, base, prompts };
+  return common.stream ? streamCompletions(ctx, opts) : respond(opts);
+}
+
+interface Opts {
+  service: EngineService;
+  started: Started[];
+  prompts: Prompt[];
+  common: ReturnType<typeof readCommon>;
+  logprobs: number | undefined;
+  echoText: (i: number) => string;
+  echoLogprobs: (i: number) => Logprobs;
+  base: { id: string; object: string; created: number; model: string };
+}
+
+async function respond(o: Opts): Promise<Response> {
+  const tokenizer = o.service.model.tokenizer;
+  const results = await collectAll(o.started);
+  const choices = results.map((r, i) => {
+    const prefix = o.echoText(i);
+    let lp: Logprobs | null = null;
+    if (o.logprobs !== undefined) {
+      lp = o.echoLogprobs(i);
+      let offset = prefix.length;
+      for (const e of r.events) {
+        addToken(lp, tokenizer, e, offset);
+        offset += e.text.length;
+      }
+    }
+    return {
+      index: i, text: prefix + r.text, logprobs: lp, finish_reason: r.finishReason, stop_reason: null,
+      ...(o.common.returnTokenIds ? { prompt_token_ids: o.prompts[i].ids, token_ids: r.events.map((e) => e.token.id) } : {}),
+    };
+  });
+  const promptTokens = o.started.reduce((n, s) => n + s.promptTokens, 0);
+  const completionTokens = results.reduce((n, r) => n + r.events.length, 0);
+  return Response.json({ ...o.base, choices, usage: usage(promptTokens, completionTokens) });
+}
+
+function streamCompletions(ctx: RouteContext, o: Opts): Response {
+  const tokenizer = o.service.model.tokenizer;
+  const usageNull = o.common.includeUsage ? { usage: null } : {};
+  return streamResponse({
+    format: "openai", sse: true, log: ctx.log,
+    cancel: () => o.started.forEach((s) => s.cancel()),
+    pump: async (send) => {
+      let completionTokens = 0;
+      await Promise.all(o.started.map(async (s, i) => {
+        let first = true;
+        let offset = 0;
+        for await (const e of s.events) {
+          let text = e.text;
+          let lp: Logprobs | null = null;
+          if (first && o.echoText(i)) text = o.echoText(i) + text;
+          if (o.logprobs !== undefined) {
+            lp = first ? o.echoLogprobs(i) : emptyLogprobs();
+            addToken(lp, tokenizer, e, offset + text.length - e.text.length);
+          }
+          offset += text.length;
+          completionTokens++;
+          send({
+            ...o.base,
+            choices: [{
+              index: i, text, logprobs: lp, finish_reason: e.finishReason, stop_reason: null,
+              ...(o.common.returnTokenIds ? { token_ids: [e.token.id], ...(first ? { prompt_token_ids: s.promptIds } : {}) } : {}),
+            }],
+            ...usageNull,
+          });
+          first = false;
+        }
+      }));
+      if (o.common.includeUsage) {
+        const promptTokens = o.started.reduce((n, s) => n + s.promptTokens, 0);
+        send({ ...o.base, choices: [], usage: usage(promptTokens, completionTokens) });
+      }
+    },
+  });
+}

@@ -1,0 +1,98 @@
+// Submitting requests to a service and reading their token streams, shared by every route.
+import type { EngineService, GenerationRequest, StreamEvent } from "../engine/engine-service.ts";
+import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
+
+export interface Started {
+  promptIds: number[];
+  promptTokens: number;
+  /** Every event, the first one included; ending the loop early cancels the request. */
+  events: AsyncGenerator<StreamEvent>;
+  cancel(): void;
+}
+
+/**
+ * Submits all requests at once (so they share batches), then waits for each one's first event:
+ * an adapter that fails to load throws there, before any response header is sent. All or nothing:
+ * on any failure every request is cancelled and the first error is thrown.
+ */
+export async function startAll(service: EngineService, reqs: GenerationRequest[]): Promise<Started[]> {
+  const handles: ReturnType<EngineService["submit"]>[] = [];
+  try {
+    for (const r of reqs) handles.push(service.submit(r));
+  } catch (e) {
+    handles.forEach((h) => h.cancel());
+    throw e;
+  }
+  const iterators = handles.map((h) => h.events[Symbol.asyncIterator]());
+  const firsts = await Promise.allSettled(iterators.map((it) => it.next()));
+  const failed = firsts.find((f) => f.status === "rejected");
+  if (failed) {
+    handles.forEach((h) => h.cancel());
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return handles.map((h, i) => {
+    const first = (firsts[i] as PromiseFulfilledResult<IteratorResult<StreamEvent>>).value;
+    return { promptIds: reqs[i].promptIds, promptTokens: h.promptTokens, events: resume(first, iterators[i], () => h.cancel()), cancel: () => h.cancel() };
+  });
+}
+
+async function* resume(first: IteratorResult<StreamEvent>, it: AsyncIterator<StreamEvent>, cancel: () => void): AsyncGenerator<StreamEvent> {
+  let done = first.done === true;
+  try {
+    if (done) return;
+    yield first.value;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) {
+        done = true;
+        return;
+      }
+      yield r.value;
+      if (r.value.finishReason !== null) done = true;
+    }
+  } finally {
+    if (!done) cancel();
+  }
+}
+
+export interface Collected {
+  events: StreamEvent[];
+  text: string;
+  finishReason: "stop" | "length";
+}
+
+export async function collect(s: Started): Promise<Collected> {
+  const events: StreamEvent[] = [];
+  for await (const e of s.events) events.push(e);
+  return { events, text: events.map((e) => e.text).join(""), finishReason: events[events.length - 1]?.finishReason ?? "length" };
+}
+
+/** Collects every request; if one fails, the others are cancelled. */
+export async function collectAll(started: Started[]): Promise<Collected[]> {
+  try {
+    return await Promise.all(started.map(collect));
+  } catch (e) {
+    started.forEach((s) => s.cancel());
+    throw e;
+  }
+}
+
+const tokenTexts = new WeakMap<TextTokenizer, Map<number, string>>();
+
+/** One token's own text (for logprob listings; the stream's text comes from the detokenizer). */
+export function tokenString(tokenizer: TextTokenizer, id: number): string {
+  let cache = tokenTexts.get(tokenizer);
+  if (!cache) tokenTexts.set(tokenizer, (cache = new Map()));
+  let s = cache.get(id);
+  if (s === undefined) {
+    s = tokenizer.decode([id]);
+    if (cache.size < 200_000) cache.set(id, s);
+  }
+  return s;
+}
+
+export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+export function requestId(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().replace(/-/g, "")}`;
+}

@@ -1,0 +1,140 @@
+// The HTTP server: routing, JSON bodies under a size limit, errors in each route's shape, and a
+// shutdown mode that refuses new work while health checks and metrics keep answering.
+import type { Server } from "bun";
+import type { Metrics } from "../engine/metrics.ts";
+import { log as logger } from "../log.ts";
+import { chatCompletions } from "./chat.ts";
+import { completions } from "./completions.ts";
+import { HttpError, badRequest, classify, errorResponse, type ErrorFormat } from "./errors.ts";
+import { isObject, type JsonObject } from "./fields.ts";
+import { invocations, ping } from "./lmi.ts";
+import type { ModelRegistry } from "./model-registry.ts";
+import { listModels, loadAdapter, unloadAdapter } from "./openai.ts";
+import type { Route, RouteContext } from "./route.ts";
+
+export interface ServerOptions {
+  registry: ModelRegistry;
+  metrics: Metrics;
+  host: string;
+  port: number;
+  maxBodyBytes: number;
+  log?: (msg: string) => void;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  /** Closes the listener; responses still being written get STOP_GRACE_MS, then every connection is closed. */
+  stop(): Promise<void>;
+  /** From now on only /ping, /health and /metrics answer; everything else gets 503 + Retry-After. */
+  stopAccepting(): void;
+}
+
+const SHUTDOWN_RETRY_AFTER_S = 5;
+const STOP_GRACE_MS = 5000;
+// Keep-alive connections idle this long are closed; generation routes lift the limit per request.
+const IDLE_TIMEOUT_S = 120;
+
+async function readJson(req: Request, maxBytes: number): Promise<JsonObject> {
+  const tooLarge = (n: string) => new HttpError(413, `the request body (${n} bytes) is over the limit of ${maxBytes} bytes`);
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > maxBytes) throw tooLarge(declared);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  if (req.body) {
+    const reader = req.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > maxBytes) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge(`more than ${maxBytes}`);
+      }
+      chunks.push(value);
+    }
+  }
+  const text = new TextDecoder().decode(Buffer.concat(chunks));
+  if (text.trim() === "") throw badRequest("the request body must be a JSON object");
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (e) {
+    throw badRequest(`the request body is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!isObject(body)) throw badRequest("the request body must be a JSON object");
+  return body;
+}
+
+export function startServer(opts: ServerOptions): RunningServer {
+  const log = opts.log ?? ((msg: string) => logger.info(msg));
+  let accepting = true;
+  const health = () => (accepting ? new Response("", { status: 200 }) : new Response("", { status: 503, headers: { "Retry-After": String(SHUTDOWN_RETRY_AFTER_S) } }));
+  const routes: Record<string, Route[]> = {
+    "/v1/completions": [{ method: "POST", format: "openai", long: true, handler: completions }],
+    "/v1/chat/completions": [{ method: "POST", format: "openai", long: true, handler: (ctx) => chatCompletions(ctx) }],
+    "/v1/models": [{ method: "GET", format: "openai", handler: listModels }],
+    "/v1/load_lora_adapter": [{ method: "POST", format: "openai", long: true, handler: loadAdapter }],
+    "/v1/unload_lora_adapter": [{ method: "POST", format: "openai", handler: unloadAdapter }],
+    "/invocations": [{ method: "POST", format: "lmi", long: true, handler: invocations }],
+    "/ping": [{ method: "GET", format: "lmi", always: true, handler: () => ping(accepting) }],
+    "/health": [{ method: "GET", format: "openai", always: true, handler: health }],
+    "/metrics": [{ method: "GET", format: "openai", always: true, handler: () => new Response(opts.metrics.render(), { headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" } }) }],
+  };
+  const promptField: Record<string, string> = { "/v1/chat/completions": "messages", "/invocations": "inputs" };
+
+  async function handle(req: Request, server: Server<undefined>): Promise<Response> {
+    const path = new URL(req.url).pathname.replace(/(.)\/+$/, "$1");
+    const format: ErrorFormat = path.startsWith("/v1/") ? "openai" : "lmi";
+    const entries = routes[path];
+    if (!entries) return errorResponse(classify(new HttpError(404, `no route ${req.method} ${path}`)), format);
+    const method = req.method === "HEAD" ? "GET" : req.method;
+    const route = entries.find((r) => r.method === method);
+    if (!route) {
+      const allow = entries.map((r) => r.method).join(", ");
+      return errorResponse(classify(new HttpError(405, `${req.method} is not allowed on ${path} (allowed: ${allow})`, null, { Allow: allow })), entries[0].format);
+    }
+    if (!accepting && !route.always) {
+      return errorResponse(classify(new HttpError(503, "the server is shutting down", null, { "Retry-After": String(SHUTDOWN_RETRY_AFTER_S) })), route.format);
+    }
+    try {
+      if (route.long) server.timeout(req, 0);
+      const body = route.method === "POST" ? await readJson(req, opts.maxBodyBytes) : {};
+      const ctx: RouteContext = { request: req, body, registry: opts.registry, metrics: opts.metrics, log };
+      return await route.handler(ctx);
+    } catch (e) {
+      const c = classify(e, promptField[path]);
+      if (c.unexpected) log(`${req.method} ${path} failed: ${(e as Error)?.stack ?? e}`);
+      return errorResponse(c, route.format);
+    }
+  }
+
+  const server = Bun.serve({
+    hostname: opts.host,
+    port: opts.port,
+    idleTimeout: IDLE_TIMEOUT_S,
+    // our own limit answers in the route's error shape; Bun's only guards against absurd sizes
+    maxRequestBodySize: Math.max(opts.maxBodyBytes * 4, 1 << 30),
+    fetch: handle,
+    error(e) {
+      log(`unhandled server error: ${e.stack ?? e}`);
+      return Response.json({ error: { message: "internal error", type: "InternalServerError", param: null, code: 500 } }, { status: 500 });
+    },
+  });
+  const port = server.port!;
+  const host = opts.host === "0.0.0.0" || opts.host === "" ? "127.0.0.1" : opts.host === "::" ? "[::1]" : opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    stop: async () => {
+      // responses in flight finish writing first (a drained stream still owes its last chunks);
+      // idle keep-alive connections would hold a graceful stop open, so it ends by force
+      const end = Date.now() + STOP_GRACE_MS;
+      while (server.pendingRequests > 0 && Date.now() < end) await Bun.sleep(10);
+      await server.stop(true);
+    },
+    stopAccepting: () => {
+      accepting = false;
+    },
+  };
+}

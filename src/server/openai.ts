@@ -1,0 +1,142 @@
+// OpenAI-compatible routes shared parts: model resolution, the sampling fields both generation
+// routes read, /v1/models, and vLLM's runtime adapter (un)loading.
+import { AdapterError } from "../adapters/peft-config.ts";
+import type { EngineService } from "../engine/engine-service.ts";
+import { samplingParamsOf } from "../engine/generate.ts";
+import type { SamplingParams } from "../engine/sampling.ts";
+import { HttpError, badRequest } from "./errors.ts";
+import { Fields } from "./fields.ts";
+import { nowSeconds } from "./generation.ts";
+import type { ModelRegistry } from "./model-registry.ts";
+import type { RouteContext } from "./route.ts";
+
+export interface Resolved {
+  service: EngineService;
+  adapter: string | null;
+  /** The `model` the client named (echoed in responses). */
+  name: string;
+}
+
+/** `model` names a base model or an adapter; absent means the first base model (as vLLM's default). */
+export function resolveModel(registry: ModelRegistry, f: Fields): Resolved {
+  const model = f.str("model");
+  if (model === undefined) {
+    const service = registry.all()[0];
+    if (!service) throw new HttpError(404, "no model is being served", "model");
+    return { service, adapter: null, name: service.name };
+  }
+  const r = registry.resolve(model);
+  if (!r) throw new HttpError(404, `The model \`${model}\` does not exist.`, "model");
+  return { ...r, name: model };
+}
+
+export interface CommonFields {
+  stop: string[] | undefined;
+  stream: boolean;
+  includeUsage: boolean;
+  returnTokenIds: boolean;
+  /** Everything but maxTokens / topLogprobs, which differ per route. */
+  sampling: { temperature?: number; topP?: number; topK?: number; seed?: number; ignoreEos?: boolean };
+  minTokens: number;
+}
+
+const zero = (v: unknown) => v === 0;
+
+export function readCommon(f: Fields): CommonFields {
+  const n = f.int("n");
+  if (n !== undefined && n !== 1) throw badRequest("n must be 1 (one choice per request)", "n");
+  const bestOf = f.int("best_of");
+  if (bestOf !== undefined && bestOf !== 1) throw badRequest("best_of must be 1", "best_of");
+  f.unsupported("presence_penalty", zero);
+  f.unsupported("frequency_penalty", zero);
+  f.unsupported("repetition_penalty", (v) => v === 1);
+  f.unsupported("logit_bias", (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0);
+  const topK = f.int("top_k");
+  const streamOptions = f.object("stream_options");
+  const stop = f.strings("stop");
+  const ignoreEos = f.bool("ignore_eos");
+  const minTokens = f.int("min_tokens", 0) ?? 0;
+  // the engine cannot hold EOS back, so min_tokens is honoured only where nothing can end a sequence early
+  if (minTokens > 0 && !(ignoreEos === true && (stop ?? []).length === 0)) {
+    throw badRequest("min_tokens > 0 is only supported together with ignore_eos: true and no stop strings", "min_tokens");
+  }
+  return {
+    stop,
+    stream: f.bool("stream") ?? false,
+    includeUsage: streamOptions?.bool("include_usage") ?? false,
+    returnTokenIds: f.bool("return_token_ids") ?? false,
+    sampling: {
+      temperature: f.num("temperature"),
+      topP: f.num("top_p"),
+      // vLLM's "no top-k" is -1; the engine's is 0
+      topK: topK === -1 ? 0 : topK,
+      seed: f.int("seed"),
+      ignoreEos,
+    },
+    minTokens,
+  };
+}
+
+export function samplingFor(service: EngineService, common: CommonFields, maxTokens: number, topLogprobs: number): SamplingParams {
+  if (common.minTokens > maxTokens) throw badRequest(`min_tokens (${common.minTokens}) must be <= max_tokens (${maxTokens})`, "min_tokens");
+  return samplingParamsOf(service.model, { ...common.sampling, maxTokens, topLogprobs });
+}
+
+export function usage(promptTokens: number, completionTokens: number) {
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+}
+
+export function listModels(ctx: RouteContext): Response {
+  const created = nowSeconds();
+  const maxLen = new Map(ctx.registry.all().map((s) => [s.name, s.maxModelLen]));
+  const data = ctx.registry.cards().map((c) => ({
+    id: c.id, object: "model", created, owned_by: "lora-serve", root: c.root, parent: c.parent,
+    max_model_len: maxLen.get(c.parent ?? c.id),
+  }));
+  return Response.json({ object: "list", data });
+}
+
+/** `base_model` if given, else the only model. */
+function baseFor(registry: ModelRegistry, f: Fields): EngineService {
+  const base = f.str("base_model");
+  const services = registry.all();
+  if (base !== undefined) {
+    const s = services.find((x) => x.name === base);
+    if (!s) throw new HttpError(404, `base model "${base}" is not served (served: ${services.map((x) => x.name).join(", ")})`, "base_model");
+    return s;
+  }
+  if (services.length !== 1) throw badRequest(`several base models are served (${services.map((x) => x.name).join(", ")}): name one in base_model`, "base_model");
+  return services[0];
+}
+
+export async function loadAdapter(ctx: RouteContext): Promise<Response> {
+  const f = new Fields(ctx.body);
+  const name = f.requiredStr("lora_name");
+  const path = f.requiredStr("lora_path");
+  const service = baseFor(ctx.registry, f);
+  const owner = ctx.registry.resolve(name);
+  if (owner && owner.adapter === null) throw badRequest(`"${name}" is the name of a base model`, "lora_name");
+  if (owner && owner.service !== service) throw badRequest(`adapter "${name}" is already loaded on ${owner.service.name}`, "lora_name");
+  // as vLLM: loading a name again is refused unless asked to replace it
+  if (owner && f.bool("load_inplace") !== true) {
+    throw badRequest(`The lora adapter '${name}' has already been loaded (set load_inplace: true to replace it).`, "lora_name");
+  }
+  try {
+    await service.loadAdapter(name, path);
+  } catch (e) {
+    if (e instanceof AdapterError) throw badRequest(e.message, /names may use/.test(e.message) ? "lora_name" : "lora_path");
+    throw e;
+  }
+  ctx.log(`loaded adapter ${name} from ${path} on ${service.name}`);
+  return new Response(`Success: LoRA adapter '${name}' added successfully.`, { headers: { "Content-Type": "text/plain; charset=utf-8" } });
+}
+
+export function unloadAdapter(ctx: RouteContext): Response {
+  const f = new Fields(ctx.body);
+  const name = f.requiredStr("lora_name");
+  const owner = ctx.registry.resolve(name);
+  if (!owner || owner.adapter === null) throw new HttpError(404, `The lora adapter '${name}' cannot be found.`, "lora_name");
+  owner.service.unloadAdapter(name);
+  ctx.log(`unloaded adapter ${name} from ${owner.service.name}`);
+  return new Response(`Success: LoRA adapter '${name}' removed successfully.`, { headers: { "Content-Type": "text/plain; charset=utf-8" } });
+}
