@@ -55,11 +55,8 @@ export function readCommon(f: Fields): CommonFields {
   const streamOptions = f.object("stream_options");
   const stop = f.strings("stop");
   const ignoreEos = f.bool("ignore_eos");
+  // stop tokens and stop strings do not end a sequence before min_tokens (see SamplingParams.minTokens)
   const minTokens = f.int("min_tokens", 0) ?? 0;
-  // the engine cannot hold EOS back, so min_tokens is honoured only where nothing can end a sequence early
-  if (minTokens > 0 && !(ignoreEos === true && (stop ?? []).length === 0)) {
-    throw badRequest("min_tokens > 0 is only supported together with ignore_eos: true and no stop strings", "min_tokens");
-  }
   return {
     stop,
     stream: f.bool("stream") ?? false,
@@ -79,7 +76,7 @@ export function readCommon(f: Fields): CommonFields {
 
 export function samplingFor(service: EngineService, common: CommonFields, maxTokens: number, topLogprobs: number): SamplingParams {
   if (common.minTokens > maxTokens) throw badRequest(`min_tokens (${common.minTokens}) must be <= max_tokens (${maxTokens})`, "min_tokens");
-  return samplingParamsOf(service.model, { ...common.sampling, maxTokens, topLogprobs });
+  return { ...samplingParamsOf(service.model, { ...common.sampling, maxTokens, topLogprobs }), minTokens: common.minTokens };
 }
 
 export function usage(promptTokens: number, completionTokens: number) {

@@ -57,7 +57,7 @@ describe("bad requests", () => {
     ["prompt as a number", { prompt: 5 }, "prompt"],
     ["prompt empty list", { prompt: [] }, "prompt"],
     ["token id outside the vocabulary", { prompt: [1, 32000] }, "prompt"],
-    ["min_tokens without ignore_eos", { min_tokens: 3, ignore_eos: false }, "min_tokens"],
+    ["negative min_tokens", { min_tokens: -1 }, "min_tokens"],
     ["min_tokens above max_tokens", { min_tokens: 5, max_tokens: 3 }, "min_tokens"],
     ["a penalty", { presence_penalty: 0.5 }, "presence_penalty"],
     ["model as a number", { model: 3 }, "model"],
