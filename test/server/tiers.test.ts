@@ -22,7 +22,7 @@ test("--max-loras 2 --max-cpu-loras 3 with 12 adapters in rotation", async () =>
           model, prompt: c.prompt_ids, max_tokens: c.greedy_ids.length, temperature: 0, ignore_eos: true, return_token_ids: true,
         });
         expect(r.status).toBe(200);
-        const ids: number[] = (await r.json()).choices[0].token_ids;
+        const ids: number[] = ((await r.json()) as { choices: { token_ids: number[] }[] }).choices[0].token_ids;
         // the CPU twin's logit error (1e-5) is far below 2e-4; stop before smaller reference margins
         const n = comparableSteps(c.greedy_steps, 2e-4);
         expect(ids.slice(0, n)).toEqual(c.greedy_ids.slice(0, n));
