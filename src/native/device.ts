@@ -11,7 +11,8 @@ export const NUMERIC_DTYPE_BYTES: Record<NumericDType, number> = { F32: 4, F16: 
 
 export class NativeError extends Error {
   constructor(readonly op: string, readonly status: Status, message: string) {
-    super(`${op}: ${message || Status[status]}`);
+    const text = message || Status[status];
+    super(text.startsWith(`${op}:`) ? text : `${op}: ${text}`);
     this.name = "NativeError";
   }
 }
