@@ -152,17 +152,17 @@ describe("overload and shutdown", () => {
     const s = await startFixtureServer({ maxQueue: 1, load: { maxSeqs: 1 } });
     try {
       const running = new AbortController();
-      const long = await s.post("/v1/completions", { ...VALID, max_tokens: 400, stream: true }, { signal: running.signal });
+      const long = await s.post("/v1/completions", { ...VALID, max_tokens: 500, stream: true }, { signal: running.signal });
       expect(long.status).toBe(200);
       const waiting = s.post("/v1/completions", VALID); // queued behind the running one
       const engine = s.service.model.engine;
       for (let i = 0; i < 200 && engine.numWaiting === 0; i++) await Bun.sleep(5);
       expect(engine.numWaiting).toBe(1);
-      const refused = await s.post("/v1/completions", VALID);
+      // both probes at once, while the long request still runs (it has hundreds of steps to go)
+      const [refused, lmi] = await Promise.all([s.post("/v1/completions", VALID), s.post("/invocations", { inputs: "x" })]);
       expect(refused.status).toBe(503);
       expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
       expect((await refused.json() as any).error.code).toBe(503);
-      const lmi = await s.post("/invocations", { inputs: "x" });
       expect(lmi.status).toBe(503);
       expect(lmi.headers.get("retry-after")).not.toBeNull();
       running.abort();
