@@ -8,7 +8,8 @@ export class SlotAssigner {
   private readonly lastUse: number[];
   private clock = 0;
 
-  constructor(readonly numSlots: number) {
+  /** `isPinned`: adapters never displaced from their slot once there. */
+  constructor(readonly numSlots: number, private readonly isPinned: (name: string) => boolean = () => false) {
     this.owner = new Array(numSlots).fill(null);
     this.users = new Array(numSlots).fill(0);
     this.lastUse = new Array(numSlots).fill(0);
@@ -65,7 +66,7 @@ export class SlotAssigner {
     let best: number | undefined;
     for (let s = 0; s < this.numSlots; s++) {
       if (this.owner[s] === null) return s;
-      if (this.users[s] === 0 && (best === undefined || this.lastUse[s] < this.lastUse[best])) best = s;
+      if (this.users[s] === 0 && !this.isPinned(this.owner[s]!) && (best === undefined || this.lastUse[s] < this.lastUse[best])) best = s;
     }
     return best;
   }

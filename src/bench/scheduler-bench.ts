@@ -45,7 +45,7 @@ class StubRunner implements StepRunner {
 function stubAdapters(count: number): EngineAdapters {
   const names = Array.from({ length: count }, (_, i) => `adapter-${i}`);
   const adapter = { name: "stub", dir: "", modules: [], maxRank: 16, bytes: 0 } as unknown as LoraAdapter;
-  return { has: (n: string) => names.includes(n), names: () => names, get: () => adapter };
+  return { has: (n: string) => names.includes(n), names: () => names, get: () => adapter, isPinned: () => false };
 }
 
 export function runSchedulerBench(o: SchedulerBenchOptions): SchedulerBenchResult {

@@ -3,7 +3,7 @@
 import { UnknownAdapterError, type AdapterStore } from "../adapters/adapter-store.ts";
 
 /** What the engine needs of the adapter store. */
-export type EngineAdapters = Pick<AdapterStore, "has" | "names" | "get">;
+export type EngineAdapters = Pick<AdapterStore, "has" | "names" | "get" | "isPinned">;
 import type { LoraAdapter } from "../adapters/lora-adapter.ts";
 import { SlotAssigner } from "../adapters/slot-assigner.ts";
 import type { ModelConfig } from "../model/config.ts";
@@ -63,7 +63,7 @@ export class Engine {
 
   constructor(readonly runner: StepRunner, readonly adapters: EngineAdapters, readonly maxModelLen: number) {
     this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize);
-    this.slots = new SlotAssigner(runner.opts.maxLoras);
+    this.slots = new SlotAssigner(runner.opts.maxLoras, (name) => adapters.isPinned(name));
   }
 
   get hasWork(): boolean {

@@ -119,7 +119,8 @@ export async function loadAdapter(ctx: RouteContext): Promise<Response> {
     throw badRequest(`The lora adapter '${name}' has already been loaded (set load_inplace: true to replace it).`, "lora_name");
   }
   try {
-    await service.loadAdapter(name, path);
+    // `pinned` (ours): keep it in a device slot and in host memory once loaded
+    await service.loadAdapter(name, path, { pin: f.bool("pinned") ?? false });
   } catch (e) {
     if (e instanceof AdapterError) throw badRequest(e.message, /names may use/.test(e.message) ? "lora_name" : "lora_path");
     throw e;

@@ -146,3 +146,22 @@ describe("EngineService", () => {
     svc.stop();
   });
 });
+
+describe("pinning", () => {
+  test("a pinned adapter keeps its device slot and host copy while others rotate", async () => {
+    const ref = await readReference("tiny-llama2");
+    const { svc, metrics } = await service({ maxLoras: 2, maxCpuLoras: 2 });
+    await svc.loadAdapter("pinned-es", join(adaptersDir("tiny-llama2"), "es"), { pin: true });
+    const plain = ref.cases.filter((x) => x.prompt === "plain");
+    for (const c of plain.filter((x) => x.adapter !== null)) {
+      for (const adapter of ["pinned-es", c.adapter!]) {
+        const ids = (await collect(svc.submit({ promptIds: c.prompt_ids, adapter, params: greedyParams(4) }))).ids;
+        expect(ids.length).toBe(4);
+      }
+    }
+    // pinned-es came into a slot once and was never displaced; the other five shared one slot
+    expect(metrics.adapterLoads.get({ model: "tiny-llama2", tier: "gpu" })).toBe(1 + 6);
+    expect(svc.model.adapters.isLoaded("pinned-es")).toBe(true);
+    svc.stop();
+  });
+});
