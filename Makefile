@@ -15,7 +15,7 @@ CUDA_ARCH ?= -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_89,code=s
 NVCCFLAGS ?= $(CUDA_ARCH) -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden,-Wall -Icuda
 CUDA_SRC := $(wildcard cuda/*.cu)
 CUDA_OBJ := $(patsubst cuda/%.cu,build/cuda/%.o,$(CUDA_SRC))
-CUDA_HDR := cuda/loracuda.h cuda/common.cuh
+CUDA_HDR := cuda/loracuda.h $(wildcard cuda/*.cuh)
 
 all: build/libloracpu.so $(if $(NVCC),build/libloracuda.so)
 

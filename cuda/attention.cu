@@ -5,19 +5,14 @@
 // tiles of 32 keys staged in shared memory (read through the block table once for all 16 rows);
 // lane k scores key k of the tile, then every lane accumulates its head_dim/32 output dimensions.
 // The grid depends on host arguments only (n_seqs, max_q_len, n_kv_heads): graph-capturable.
-#include "common.cuh"
+// With a workspace large enough, lc_attention takes the split path instead (attention_split.cu).
+#include "attention.cuh"
 
 namespace {
 
-constexpr int WARPS = 4, THREADS = WARPS * 32, ROWS_PER_WARP = 4, ROWS = WARPS * ROWS_PER_WARP, BK = 32;
-
-struct Args {
-  const int32_t *q_indptr, *context_lens, *block_tables;
-  int64_t cache_slots, n_tokens;
-  int max_blocks_per_seq, n_seqs, max_q_len, max_context_len, block_size, n_heads, n_kv_heads, window, row_tiles;
-  float scale;
-  int *err;
-};
+using lc_attn::Args;
+using lc_attn::ROWS;
+constexpr int WARPS = 4, THREADS = WARPS * 32, ROWS_PER_WARP = ROWS / WARPS, BK = 32;
 
 // Sequence s owns query rows [q_indptr[s], q_indptr[s+1]); query j sits at p = context_lens[s] - n_q + j and
 //   out[t, h] = sum_i softmax_i(scale * q[t, h] . K[i, h / group]) V[i, h / group]   over i in (p - window, p],
@@ -161,7 +156,8 @@ extern "C" lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_d
                                   const int32_t *context_lens, const int32_t *block_tables, int32_t max_blocks_per_seq,
                                   int32_t n_seqs, int64_t n_tokens, int32_t max_q_len, int32_t max_context_len,
                                   int32_t block_size, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
-                                  int32_t sliding_window, float scale, void *out) {
+                                  int32_t sliding_window, float scale, void *workspace, uint64_t workspace_bytes,
+                                  void *out) {
   LC_BEGIN(ctx);
   LC_REQUIRE_DTYPE(ctx, act);
   LC_REQUIRE_DTYPE(ctx, cache_dt);
@@ -179,10 +175,22 @@ extern "C" lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_d
   LC_REQUIRE(ctx, row_tiles * n_seqs <= INT32_MAX && n_kv_heads <= 65535, "lc_attention: grid too large");
   Args args{q_indptr, context_lens, block_tables, cache_slots, n_tokens, max_blocks_per_seq, n_seqs, max_q_len,
             max_context_len, block_size, n_heads, n_kv_heads, sliding_window, int(row_tiles), scale, ctx->dev_error};
+  const lc_attn::SplitPlan plan =
+      lc_attn::split_plan(n_tokens, n_seqs, max_q_len, max_context_len, n_heads, head_dim);
+  // the split path moves K/V in 16-byte vectors and reads the workspace as float4
+  const bool aligned = (reinterpret_cast<uintptr_t>(k_cache) | reinterpret_cast<uintptr_t>(v_cache) |
+                        reinterpret_cast<uintptr_t>(workspace)) % 16 == 0;
+  if (plan.n_splits > 1 && workspace && workspace_bytes >= plan.bytes && aligned)
+    return lc_attn::attention_split(ctx, act, q, cache_dt, k_cache, v_cache, args, head_dim, plan, workspace, out);
   const dim3 grid(unsigned(row_tiles * n_seqs), unsigned(n_kv_heads));
   if (head_dim == 64)
     launch<64>(act, cache_dt, grid, ctx->stream, q, k_cache, v_cache, args, out);
   else
     launch<128>(act, cache_dt, grid, ctx->stream, q, k_cache, v_cache, args, out);
   return lc::launched(ctx, "lc_attention");
+}
+
+extern "C" uint64_t lc_attention_workspace_bytes(int64_t n_tokens, int32_t n_seqs, int32_t max_q_len,
+                                                 int32_t max_context_len, int32_t n_heads, int32_t head_dim) {
+  return lc_attn::split_plan(n_tokens, n_seqs, max_q_len, max_context_len, n_heads, head_dim).bytes;
 }

@@ -49,6 +49,11 @@ enum lc_device_error : int {
 // GEMMs allocate nothing while a stream is captured into a graph.
 constexpr size_t LC_CUBLAS_WORKSPACE = size_t(32) << 20;
 
+// Graph capture on the context's stream (lc_graph_begin .. lc_graph_end). An op failing while
+// recording ends the capture at once (the stream runs eagerly again) and leaves `failed`: every op
+// then refuses until lc_graph_end reports the failure, so nothing meant for the graph runs eagerly.
+enum class lc_capture { idle, recording, failed };
+
 struct lc_ctx {
   int device = 0;
   cudaStream_t stream = nullptr;
@@ -59,13 +64,23 @@ struct lc_ctx {
   int sm_count = 0;
   std::string last_error;
   std::unordered_set<void *> allocations;
+  lc_capture capture = lc_capture::idle;
+  lc_status capture_status = LC_OK;  // why a capture failed, reported by lc_graph_end
+  std::string capture_error;
 };
 
 namespace lc {
 
+// Sets the context's last error and returns status; while recording a graph it also abandons the capture.
 lc_status fail(lc_ctx *ctx, lc_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+// LC_ERR_INVALID_ARGUMENT for a call that must not run while recording (upload, sync, alloc...);
+// the capture goes on.
+lc_status refuse_while_recording(lc_ctx *ctx, const char *op);
+// Ends an active capture and drops what it recorded (after an error, or with the context).
+void abandon_capture(lc_ctx *ctx);
 const lc_cublas &cublas();  // loaded once per process; fields NULL where cuBLAS is missing
-// Makes ctx's device current and clears its last error; every entry point starts with it.
+// Makes ctx's device current and clears its last error; every entry point starts with it. After a
+// failed capture it refuses (until lc_graph_end).
 lc_status begin(lc_ctx *ctx, const char *op);
 // After a launch: a launch failure (bad configuration, no kernel image for this GPU) -> LC_ERR_BACKEND.
 lc_status launched(lc_ctx *ctx, const char *op);

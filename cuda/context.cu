@@ -16,12 +16,38 @@ lc_status lc::fail(lc_ctx *ctx, lc_status status, const char *fmt, ...) {
   vsnprintf(buf, sizeof buf, fmt, args);
   va_end(args);
   (ctx ? ctx->last_error : g_error) = buf;
+  if (ctx && ctx->capture == lc_capture::recording) {
+    abandon_capture(ctx);
+    ctx->capture = lc_capture::failed;
+    ctx->capture_status = status;
+    ctx->capture_error = buf;
+  }
   return status;
+}
+
+lc_status lc::refuse_while_recording(lc_ctx *ctx, const char *op) {
+  ctx->last_error = std::string(op) +
+                    ": not allowed while recording a graph (between lc_graph_begin and lc_graph_end only ops "
+                    "are recorded; upload metadata before lc_graph_launch instead)";
+  return LC_ERR_INVALID_ARGUMENT;
+}
+
+void lc::abandon_capture(lc_ctx *ctx) {
+  cudaGraph_t partial = nullptr;
+  cudaStreamEndCapture(ctx->stream, &partial);  // fails (and returns no graph) if the capture was invalidated
+  if (partial) cudaGraphDestroy(partial);
+  cudaGetLastError();
+  ctx->capture = lc_capture::idle;
 }
 
 lc_status lc::begin(lc_ctx *ctx, const char *op) {
   if (!ctx) return fail(nullptr, LC_ERR_INVALID_ARGUMENT, "%s: context is NULL", op);
   ctx->last_error.clear();
+  if (ctx->capture == lc_capture::failed) {
+    ctx->last_error = std::string(op) + ": an op failed while recording a graph (" + ctx->capture_error +
+                      "); call lc_graph_end to close the capture first";
+    return LC_ERR_INVALID_ARGUMENT;
+  }
   cudaError_t err = cudaSetDevice(ctx->device);  // ops may come from another host thread
   if (err != cudaSuccess)
     return fail(ctx, LC_ERR_BACKEND, "%s: cudaSetDevice(%d) failed: %s", op, ctx->device, cudaGetErrorString(err));
@@ -114,6 +140,7 @@ static lc_status finish(lc_ctx *ctx, const char *op) {
 
 static void release(lc_ctx *ctx) {
   cudaSetDevice(ctx->device);
+  if (ctx->capture == lc_capture::recording) lc::abandon_capture(ctx);
   if (ctx->stream) cudaStreamSynchronize(ctx->stream);
   for (void *p : ctx->allocations) cudaFree(p);
   if (ctx->cublas) lc::cublas().destroy(ctx->cublas);
@@ -200,6 +227,7 @@ lc_status lc_mem_info(lc_ctx *ctx, uint64_t *free_bytes, uint64_t *total_bytes) 
 
 lc_status lc_alloc(lc_ctx *ctx, uint64_t bytes, void **out) {
   LC_BEGIN(ctx);
+  if (ctx->capture == lc_capture::recording) return lc::refuse_while_recording(ctx, "lc_alloc");
   LC_REQUIRE(ctx, out, "lc_alloc: out is NULL");
   *out = nullptr;
   void *p = nullptr;
@@ -221,6 +249,7 @@ lc_status lc_alloc(lc_ctx *ctx, uint64_t bytes, void **out) {
 
 lc_status lc_free(lc_ctx *ctx, void *ptr) {
   LC_BEGIN(ctx);
+  if (ctx->capture == lc_capture::recording) return lc::refuse_while_recording(ctx, "lc_free");
   if (!ptr) return LC_OK;
   LC_REQUIRE(ctx, ctx->allocations.count(ptr) == 1, "lc_free: %p was not allocated by this context", ptr);
   LC_CUDA(ctx, cudaStreamSynchronize(ctx->stream));  // enqueued ops may still use it
@@ -231,6 +260,7 @@ lc_status lc_free(lc_ctx *ctx, void *ptr) {
 
 lc_status lc_upload(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes) {
   LC_BEGIN(ctx);
+  if (ctx->capture == lc_capture::recording) return lc::refuse_while_recording(ctx, "lc_upload");
   LC_REQUIRE(ctx, (dst && src_host) || bytes == 0, "lc_upload: NULL pointer");
   if (!bytes) return LC_OK;
   LC_CUDA(ctx, cudaMemcpyAsync(dst, src_host, size_t(bytes), cudaMemcpyHostToDevice, ctx->stream));
@@ -241,6 +271,7 @@ lc_status lc_upload(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes
 
 lc_status lc_download(lc_ctx *ctx, void *dst_host, const void *src, uint64_t bytes) {
   LC_BEGIN(ctx);
+  if (ctx->capture == lc_capture::recording) return lc::refuse_while_recording(ctx, "lc_download");
   LC_REQUIRE(ctx, (dst_host && src) || bytes == 0, "lc_download: NULL pointer");
   if (bytes) LC_CUDA(ctx, cudaMemcpyAsync(dst_host, src, size_t(bytes), cudaMemcpyDeviceToHost, ctx->stream));
   return finish(ctx, "lc_download");
@@ -253,8 +284,16 @@ lc_status lc_memset(lc_ctx *ctx, void *dst, int32_t byte_value, uint64_t bytes) 
   return LC_OK;
 }
 
+lc_status lc_copy(lc_ctx *ctx, void *dst, const void *src, uint64_t bytes) {
+  LC_BEGIN(ctx);
+  LC_REQUIRE(ctx, (dst && src) || bytes == 0, "lc_copy: NULL pointer");
+  if (bytes) LC_CUDA(ctx, cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDeviceToDevice, ctx->stream));
+  return LC_OK;
+}
+
 lc_status lc_sync(lc_ctx *ctx) {
   LC_BEGIN(ctx);
+  if (ctx->capture == lc_capture::recording) return lc::refuse_while_recording(ctx, "lc_sync");
   return finish(ctx, "lc_sync");
 }
 

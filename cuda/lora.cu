@@ -1,14 +1,17 @@
 // Segmented LoRA (SGMV): shrink x @ A^T into a rank-wide fp32 buffer, expand it through B^T into y.
 //
-// Both kernels tile the flat token range (grid from host shapes only); a token tile may meet several
-// segments, and the block walks each (segment ∩ tile) piece with that segment's own slot and rank.
-// A slot's rank bounds the work: shrink blocks whose rank tile starts at or past the rank exit, and
-// expand loops over the slot's r columns only.
+// Both kernels give each segment its own blocks: grid (segment, token tile of SEG_TILE tokens within it,
+// rank rows / output columns). A block reads its slice of the adapter's weights once and applies it to
+// every token of its tile, so a decode segment (up to SEG_TILE tokens on one adapter) reads A and B
+// once per step. The grid comes from host shapes only (graph-capturable): token tiles past a
+// segment's end, rank rows past the slot's rank, base-model and rank-0 segments exit at once, so a
+// rank-8 slot costs rank-8 work whatever max_rank is.
 #include "common.cuh"
 
 namespace {
 
-constexpr int TM = 8;  // tokens per tile
+constexpr int SEG_TILE = 64;  // tokens of one segment per block
+constexpr int TG = 16;        // tokens a thread accumulates at once (registers)
 
 struct Segments {
   const int32_t *indptr, *slot, *ranks;
@@ -16,36 +19,27 @@ struct Segments {
   int64_t n_tokens;
 };
 
-// One piece of a token tile: rows [a, b) of segment g, or skip = true.
+// Rows [a, b) of one segment, its slot and rank; skip where there is nothing to do.
 struct Piece {
   int64_t a, b;
   int slot, rank;
   bool skip;
 };
 
-// Block (0, 0) checks the segment list once per launch.
+// Block (0, 0, 0) checks the segment list once per launch.
 __device__ void check_segments(const Segments &sg, int *err) {
-  if (blockIdx.x != 0 || blockIdx.y != 0 || threadIdx.x != 0) return;
+  if (blockIdx.x != 0 || blockIdx.y != 0 || blockIdx.z != 0 || threadIdx.x != 0) return;
   bool ok = sg.indptr[0] >= 0 && sg.indptr[sg.n_segs] <= sg.n_tokens;
   for (int g = 0; ok && g < sg.n_segs; ++g) ok = sg.indptr[g] <= sg.indptr[g + 1] && sg.slot[g] < sg.n_slots;
   if (!ok) lc::report(err, LC_DEV_LORA_SEGMENT);
 }
 
-// First segment whose rows end after t0 (segments are sorted and non-overlapping).
-__device__ int first_segment(const Segments &sg, int64_t t0) {
-  int lo = 0, hi = sg.n_segs;
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (sg.indptr[mid + 1] <= t0) lo = mid + 1; else hi = mid;
-  }
-  return lo;
-}
-
-__device__ Piece piece_of(const Segments &sg, int g, int64_t t0, int64_t t1, const void *const *mats, int *err) {
-  Piece p{max(int64_t(sg.indptr[g]), t0), min(int64_t(sg.indptr[g + 1]), t1), sg.slot[g], 0, true};
-  p.a = max(p.a, int64_t(0));
-  p.b = min(p.b, sg.n_tokens);
-  if (p.slot < 0 || p.a >= p.b) return p;  // base model, or nothing of this tile
+// The block's piece: token tile blockIdx.y of segment blockIdx.x.
+__device__ Piece piece_of(const Segments &sg, const void *const *mats, int *err) {
+  const int g = blockIdx.x;
+  const int64_t seg_a = sg.indptr[g], seg_b = sg.indptr[g + 1], t0 = seg_a + int64_t(blockIdx.y) * SEG_TILE;
+  Piece p{max(t0, int64_t(0)), min(min(t0 + SEG_TILE, seg_b), sg.n_tokens), sg.slot[g], 0, true};
+  if (p.slot < 0 || p.a >= p.b) return p;  // base model, or past the segment's end
   const bool ok_slot = p.slot < sg.n_slots;
   p.rank = ok_slot ? sg.ranks[p.slot] : 0;
   if (!ok_slot || p.rank < 0 || p.rank > sg.max_rank || (p.rank > 0 && !mats[p.slot])) {
@@ -56,100 +50,145 @@ __device__ Piece piece_of(const Segments &sg, int g, int64_t t0, int64_t t1, con
   return p;
 }
 
-constexpr int SHRINK_WARPS = 8, SHRINK_ROWS_PER_WARP = 2, SHRINK_TR = SHRINK_WARPS * SHRINK_ROWS_PER_WARP, KC = 256;
-
-// tmp[t, j] = x[t, :] . A[s][j, :]   for t in segment g, s = seg_slot[g], j < ranks[s]
-// Block (token tile, rank tile of 16): warp w owns rank rows j0 + 2w, j0 + 2w + 1; x is staged 256 columns at a time.
-template <typename A, typename W>
-__global__ void __launch_bounds__(SHRINK_WARPS * 32) shrink_kernel(const A *x, int64_t in_dim, const void *const *a_ptrs,
-                                                                   Segments sg, float *tmp, int *err) {
-  __shared__ float xs[TM][KC];
-  check_segments(sg, err);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t t0 = int64_t(blockIdx.x) * TM, t1 = min(t0 + TM, sg.n_tokens);
-  const int j0 = blockIdx.y * SHRINK_TR;
-  for (int g = first_segment(sg, t0); g < sg.n_segs && sg.indptr[g] < t1; ++g) {
-    const Piece p = piece_of(sg, g, t0, t1, a_ptrs, err);
-    if (p.skip || j0 >= p.rank) continue;  // uniform across the block
-    const W *amat = static_cast<const W *>(a_ptrs[p.slot]);
-    const int rows = int(p.b - p.a);
-    float acc[SHRINK_ROWS_PER_WARP][TM] = {};
-    for (int64_t c0 = 0; c0 < in_dim; c0 += KC) {
-      __syncthreads();  // previous chunk consumed
-      for (int e = threadIdx.x; e < TM * KC; e += blockDim.x) {
-        const int t = e / KC, c = e % KC;
-        xs[t][c] = (t < rows && c0 + c < in_dim) ? lc::to_f(x[(p.a + t) * in_dim + c0 + c]) : 0.0f;
-      }
-      __syncthreads();
+// Eight consecutive values from p (left: how many exist); VEC: one 16- or 32-byte aligned load.
+template <bool VEC, typename T> __device__ __forceinline__ void load8(const T *p, int64_t left, float (&out)[8]) {
+  if constexpr (VEC && sizeof(T) == 2) {
+    const uint4 v = *reinterpret_cast<const uint4 *>(p);
+    const T *e = reinterpret_cast<const T *>(&v);
 #pragma unroll
-      for (int jj = 0; jj < SHRINK_ROWS_PER_WARP; ++jj) {
-        const int j = j0 + warp * SHRINK_ROWS_PER_WARP + jj;
-        if (j >= p.rank) continue;
-        const W *arow = amat + int64_t(j) * in_dim + c0;
-        for (int c = lane; c < KC && c0 + c < in_dim; c += 32) {
-          const float av = lc::to_f(arow[c]);
+    for (int i = 0; i < 8; ++i) out[i] = lc::to_f(e[i]);
+  } else if constexpr (VEC) {
+    const float4 u = reinterpret_cast<const float4 *>(p)[0], v = reinterpret_cast<const float4 *>(p)[1];
+    out[0] = u.x, out[1] = u.y, out[2] = u.z, out[3] = u.w, out[4] = v.x, out[5] = v.y, out[6] = v.z, out[7] = v.w;
+  } else {
 #pragma unroll
-          for (int t = 0; t < TM; ++t) acc[jj][t] += av * xs[t][c];
-        }
-      }
-    }
-#pragma unroll
-    for (int jj = 0; jj < SHRINK_ROWS_PER_WARP; ++jj) {
-      const int j = j0 + warp * SHRINK_ROWS_PER_WARP + jj;
-#pragma unroll
-      for (int t = 0; t < TM; ++t) {
-        const float v = lc::warp_sum(acc[jj][t]);
-        if (lane == 0 && j < p.rank && t < rows) tmp[(p.a + t) * sg.max_rank + j] = v;
-      }
-    }
+    for (int i = 0; i < 8; ++i) out[i] = i < left ? lc::to_f(p[i]) : 0.0f;
   }
 }
 
-constexpr int EXPAND_TO = 128, JC = 32;  // output columns per block (one per thread), rank chunk
+constexpr int SHRINK_THREADS = 256, SHRINK_WARPS = SHRINK_THREADS / 32, KC = SHRINK_THREADS * 8;
+
+// The shrink of one piece for rank rows [j0, j0 + rows) (rows <= RJ): thread i owns columns
+// [8i, 8i + 8) of every KC-wide chunk; the block sums the threads' partial dots per (token, row).
+template <bool VEC, int RJ, typename A, typename W>
+__device__ void shrink_piece(const A *x, int64_t in_dim, const W *amat, const Piece &p, int j0, int rows,
+                             int max_rank, float *tmp, float (&red)[SHRINK_WARPS][TG * RJ]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int n = int(p.b - p.a);
+  for (int t0 = 0; t0 < n; t0 += TG) {
+    float acc[TG][RJ] = {};
+    for (int64_t c = int64_t(threadIdx.x) * 8; c < in_dim; c += KC) {
+      float av[RJ][8];
+#pragma unroll
+      for (int jj = 0; jj < RJ; ++jj) {
+        if (jj < rows) {
+          load8<VEC>(amat + (j0 + jj) * in_dim + c, in_dim - c, av[jj]);
+        } else {
+#pragma unroll
+          for (int i = 0; i < 8; ++i) av[jj][i] = 0.0f;
+        }
+      }
+#pragma unroll
+      for (int tt = 0; tt < TG; ++tt) {
+        if (t0 + tt >= n) break;
+        float xv[8];
+        load8<VEC>(x + (p.a + t0 + tt) * in_dim + c, in_dim - c, xv);
+#pragma unroll
+        for (int jj = 0; jj < RJ; ++jj)
+#pragma unroll
+          for (int i = 0; i < 8; ++i) acc[tt][jj] += xv[i] * av[jj][i];
+      }
+    }
+#pragma unroll
+    for (int tt = 0; tt < TG; ++tt)
+#pragma unroll
+      for (int jj = 0; jj < RJ; ++jj) {
+        const float v = lc::warp_sum(acc[tt][jj]);
+        if (lane == 0) red[warp][tt * RJ + jj] = v;
+      }
+    __syncthreads();
+    if (threadIdx.x < TG * RJ) {
+      const int tt = threadIdx.x / RJ, jj = threadIdx.x % RJ;
+      float v = 0.0f;
+#pragma unroll
+      for (int w = 0; w < SHRINK_WARPS; ++w) v += red[w][threadIdx.x];
+      if (t0 + tt < n && jj < rows) tmp[(p.a + t0 + tt) * max_rank + j0 + jj] = v;
+    }
+    __syncthreads();  // red is reused by the next token group
+  }
+}
+
+// tmp[t, j] = x[t, :] . A[s][j, :]   for t in segment g, s = seg_slot[g], j < ranks[s]
+// Block (segment, token tile, rank rows [RJ z, RJ z + RJ)).
+template <int RJ, typename A, typename W>
+__global__ void __launch_bounds__(SHRINK_THREADS) shrink_kernel(const A *x, int64_t in_dim, bool x_vec,
+                                                                const void *const *a_ptrs, Segments sg, float *tmp,
+                                                                int *err) {
+  __shared__ float red[SHRINK_WARPS][TG * RJ];
+  check_segments(sg, err);
+  const Piece p = piece_of(sg, a_ptrs, err);
+  const int j0 = blockIdx.z * RJ;
+  if (p.skip || j0 >= p.rank) return;  // uniform across the block
+  const W *amat = static_cast<const W *>(a_ptrs[p.slot]);
+  const int rows = min(RJ, p.rank - j0);
+  if (x_vec && reinterpret_cast<uintptr_t>(amat) % 16 == 0)
+    shrink_piece<true, RJ>(x, in_dim, amat, p, j0, rows, sg.max_rank, tmp, red);
+  else
+    shrink_piece<false, RJ>(x, in_dim, amat, p, j0, rows, sg.max_rank, tmp, red);
+}
+
+constexpr int EXPAND_TO = 128, JC = 64;  // output columns per block (one per thread), rank chunk
 
 // y[t, o] += scales[s] * tmp[t, 0:r] . B[s][o, :]      or, with DoRA magnitudes m = dora_mag[s]:
 // y[t, o]  = m[o] * (y[t, o] + scales[s] * tmp[t, 0:r] . B[s][o, :])
+// Block (segment, token tile, 128 output columns): B[o0:o0+128, 0:r] is staged in shared memory once
+// (per token group only where r > JC), then applied to the tile's tokens TG at a time.
 template <typename A, typename W>
 __global__ void __launch_bounds__(EXPAND_TO) expand_kernel(const float *tmp, const void *const *b_ptrs,
                                                            const float *scales, const float *const *dora_mag,
                                                            Segments sg, int64_t out_dim, A *y, int *err) {
-  __shared__ float ts[TM][JC];
   __shared__ float bs[EXPAND_TO][JC + 1];  // +1: thread o reads row o, conflict-free
+  __shared__ float ts[TG][JC];
   check_segments(sg, err);
-  const int64_t t0 = int64_t(blockIdx.x) * TM, t1 = min(t0 + TM, sg.n_tokens);
-  const int64_t o0 = int64_t(blockIdx.y) * EXPAND_TO, o = o0 + threadIdx.x;
-  for (int g = first_segment(sg, t0); g < sg.n_segs && sg.indptr[g] < t1; ++g) {
-    const Piece p = piece_of(sg, g, t0, t1, b_ptrs, err);
-    if (p.skip) continue;  // uniform across the block
-    const W *bmat = static_cast<const W *>(b_ptrs[p.slot]);
-    const int rows = int(p.b - p.a), r = p.rank;
-    float acc[TM] = {};
+  const Piece p = piece_of(sg, b_ptrs, err);
+  if (p.skip) return;  // uniform across the block
+  const W *bmat = static_cast<const W *>(b_ptrs[p.slot]);
+  const int n = int(p.b - p.a), r = p.rank;
+  const int64_t o0 = int64_t(blockIdx.z) * EXPAND_TO, o = o0 + threadIdx.x;
+  auto stage_b = [&](int c0) {  // B[o0:o0+128, c0:c0+rc]: one contiguous stretch of B where rc == r
+    const int rc = min(JC, r - c0);
+    for (int e = threadIdx.x; e < EXPAND_TO * rc; e += EXPAND_TO) {
+      const int ol = e / rc, cc = e % rc;
+      bs[ol][cc] = o0 + ol < out_dim ? lc::to_f(bmat[(o0 + ol) * r + c0 + cc]) : 0.0f;
+    }
+  };
+  const bool resident = r <= JC;
+  if (resident) stage_b(0);
+  for (int t0 = 0; t0 < n; t0 += TG) {
+    float acc[TG] = {};
     for (int c0 = 0; c0 < r; c0 += JC) {
-      __syncthreads();  // previous chunk consumed
-      for (int e = threadIdx.x; e < TM * JC; e += EXPAND_TO) {
-        const int t = e / JC, c = e % JC;
-        ts[t][c] = (t < rows && c0 + c < r) ? tmp[(p.a + t) * sg.max_rank + c0 + c] : 0.0f;
-      }
-      for (int e = threadIdx.x; e < EXPAND_TO * JC; e += EXPAND_TO) {
-        const int ol = e / JC, c = e % JC;  // a warp reads 32 consecutive columns of one row of B
-        bs[ol][c] = (o0 + ol < out_dim && c0 + c < r) ? lc::to_f(bmat[(o0 + ol) * r + c0 + c]) : 0.0f;
+      const int rc = min(JC, r - c0);
+      __syncthreads();  // the previous group's ts (and bs) consumed
+      if (!resident) stage_b(c0);
+      for (int e = threadIdx.x; e < TG * JC; e += EXPAND_TO) {
+        const int tt = e / JC, cc = e % JC;
+        ts[tt][cc] = (t0 + tt < n && cc < rc) ? tmp[(p.a + t0 + tt) * sg.max_rank + c0 + cc] : 0.0f;
       }
       __syncthreads();
-#pragma unroll 8
-      for (int c = 0; c < JC; ++c) {
-        const float bv = bs[threadIdx.x][c];
+      for (int cc = 0; cc < rc; ++cc) {
+        const float bv = bs[threadIdx.x][cc];
 #pragma unroll
-        for (int t = 0; t < TM; ++t) acc[t] += ts[t][c] * bv;
+        for (int tt = 0; tt < TG; ++tt) acc[tt] += ts[tt][cc] * bv;
       }
     }
     if (o >= out_dim) continue;
     const float scale = scales[p.slot];
     const float *mag = dora_mag ? dora_mag[p.slot] : nullptr;
 #pragma unroll
-    for (int t = 0; t < TM; ++t) {
-      if (t >= rows) break;
-      A *yp = y + (p.a + t) * out_dim + o;
-      const float v = lc::to_f(*yp) + scale * acc[t];
+    for (int tt = 0; tt < TG; ++tt) {
+      if (t0 + tt >= n) break;
+      A *yp = y + (p.a + t0 + tt) * out_dim + o;
+      const float v = lc::to_f(*yp) + scale * acc[tt];
       *yp = lc::from_f<A>(mag ? mag[o] * v : v);
     }
   }
@@ -159,7 +198,7 @@ lc_status check_common(lc_ctx *ctx, const char *op, const int32_t *seg_indptr, c
                        const int32_t *ranks, int32_t n_segs, int32_t n_slots, int32_t max_rank, int64_t n_tokens) {
   LC_REQUIRE(ctx, seg_indptr && seg_slot && ranks && n_segs >= 0 && n_slots >= 0 && max_rank >= 0 && n_tokens >= 0,
              "%s: bad segment arguments", op);
-  LC_REQUIRE(ctx, (n_tokens + TM - 1) / TM <= INT32_MAX, "%s: too many tokens", op);
+  LC_REQUIRE(ctx, (n_tokens + SEG_TILE - 1) / SEG_TILE <= 65535, "%s: too many tokens", op);
   return LC_OK;
 }
 
@@ -177,13 +216,22 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
   if (st != LC_OK) return st;
   if (n_tokens == 0 || n_segs == 0 || max_rank == 0) return LC_OK;
   const Segments sg{seg_indptr, seg_slot, ranks, n_segs, n_slots, max_rank, n_tokens};
-  const dim3 grid(lc::blocks_for(n_tokens, TM), lc::blocks_for(max_rank, SHRINK_TR));
+  // Decode-sized batches: one rank row per block (most blocks, x re-read from L2 per row); larger
+  // ones: four rows per block, reading x a quarter as often.
+  const bool wide = n_tokens > 256;
+  const int rj = wide ? 4 : 1;
+  const dim3 grid(unsigned(n_segs), lc::blocks_for(n_tokens, SEG_TILE), lc::blocks_for(max_rank, rj));
+  const bool x_vec = in_dim % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   lc_dispatch(act, [&](auto at) {
     lc_dispatch(wt, [&](auto wtag) {
       using A = decltype(at);
       using W = decltype(wtag);
-      shrink_kernel<A, W><<<grid, SHRINK_WARPS * 32, 0, ctx->stream>>>(static_cast<const A *>(x), in_dim, a_ptrs, sg,
-                                                                        tmp, ctx->dev_error);
+      if (wide)
+        shrink_kernel<4, A, W><<<grid, SHRINK_THREADS, 0, ctx->stream>>>(static_cast<const A *>(x), in_dim, x_vec,
+                                                                          a_ptrs, sg, tmp, ctx->dev_error);
+      else
+        shrink_kernel<1, A, W><<<grid, SHRINK_THREADS, 0, ctx->stream>>>(static_cast<const A *>(x), in_dim, x_vec,
+                                                                          a_ptrs, sg, tmp, ctx->dev_error);
     });
   });
   return lc::launched(ctx, "lc_lora_shrink");
@@ -204,7 +252,7 @@ extern "C" lc_status lc_lora_expand(lc_ctx *ctx, lc_dtype act, const float *tmp,
              (long long)out_dim);
   if (n_tokens == 0 || n_segs == 0 || max_rank == 0) return LC_OK;
   const Segments sg{seg_indptr, seg_slot, ranks, n_segs, n_slots, max_rank, n_tokens};
-  const dim3 grid(lc::blocks_for(n_tokens, TM), lc::blocks_for(out_dim, EXPAND_TO));
+  const dim3 grid(unsigned(n_segs), lc::blocks_for(n_tokens, SEG_TILE), lc::blocks_for(out_dim, EXPAND_TO));
   lc_dispatch(act, [&](auto at) {
     lc_dispatch(wt, [&](auto wtag) {
       using A = decltype(at);

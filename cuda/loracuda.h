@@ -35,7 +35,7 @@
 extern "C" {
 #endif
 
-#define LC_ABI_VERSION 1
+#define LC_ABI_VERSION 2
 
 typedef struct lc_ctx lc_ctx; /* opaque: device, stream, BLAS handle, scratch */
 
@@ -73,7 +73,25 @@ lc_status lc_upload(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes
 /* Device -> host; waits for all work enqueued before it. */
 lc_status lc_download(lc_ctx *ctx, void *dst_host, const void *src, uint64_t bytes);
 lc_status lc_memset(lc_ctx *ctx, void *dst, int32_t byte_value, uint64_t bytes);
+/* Device -> device, enqueued. */
+lc_status lc_copy(lc_ctx *ctx, void *dst, const void *src, uint64_t bytes);
 lc_status lc_sync(lc_ctx *ctx);
+
+/* p[i] = scale * (2 * u(seed, i) - 1), u in [0, 1) from a counter-based hash, identical on every
+ * backend:  h = splitmix64(splitmix64(seed) ^ i);  u = (h >> 40) * 2^-24
+ * where splitmix64(x) = { x += 0x9e3779b97f4a7c15; x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9;
+ *                         x = (x ^ (x >> 27)) * 0x94d049bb133111eb; return x ^ (x >> 31); } */
+lc_status lc_fill_random(lc_ctx *ctx, lc_dtype dt, void *p, uint64_t n, uint64_t seed, float scale);
+
+/* ---- graphs: record a sequence of ops once, replay it with new buffer contents ----
+ * CUDA only (the CPU twin returns LC_ERR_UNSUPPORTED). Between begin and end, ops are recorded,
+ * not run; no lc_upload / lc_download / lc_sync / lc_alloc may be called. A replay reads the
+ * buffers' contents at launch time, so metadata uploaded before lc_graph_launch is what it sees. */
+typedef struct lc_graph lc_graph;
+lc_status lc_graph_begin(lc_ctx *ctx);
+lc_status lc_graph_end(lc_ctx *ctx, lc_graph **out);
+lc_status lc_graph_launch(lc_ctx *ctx, lc_graph *graph);
+void lc_graph_destroy(lc_graph *graph); /* NULL is a no-op */
 
 /* ---- ops ---- */
 
@@ -84,6 +102,11 @@ lc_status lc_embed(lc_ctx *ctx, lc_dtype wt, const void *table, int64_t vocab, i
 /* out[t] = x[t] * rsqrt(mean(x[t]^2) + eps) * w           x, out [n, hidden] act; w [hidden] wt */
 lc_status lc_rmsnorm(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w,
                      int64_t n_tokens, int64_t hidden, float eps, void *out);
+
+/* residual[t] += x[t];  out[t] = residual[t] * rsqrt(mean(residual[t]^2) + eps) * w
+ * (the residual add fused into the next norm)       x, residual, out [n, hidden] act; w [hidden] wt */
+lc_status lc_add_rmsnorm(lc_ctx *ctx, lc_dtype act, const void *x, void *residual, lc_dtype wt, const void *w,
+                         int64_t n_tokens, int64_t hidden, float eps, void *out);
 
 /* y[m, n] = (accumulate ? y : 0) + x[m, k] @ W[n, k]^T     x, y act; W wt */
 lc_status lc_linear(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w,
@@ -112,14 +135,19 @@ lc_status lc_kv_store(lc_ctx *ctx, lc_dtype act, const void *k, const void *v,
  * over key positions i in (p - window, p] (window = sliding_window, or p + 1 when it is 0).
  * Key position i of sequence s lives in slot block_tables[s * max_blocks_per_seq + i / bs] * bs + i % bs.
  * q, out [n_tokens, n_heads*head_dim] act. max_q_len / max_context_len bound n_q and
- * context_lens (used to size grids). */
+ * context_lens (used to size grids). `workspace` (device, may be NULL) lets a backend split long
+ * contexts across blocks (flash-decoding); lc_attention_workspace_bytes gives the size that
+ * enables it for these bounds; with less, the op runs unsplit. */
 lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt,
                        const void *k_cache, const void *v_cache, int64_t cache_slots,
                        const int32_t *q_indptr, const int32_t *context_lens,
                        const int32_t *block_tables, int32_t max_blocks_per_seq, int32_t n_seqs,
                        int64_t n_tokens, int32_t max_q_len, int32_t max_context_len,
                        int32_t block_size, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
-                       int32_t sliding_window, float scale, void *out);
+                       int32_t sliding_window, float scale, void *workspace, uint64_t workspace_bytes,
+                       void *out);
+uint64_t lc_attention_workspace_bytes(int64_t n_tokens, int32_t n_seqs, int32_t max_q_len,
+                                      int32_t max_context_len, int32_t n_heads, int32_t head_dim);
 
 /* out[t, i] = silu(gate[t, i]) * up[t, i]                  all [n, inter] act */
 lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate, const void *up,

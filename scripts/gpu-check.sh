@@ -5,7 +5,7 @@
 #   GPU_TESTS="..."       what `bun test` runs (default: test/gpu)
 #   BUN_FLAGS="..."       flags before `test`, e.g. --config=other-bunfig.toml
 #   GPU_TEST_SEED=n       fixed random inputs for test/gpu/ops.test.ts
-# Exit status: that of the tests (the build's, if it fails). Bounded by GPU_CHECK_TIMEOUT (240 s).
+# Exit status: that of the tests (the build's, if it fails). Bounded by GPU_CHECK_TIMEOUT (240 s) for the tests and GPU_BENCH_TIMEOUT (200 s) for `bench --synthetic`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,18 +38,28 @@ t1=$(date +%s)
 timeout "${GPU_CHECK_TIMEOUT:-240}" "$BUN" ${BUN_FLAGS:-} test ${GPU_TESTS:-test/gpu} 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 t2=$(date +%s)
+# the synthetic benchmark: Llama-2-7B shape, random weights, figures next to their ceilings
+bench="$dest/bench.txt"
+if [ -z "${SKIP_BENCH:-}" ]; then
+  timeout "${GPU_BENCH_TIMEOUT:-200}" "$BUN" src/cli/main.ts bench --synthetic "${BENCH_PRESET:-llama-2-7b}" --device cuda \
+    --out "$dest/bench.json" >"$bench" 2>"$dest/bench.log"
+  brc=$?
+  [ "$rc" = 0 ] && rc=$brc
+fi
+t3=$(date +%s)
 
 count() { local n; n=$(grep -Eo "^ *[0-9]+ $1\$" "$log" | tail -1 | tr -dc 0-9); echo "${n:-0}"; }
 {
   echo "lora-serve gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)"
   echo "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'nvidia-smi unavailable')"
   echo "cublas: $(ldconfig -p 2>/dev/null | grep -o 'libcublas\.so\.1[23] ' | head -1)${LD_LIBRARY_PATH:+ (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)}"
-  echo "build: $((t1 - t0)) s; tests: $((t2 - t1)) s; exit status $rc$([ "$rc" = 124 ] && echo ' (timed out)')"
+  echo "build: $((t1 - t0)) s; tests: $((t2 - t1)) s; bench: $((t3 - t2)) s; exit status $rc$([ "$rc" = 124 ] && echo ' (timed out)')"
   echo "pass $(count pass) fail $(count fail) skip $(count skip)"
   grep -E '^gpu tests:|^SKIP' "$log"
   grep -E '^\(fail\)' "$log"
   grep -E '^TIME ' "$log"
   grep -E '^\((pass|fail)\)' "$log" | grep -Eo '[^>]*\[[0-9.]+m?s\]$' | sed 's/^ */test: /'
+  [ -f "$bench" ] && cat "$bench" && tail -3 "$dest/bench.log"
 } >"$report"
 echo "---- $report"
 cat "$report"

@@ -7,7 +7,10 @@ extern "C" lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_d
                                   const int32_t *context_lens, const int32_t *block_tables, int32_t max_blocks_per_seq,
                                   int32_t n_seqs, int64_t n_tokens, int32_t max_q_len, int32_t max_context_len,
                                   int32_t block_size, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
-                                  int32_t sliding_window, float scale, void *out) {
+                                  int32_t sliding_window, float scale, void *workspace,
+                                  uint64_t workspace_bytes, void *out) {
+  (void)workspace;  // the twin never splits a sequence's keys
+  (void)workspace_bytes;
   LC_REQUIRE_CTX(ctx);
   LC_REQUIRE_DTYPE(ctx, act);
   LC_REQUIRE_DTYPE(ctx, cache_dt);
@@ -59,4 +62,10 @@ extern "C" lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_d
     }
   }
   return LC_OK;
+}
+
+extern "C" uint64_t lc_attention_workspace_bytes(int64_t n_tokens, int32_t n_seqs, int32_t max_q_len,
+                                                 int32_t max_context_len, int32_t n_heads, int32_t head_dim) {
+  (void)n_tokens, (void)n_seqs, (void)max_q_len, (void)max_context_len, (void)n_heads, (void)head_dim;
+  return 0;
 }

@@ -122,6 +122,14 @@ inline float dot(const float *a, const float *b, int64_t n) {
   return s;
 }
 
+// RMSNorm of one row in place, shared by lc_rmsnorm and lc_add_rmsnorm so both give the same bits:
+// row = row * (1 / sqrt(mean(row^2) + eps)) * weight.
+inline void rmsnorm_row(float *row, const float *weight, int64_t hidden, float eps) {
+  const float mean_square = dot(row, row, hidden) / float(hidden);
+  const float inv = 1.0f / std::sqrt(mean_square + eps);
+  for (int64_t i = 0; i < hidden; ++i) row[i] = row[i] * inv * weight[i];
+}
+
 }  // namespace lc
 
 // Argument checks at the ABI boundary: return LC_ERR_INVALID_ARGUMENT with a message.

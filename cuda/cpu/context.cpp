@@ -85,6 +85,13 @@ lc_status lc_memset(lc_ctx *ctx, void *dst, int32_t byte_value, uint64_t bytes) 
   return LC_OK;
 }
 
+lc_status lc_copy(lc_ctx *ctx, void *dst, const void *src, uint64_t bytes) {
+  LC_REQUIRE_CTX(ctx);
+  LC_REQUIRE(ctx, (dst && src) || bytes == 0, "lc_copy: NULL pointer");
+  if (bytes) std::memmove(dst, src, size_t(bytes));
+  return LC_OK;
+}
+
 lc_status lc_sync(lc_ctx *ctx) {
   LC_REQUIRE_CTX(ctx);
   return LC_OK;

@@ -11,9 +11,7 @@ extern "C" lc_status lc_rmsnorm(lc_ctx *ctx, lc_dtype act, const void *x, lc_dty
   lc::load_row(w, wt, 0, hidden, weight.data());
   for (int64_t t = 0; t < n_tokens; ++t) {
     lc::load_row(x, act, t * hidden, hidden, row.data());
-    float mean_square = lc::dot(row.data(), row.data(), hidden) / float(hidden);
-    float inv = 1.0f / std::sqrt(mean_square + eps);
-    for (int64_t i = 0; i < hidden; ++i) row[i] = row[i] * inv * weight[i];
+    lc::rmsnorm_row(row.data(), weight.data(), hidden, eps);
     lc::store_row(out, act, t * hidden, hidden, row.data());
   }
   return LC_OK;

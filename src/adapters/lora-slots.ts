@@ -4,7 +4,7 @@ import type { Device, DevPtr, NumericDType } from "../native/device.ts";
 import { NUMERIC_DTYPE_BYTES } from "../native/device.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { encodeFloats } from "../model/convert.ts";
-import { LORA_MODULES, type LoraAdapter, type LoraModule } from "./lora-adapter.ts";
+import { LORA_MODULES, moduleShape, type LoraAdapter, type LoraModule } from "./lora-adapter.ts";
 
 export interface SlotTables {
   aPtrs: DevPtr;
@@ -15,6 +15,22 @@ export interface SlotTables {
 }
 
 const M = LORA_MODULES.length;
+
+/** Where one module's A, B (and DoRA scale; -1 if none) sit in a slot buffer, as byte offsets. */
+interface PackedEntry {
+  layer: number;
+  module: LoraModule;
+  a: number;
+  b: number;
+  mag: number;
+  rank: number;
+  scale: number;
+}
+
+interface Packed {
+  bytes: Uint8Array;
+  entries: PackedEntry[];
+}
 
 export class LoraSlots {
   private readonly hostA: BigUint64Array;
@@ -31,7 +47,10 @@ export class LoraSlots {
   /** Whether any resident adapter targets (layer, module): lets the forward pass skip untouched projections. */
   private readonly targeted: Int32Array;
 
-  constructor(private readonly device: Device, private readonly config: ModelConfig, readonly numSlots: number, readonly dtype: NumericDType) {
+  private readonly occupied: boolean[];
+  private readonly packed = new WeakMap<LoraAdapter, Packed>();
+
+  constructor(private readonly device: Device, private readonly config: ModelConfig, readonly numSlots: number, readonly dtype: NumericDType, readonly maxRank: number) {
     const n = config.numLayers * M * numSlots;
     this.hostA = new BigUint64Array(n);
     this.hostB = new BigUint64Array(n);
@@ -44,39 +63,106 @@ export class LoraSlots {
     this.ranks = device.alloc(n * 4);
     this.scales = device.alloc(n * 4);
     this.buffers = new Array(numSlots).fill(null);
+    this.occupied = new Array(numSlots).fill(false);
     this.targeted = new Int32Array(config.numLayers * M);
   }
 
   /** Copies an adapter into a slot (replacing what was there) and publishes it in the tables. */
   load(slot: number, adapter: LoraAdapter): void {
-    this.clear(slot);
+    const packed = this.pack(adapter);
+    const base = this.slotBuffer(slot, adapter.name, packed.bytes.byteLength);
+    this.device.upload(base, packed.bytes);
+    this.publishSlot(slot, packed.entries, base);
+  }
+
+  /** Fills a slot with random weights on the device (benchmarks): `rank` on each of `modules`. */
+  loadRandom(slot: number, spec: { rank: number; modules: readonly LoraModule[]; seed: number }): void {
+    const e = NUMERIC_DTYPE_BYTES[this.dtype];
+    const entries: PackedEntry[] = [];
+    let offset = 0;
+    for (let layer = 0; layer < this.config.numLayers; layer++) {
+      for (const module of spec.modules) {
+        const [out, inDim] = moduleShape(this.config, module);
+        entries.push({ layer, module, a: offset, b: offset + spec.rank * inDim * e, mag: -1, rank: spec.rank, scale: 1 / spec.rank });
+        offset += (spec.rank * inDim + out * spec.rank) * e;
+      }
+    }
+    const base = this.slotBuffer(slot, `random-${spec.seed}`, offset);
+    // A ~ U(-1/sqrt(in), 1/sqrt(in)) keeps the activations' scale; B likewise over the rank
+    for (const en of entries) {
+      const [out, inDim] = moduleShape(this.config, en.module);
+      this.device.fillRandom({ dtype: this.dtype, ptr: base + en.a, n: spec.rank * inDim, seed: spec.seed * 1000 + en.a, scale: 1 / Math.sqrt(inDim) });
+      this.device.fillRandom({ dtype: this.dtype, ptr: base + en.b, n: out * spec.rank, seed: spec.seed * 1000 + en.b, scale: 1 / Math.sqrt(spec.rank) });
+    }
+    this.publishSlot(slot, entries, base);
+  }
+
+  /** Device bytes one slot reserves: every projection at max_lora_rank, DoRA magnitudes included. */
+  get slotBytes(): number {
     const e = NUMERIC_DTYPE_BYTES[this.dtype];
     let bytes = 0;
-    for (const m of adapter.modules) bytes += (m.a.length + m.b.length) * e + (m.doraScale ? m.doraScale.length * 4 : 0);
-    const base = this.device.alloc(bytes);
-    this.buffers[slot] = base;
-    let offset = 0;
-    const put = (values: Float32Array, dtype: NumericDType): DevPtr => {
-      const encoded = encodeFloats(values, dtype);
-      this.device.upload(base + offset, encoded);
-      offset += encoded.byteLength;
-      return base + offset - encoded.byteLength;
-    };
-    for (const m of adapter.modules) {
-      const i = this.index(m.layer, m.module, slot);
-      this.hostA[i] = BigInt(put(m.a, this.dtype));
-      this.hostB[i] = BigInt(put(m.b, this.dtype));
-      this.hostMag[i] = m.doraScale ? BigInt(put(m.doraScale, "F32")) : 0n;
-      this.hostRanks[i] = m.rank;
-      this.hostScales[i] = m.scale;
-      this.targeted[m.layer * M + LORA_MODULES.indexOf(m.module)]++;
+    for (const module of LORA_MODULES) {
+      const [out, inDim] = moduleShape(this.config, module);
+      bytes += (this.maxRank * (inDim + out)) * e + out * 4;
     }
+    return bytes * this.config.numLayers;
+  }
+
+  // Slot buffers are allocated once, at full size, so swapping adapters never allocates or frees.
+  private slotBuffer(slot: number, name: string, bytes: number): DevPtr {
+    if (bytes > this.slotBytes) throw new Error(`adapter "${name}" needs ${bytes} bytes, a slot holds ${this.slotBytes}`);
+    this.clear(slot);
+    this.buffers[slot] ??= this.device.alloc(this.slotBytes);
+    return this.buffers[slot]!;
+  }
+
+  private publishSlot(slot: number, entries: PackedEntry[], base: DevPtr): void {
+    for (const en of entries) {
+      const i = this.index(en.layer, en.module, slot);
+      this.hostA[i] = BigInt(base + en.a);
+      this.hostB[i] = BigInt(base + en.b);
+      this.hostMag[i] = en.mag >= 0 ? BigInt(base + en.mag) : 0n;
+      this.hostRanks[i] = en.rank;
+      this.hostScales[i] = en.scale;
+      this.targeted[en.layer * M + LORA_MODULES.indexOf(en.module)]++;
+    }
+    this.occupied[slot] = true;
     this.publish();
   }
 
+  // The adapter as one upload-ready byte image in the slot dtype, made once per adapter.
+  private pack(adapter: LoraAdapter): Packed {
+    const cached = this.packed.get(adapter);
+    if (cached) return cached;
+    const parts: Uint8Array[] = [];
+    const entries: PackedEntry[] = [];
+    let offset = 0;
+    const put = (values: Float32Array, dtype: NumericDType): number => {
+      const bytes = encodeFloats(values, dtype);
+      parts.push(bytes);
+      offset += bytes.byteLength;
+      return offset - bytes.byteLength;
+    };
+    for (const m of adapter.modules) {
+      const a = put(m.a, this.dtype), b = put(m.b, this.dtype);
+      const mag = m.doraScale ? put(m.doraScale, "F32") : -1;
+      entries.push({ layer: m.layer, module: m.module, a, b, mag, rank: m.rank, scale: m.scale });
+    }
+    const bytes = new Uint8Array(offset);
+    let at = 0;
+    for (const p of parts) {
+      bytes.set(p, at);
+      at += p.byteLength;
+    }
+    const result = { bytes, entries };
+    this.packed.set(adapter, result);
+    return result;
+  }
+
+  /** Empties a slot's tables (its buffer stays reserved for the next adapter). */
   clear(slot: number): void {
-    const buffer = this.buffers[slot];
-    if (buffer === null) return;
+    if (!this.occupied[slot]) return;
+    this.occupied[slot] = false;
     for (let l = 0; l < this.config.numLayers; l++) {
       for (let m = 0; m < M; m++) {
         const i = (l * M + m) * this.numSlots + slot;
@@ -87,8 +173,6 @@ export class LoraSlots {
       }
     }
     this.publish();
-    this.device.free(buffer);
-    this.buffers[slot] = null;
   }
 
   isTargeted(layer: number, module: LoraModule): boolean {
@@ -102,6 +186,7 @@ export class LoraSlots {
 
   free(): void {
     for (let s = 0; s < this.numSlots; s++) this.clear(s);
+    for (const p of this.buffers) if (p !== null) this.device.free(p);
     for (const p of [this.aPtrs, this.bPtrs, this.magPtrs, this.ranks, this.scales]) this.device.free(p);
   }
 

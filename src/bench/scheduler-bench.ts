@@ -52,7 +52,7 @@ export function runSchedulerBench(o: SchedulerBenchOptions): SchedulerBenchResul
   const blockSize = 16, maxLen = o.promptTokens + o.steps + 16;
   const runner = new StubRunner({
     act: "F32", blockSize, maxLoras: Math.max(1, o.adapters), numBlocks: o.seqs * Math.ceil(maxLen / blockSize),
-    caps: { maxTokens: o.seqs * o.promptTokens, maxSeqs: o.seqs, maxLogitRows: o.seqs, maxBlocksPerSeq: Math.ceil(maxLen / blockSize), maxLoraRank: 16, maxTopLogprobs: 0 },
+    caps: { maxTokens: o.seqs * o.promptTokens, maxSeqs: o.seqs, maxLogitRows: o.seqs, maxBlocksPerSeq: Math.ceil(maxLen / blockSize), maxLoraRank: 16, maxTopLogprobs: 0, maxContextLen: maxLen },
   });
   const engine = new Engine(runner, stubAdapters(o.adapters), maxLen);
   const prompt = Array.from({ length: o.promptTokens }, (_, i) => 1 + (i % 1000));

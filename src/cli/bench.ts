@@ -1,19 +1,31 @@
 // `lora-serve bench`: measurements that are not unit tests.
 import { defineCommand } from "citty";
+import { readFileSync, writeFileSync } from "node:fs";
 import { runSchedulerBench } from "../bench/scheduler-bench.ts";
+import { runSyntheticBench, type SyntheticReport } from "../bench/synthetic-bench.ts";
+import { log } from "../log.ts";
+import { openDevice, type DeviceChoice } from "../native/open-device.ts";
 import { CliError, intArg } from "./args.ts";
 
 export const benchCommand = defineCommand({
   meta: { name: "bench", description: "Measure lora-serve (--scheduler: the step loop's own cost, model stubbed out)" },
   args: {
     scheduler: { type: "boolean", description: "Time scheduling + batch building per step with the model stubbed out" },
+    synthetic: { type: "string", description: "A model shape (llama-2-7b, llama-3-8b, mistral-7b, tiny, or a config.json) with random weights on the device" },
+    device: { type: "enum", options: ["cpu", "cuda", "auto"], default: "auto" },
+    "batch-sizes": { type: "string", description: "Decode batch sizes (default 1,8,32,64)" },
+    context: { type: "string", description: "Context length of decoding sequences (default 1024)" },
+    "lora-count": { type: "string", description: "Distinct random adapters (default 32)" },
+    prefill: { type: "string", description: "Prompt length for the prefill figure (default 2048)" },
+    out: { type: "string", description: "Write the synthetic report as JSON here" },
     seqs: { type: "string", description: "Running sequences (default 256)" },
     adapters: { type: "string", description: "Distinct adapters among them (default 32)" },
     steps: { type: "string", description: "Decode steps to time (default 200)" },
     json: { type: "boolean", description: "Print the result as JSON" },
   },
-  run({ args }) {
-    if (!args.scheduler) throw new CliError("choose a benchmark: --scheduler (GPU benchmarks come with the CUDA backend's `--synthetic`)");
+  async run({ args }) {
+    if (args.synthetic) return synthetic(args);
+    if (!args.scheduler) throw new CliError("choose a benchmark: --scheduler or --synthetic <preset>");
     const result = runSchedulerBench({
       seqs: intArg(args.seqs, "--seqs") ?? 256,
       adapters: intArg(args.adapters, "--adapters") ?? 32,
@@ -28,3 +40,39 @@ export const benchCommand = defineCommand({
     console.log(`  median ${result.medianMs.toFixed(3)} ms, p90 ${result.p90Ms.toFixed(3)} ms per step (target < 1 ms), ${result.tokensPerStep} tokens per step`);
   },
 });
+
+async function synthetic(args: Record<string, unknown>): Promise<void> {
+  const preset = String(args.synthetic);
+  const device = await openDevice((args.device as DeviceChoice) ?? "auto");
+  try {
+    const sizes = String(args["batch-sizes"] ?? "1,8,32,64").split(",").map((x) => intArg(x, "--batch-sizes")!);
+    const report = runSyntheticBench({
+      preset: preset.endsWith(".json") ? JSON.parse(readFileSync(preset, "utf8")) : preset,
+      device,
+      batchSizes: sizes,
+      contextLen: intArg(args.context as string | undefined, "--context") ?? 1024,
+      steps: intArg(args.steps as string | undefined, "--steps") ?? 20,
+      adapters: intArg(args["lora-count"] as string | undefined, "--lora-count") ?? 32,
+      prefillLen: intArg(args.prefill as string | undefined, "--prefill") ?? 2048,
+      log: (line) => log.info(line),
+    });
+    if (args.out) writeFileSync(String(args.out), JSON.stringify(report, null, 2));
+    if (args.json) console.log(JSON.stringify(report));
+    else printReport(report);
+  } finally {
+    device.close();
+  }
+}
+
+function printReport(r: SyntheticReport): void {
+  console.log(`synthetic ${r.model} (${r.dtype}) on ${r.device}: weights ${(r.weightBytes / 1e9).toFixed(2)} GB`);
+  console.log(`ceilings: copy ${r.ceilings.copyGBps.toFixed(0)} GB/s (read + write), GEMM ${r.ceilings.gemmTflops.toPrecision(3)} TFLOP/s`);
+  console.log("decode  batch  adapters               graphs  ms/step   tokens/s  bytes/step/time : copy bw");
+  for (const d of r.decode) {
+    console.log(`        ${String(d.batch).padStart(5)}  ${d.adapters.padEnd(21)}  ${String(d.graphs).padEnd(6)}  ${d.stepMs.toFixed(3).padStart(7)}  ${d.tokensPerSecond.toFixed(0).padStart(8)}  ${d.bandwidthRatio.toFixed(3)}`);
+  }
+  const p = r.prefill;
+  console.log(`prefill ${p.tokens} tokens: ${p.ms.toFixed(1)} ms, ${p.tokensPerSecond.toFixed(0)} tokens/s; GEMM-rate ceiling ${p.ceilingTokensPerSecond.toFixed(0)} (${p.ratio.toFixed(3)} x)`);
+  console.log(`adapter r${r.adapterLoad.rank} ${r.adapterLoad.modules} (${(r.adapterLoad.bytes / 1e6).toFixed(1)} MB) host -> slot: ${r.adapterLoad.medianMs.toFixed(3)} ms (first, packing included: ${r.adapterLoad.firstMs.toFixed(1)} ms)`);
+  for (const c of r.checks) console.log(`${c.pass ? "PASS" : "MISS"}  ${c.what}: ${c.measured} (target ${c.target})`);
+}

@@ -32,6 +32,8 @@ export interface LoadOptions {
   /** Bytes for the KV cache (defaults to what maxSeqs full-length sequences need, at most 2 GiB). */
   kvCacheBytes?: number;
   maxModelLen?: number;
+  /** Record decode steps as graphs and replay them (CUDA only; default true). */
+  graphs?: boolean;
   /** Activation dtype (default: F32 on the CPU, the checkpoint's fp16/bf16 on a GPU). */
   act?: NumericDType;
 }
@@ -69,7 +71,7 @@ export function loadModel(opts: LoadOptions): LoadedModel {
   const kvBytes = opts.kvCacheBytes ?? Math.min(2 ** 31, maxSeqs * maxBlocksPerSeq * blockBytes);
   const numBlocks = Math.max(1, Math.floor(kvBytes / blockBytes));
   const maxLoraRank = opts.maxLoraRank ?? 64;
-  const runner = new ModelRunner(opts.device, config, checkpoint, {
+  const runner = ModelRunner.fromCheckpoint(opts.device, config, checkpoint, {
     act,
     caps: {
       maxTokens: opts.maxTokens ?? Math.max(2048, maxModelLen),
@@ -78,9 +80,11 @@ export function loadModel(opts: LoadOptions): LoadedModel {
       maxBlocksPerSeq,
       maxLoraRank,
       maxTopLogprobs: MAX_TOP_LOGPROBS,
+      maxContextLen: maxModelLen,
     },
     numBlocks,
     blockSize,
+    graphs: opts.graphs,
     maxLoras: opts.maxLoras ?? 8,
   });
   const adapters = new AdapterStore({

@@ -3,18 +3,21 @@
 import type { Device, NumericDType } from "../native/device.ts";
 import { LoraSlots } from "../adapters/lora-slots.ts";
 import type { ModelConfig } from "../model/config.ts";
-import { LlamaForward } from "../model/llama.ts";
+import { LlamaForward, type BatchShape } from "../model/llama.ts";
 import { decodeHalfFloats } from "../model/convert.ts";
 import { ropeInverseFrequencies } from "../model/rope.ts";
 import type { Checkpoint } from "../model/safetensors.ts";
 import { uploadModelWeights, type ModelWeights } from "../model/weights.ts";
 import { Workspace, type Capacities } from "../model/workspace.ts";
 import type { HostBatch } from "./batch-builder.ts";
+import { DecodeGraphs, bucketFor, isDecodeBatch, padDecodeBatch } from "./decode-graphs.ts";
 import { KvCache } from "./kv-cache.ts";
 
 export interface RunnerOptions {
   /** Activation, KV-cache and LoRA dtype: F32 on the CPU twin, F16/BF16 on a GPU. */
   act: NumericDType;
+  /** Replay decode steps from recorded graphs (CUDA; default on there). */
+  graphs?: boolean;
   caps: Capacities;
   numBlocks: number;
   blockSize: number;
@@ -46,12 +49,23 @@ export class ModelRunner {
   private readonly forward: LlamaForward;
   private readonly invFreq: number;
 
-  constructor(readonly device: Device, readonly config: ModelConfig, checkpoint: Checkpoint, readonly opts: RunnerOptions) {
+  private readonly graphs: DecodeGraphs | null;
+  /** Replay pure decode steps from recorded graphs (where the backend has them). */
+  useGraphs: boolean;
+
+  static fromCheckpoint(device: Device, config: ModelConfig, checkpoint: Checkpoint, opts: RunnerOptions): ModelRunner {
+    return new ModelRunner(device, config, uploadModelWeights(checkpoint, config, device, opts.act === "F32" ? undefined : opts.act), opts);
+  }
+
+  constructor(readonly device: Device, readonly config: ModelConfig, weights: ModelWeights, readonly opts: RunnerOptions) {
     this.act = opts.act;
-    this.weights = uploadModelWeights(checkpoint, config, device, this.act === "F32" ? undefined : this.act);
+    this.weights = weights;
     this.workspace = new Workspace(device, config, opts.caps, this.act);
-    this.kv = new KvCache(device, config, opts.numBlocks, opts.blockSize, this.act);
-    this.lora = new LoraSlots(device, config, opts.maxLoras, this.act);
+    // one block more than the block manager hands out: the padding rows of recorded decode graphs read it
+    this.kv = new KvCache(device, config, opts.numBlocks + 1, opts.blockSize, this.act);
+    this.graphs = device.kind === "cuda" ? new DecodeGraphs(device) : null;
+    this.useGraphs = this.graphs !== null && opts.graphs !== false;
+    this.lora = new LoraSlots(device, config, opts.maxLoras, this.act, opts.caps.maxLoraRank);
     const inv = ropeInverseFrequencies(config);
     this.invFreq = device.alloc(inv.byteLength);
     device.upload(this.invFreq, inv);
@@ -60,6 +74,25 @@ export class ModelRunner {
 
   /** Runs the forward pass; logits of batch.logitRows are left on the device. */
   run(batch: HostBatch): void {
+    if (this.graphs && this.useGraphs && isDecodeBatch(batch) && batch.contextLens.length <= this.opts.caps.maxSeqs) {
+      const size = bucketFor(batch.contextLens.length, this.opts.caps.maxSeqs);
+      const padded = padDecodeBatch(batch, size, { block: this.opts.numBlocks, maxBlocksPerSeq: this.opts.caps.maxBlocksPerSeq });
+      this.upload(padded);
+      const shape: BatchShape = {
+        nTokens: size, nSeqs: size, maxQLen: 1, maxContextLen: this.opts.caps.maxContextLen, nSegs: size,
+        hasLora: batch.hasLora, loraEverywhere: true, nLogitRows: size,
+      };
+      this.graphs.launch(size, batch.hasLora, () => this.forward.run(shape));
+      return;
+    }
+    this.upload(batch);
+    this.forward.run({
+      nTokens: batch.tokenIds.length, nSeqs: batch.contextLens.length, maxQLen: batch.maxQLen, maxContextLen: batch.maxContextLen,
+      nSegs: batch.segSlot.length, hasLora: batch.hasLora, nLogitRows: batch.logitRows.length,
+    });
+  }
+
+  private upload(batch: HostBatch): void {
     const ws = this.workspace, d = this.device, caps = ws.caps;
     const nTokens = batch.tokenIds.length, nSeqs = batch.contextLens.length, nRows = batch.logitRows.length;
     if (nTokens > caps.maxTokens || nSeqs > caps.maxSeqs || nRows > caps.maxLogitRows) {
@@ -74,10 +107,11 @@ export class ModelRunner {
     d.upload(ws.segIndptr, batch.segIndptr);
     d.upload(ws.segSlot, batch.segSlot);
     d.upload(ws.logitRows, batch.logitRows);
-    this.forward.run({
-      nTokens, nSeqs, maxQLen: batch.maxQLen, maxContextLen: batch.maxContextLen,
-      nSegs: batch.segSlot.length, hasLora: batch.hasLora, nLogitRows: nRows,
-    });
+  }
+
+  /** Recorded decode graphs, and why recording failed (null if it did not). */
+  graphStats(): { recorded: number; failure: string | null } {
+    return { recorded: this.graphs?.count ?? 0, failure: this.graphs?.failure ?? null };
   }
 
   /** Copies the logits of the last run to the host: [rows, vocab] fp32. */
@@ -118,6 +152,7 @@ export class ModelRunner {
   }
 
   free(): void {
+    this.graphs?.free();
     this.lora.free();
     this.kv.free();
     this.workspace.free();

@@ -16,6 +16,11 @@ export interface BatchShape {
   nSegs: number;
   /** Whether any segment uses an adapter. */
   hasLora: boolean;
+  /**
+   * Run LoRA ops on every projection, targeted by a resident adapter or not (a recorded graph
+   * must stay right when adapters with other targets are loaded later).
+   */
+  loraEverywhere?: boolean;
   nLogitRows: number;
 }
 
@@ -40,9 +45,9 @@ export class LlamaForward {
     const { device: d, config: c, weights: w, ws, act } = this;
     const T = b.nTokens, h = c.hiddenSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim;
     d.embed({ wt: w.embed.dtype, table: w.embed.ptr, vocab: c.vocabSize, hidden: h, ids: ws.tokenIds, nTokens: T, act, out: ws.hidden });
+    d.rmsnorm({ act, x: ws.hidden, wt: w.layers[0].inputNorm.dtype, w: w.layers[0].inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l];
-      d.rmsnorm({ act, x: ws.hidden, wt: L.inputNorm.dtype, w: L.inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
       this.projection(b, l, "q_proj", ws.normed, h, ws.q, qw);
       this.projection(b, l, "k_proj", ws.normed, h, ws.k, kvw);
       this.projection(b, l, "v_proj", ws.normed, h, ws.v, kvw);
@@ -52,16 +57,19 @@ export class LlamaForward {
         act, q: ws.q, cacheDtype: this.kv.dtype, kCache: this.kv.k[l], vCache: this.kv.v[l], cacheSlots: this.kv.slots,
         qIndptr: ws.qIndptr, contextLens: ws.contextLens, blockTables: ws.blockTables, maxBlocksPerSeq: ws.caps.maxBlocksPerSeq,
         nSeqs: b.nSeqs, nTokens: T, maxQLen: b.maxQLen, maxContextLen: b.maxContextLen, blockSize: this.kv.blockSize,
-        nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim, slidingWindow: c.slidingWindow, scale: 1 / Math.sqrt(c.headDim), out: ws.attn,
+        nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim, slidingWindow: c.slidingWindow, scale: 1 / Math.sqrt(c.headDim),
+        workspace: ws.attentionWorkspace, workspaceBytes: ws.attentionWorkspaceBytes, out: ws.attn,
       });
       this.projection(b, l, "o_proj", ws.attn, qw, ws.proj, h);
-      d.add({ act, x: ws.proj, n: T * h, y: ws.hidden });
-      d.rmsnorm({ act, x: ws.hidden, wt: L.postNorm.dtype, w: L.postNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
+      // residual add fused into the norm that follows it
+      d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: L.postNorm.dtype, w: L.postNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
       this.projection(b, l, "gate_proj", ws.normed, h, ws.gate, c.intermediateSize);
       this.projection(b, l, "up_proj", ws.normed, h, ws.up, c.intermediateSize);
       d.siluMul({ act, gate: ws.gate, up: ws.up, nTokens: T, inter: c.intermediateSize, out: ws.gate });
       this.projection(b, l, "down_proj", ws.gate, c.intermediateSize, ws.proj, h);
-      d.add({ act, x: ws.proj, n: T * h, y: ws.hidden });
+      const next = w.layers[l + 1];
+      if (next) d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: next.inputNorm.dtype, w: next.inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
+      else d.add({ act, x: ws.proj, n: T * h, y: ws.hidden });
     }
     d.gatherRows({ act, x: ws.hidden, width: h, rows: ws.logitRows, nRows: b.nLogitRows, xRows: T, out: ws.lastHidden });
     d.rmsnorm({ act, x: ws.lastHidden, wt: w.norm.dtype, w: w.norm.ptr, nTokens: b.nLogitRows, hidden: h, eps: c.rmsNormEps, out: ws.normed });
@@ -72,7 +80,7 @@ export class LlamaForward {
   private projection(b: BatchShape, layer: number, module: LoraModule, x: number, inDim: number, y: number, outDim: number): void {
     const W = this.weights.layers[layer][module];
     this.device.linear({ act: this.act, x, wt: W.dtype, w: W.ptr, m: b.nTokens, n: outDim, k: inDim, y });
-    if (!b.hasLora || !this.lora.isTargeted(layer, module)) return;
+    if (!b.hasLora || (!b.loraEverywhere && !this.lora.isTargeted(layer, module))) return;
     const t = this.lora.tables(layer, module);
     const seg = { nSlots: this.lora.numSlots, segIndptr: this.ws.segIndptr, segSlot: this.ws.segSlot, nSegs: b.nSegs, nTokens: b.nTokens };
     const maxRank = this.ws.caps.maxLoraRank;

@@ -16,6 +16,8 @@ export interface Capacities {
   maxLoraRank: number;
   /** Top log-probabilities per sampled token. */
   maxTopLogprobs: number;
+  /** Longest sequence (prompt + output). */
+  maxContextLen: number;
 }
 
 /** Activations (act dtype) and batch metadata (int32) on the device. */
@@ -51,6 +53,9 @@ export class Workspace {
   readonly sampledLogprobs: DevPtr;
   readonly topIds: DevPtr;
   readonly topLogprobs: DevPtr;
+  /** Split-KV attention scratch, sized for decode batches (0 bytes where the backend does not split). */
+  readonly attentionWorkspace: DevPtr;
+  readonly attentionWorkspaceBytes: number;
   private readonly owned: DevPtr[] = [];
 
   constructor(private readonly device: Device, config: ModelConfig, readonly caps: Capacities, readonly act: NumericDType) {
@@ -88,6 +93,16 @@ export class Workspace {
     this.sampledLogprobs = this.alloc(R * 4);
     this.topIds = this.alloc(R * K * 4);
     this.topLogprobs = this.alloc(R * K * 4);
+    // decode steps run in power-of-two buckets; the split needs most scratch at some bucket size
+    let splitBytes = 0;
+    for (let n = 1; ; n = Math.min(n * 2, caps.maxSeqs)) {
+      splitBytes = Math.max(splitBytes, device.attentionWorkspaceBytes({
+        nTokens: n, nSeqs: n, maxQLen: 1, maxContextLen: caps.maxContextLen, nHeads: config.numHeads, headDim: config.headDim,
+      }));
+      if (n === caps.maxSeqs) break;
+    }
+    this.attentionWorkspaceBytes = splitBytes;
+    this.attentionWorkspace = this.attentionWorkspaceBytes > 0 ? this.alloc(this.attentionWorkspaceBytes) : 0;
   }
 
   private alloc(bytes: number): DevPtr {

@@ -86,8 +86,40 @@ export class Device {
     this.check("lc_memset", this.lib.lc_memset(this.ctx, dst, byteValue, bytes));
   }
 
+  /** Device-to-device copy, enqueued like an op (recordable in a graph). */
+  copy(dst: DevPtr, src: DevPtr, bytes: number): void {
+    this.check("lc_copy", this.lib.lc_copy(this.ctx, dst, src, bytes));
+  }
+
   sync(): void {
     this.check("lc_sync", this.lib.lc_sync(this.ctx));
+  }
+
+  /** p[i] = scale * (2u - 1), u from the header's counter-based hash of (seed, i): the same on every backend. */
+  fillRandom(a: { dtype: NumericDType; ptr: DevPtr; n: number; seed: number | bigint; scale: number }): void {
+    this.check("lc_fill_random", this.lib.lc_fill_random(this.ctx, DTYPE_CODE[a.dtype], a.ptr, a.n, BigInt.asUintN(64, BigInt(a.seed)), a.scale));
+  }
+
+  /** Starts recording ops (CUDA only; the CPU twin throws Unsupported). No upload, download, sync,
+   *  alloc or free until graphEnd. */
+  graphBegin(): void {
+    this.check("lc_graph_begin", this.lib.lc_graph_begin(this.ctx));
+  }
+
+  /** Ends recording; returns an opaque handle for graphLaunch / graphDestroy. */
+  graphEnd(): number {
+    const out = new BigUint64Array(1);
+    this.check("lc_graph_end", this.lib.lc_graph_end(this.ctx, out));
+    return Number(out[0]);
+  }
+
+  /** Replays a recorded graph on the device's stream, reading buffers' contents at launch time. */
+  graphLaunch(graph: number): void {
+    this.check("lc_graph_launch", this.lib.lc_graph_launch(this.ctx, graph));
+  }
+
+  graphDestroy(graph: number): void {
+    this.lib.lc_graph_destroy(graph);
   }
 
   embed(a: { wt: NumericDType; table: DevPtr; vocab: number; hidden: number; ids: DevPtr; nTokens: number; act: NumericDType; out: DevPtr }): void {
@@ -96,6 +128,11 @@ export class Device {
 
   rmsnorm(a: { act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; nTokens: number; hidden: number; eps: number; out: DevPtr }): void {
     this.check("lc_rmsnorm", this.lib.lc_rmsnorm(this.ctx, DTYPE_CODE[a.act], a.x, DTYPE_CODE[a.wt], a.w, a.nTokens, a.hidden, a.eps, a.out));
+  }
+
+  /** residual += x; out = rmsnorm(residual) * w */
+  addRmsnorm(a: { act: NumericDType; x: DevPtr; residual: DevPtr; wt: NumericDType; w: DevPtr; nTokens: number; hidden: number; eps: number; out: DevPtr }): void {
+    this.check("lc_add_rmsnorm", this.lib.lc_add_rmsnorm(this.ctx, DTYPE_CODE[a.act], a.x, a.residual, DTYPE_CODE[a.wt], a.w, a.nTokens, a.hidden, a.eps, a.out));
   }
 
   /** y[m, n] = (accumulate ? y : 0) + x[m, k] @ w[n, k]^T */
@@ -116,10 +153,17 @@ export class Device {
     qIndptr: DevPtr; contextLens: DevPtr; blockTables: DevPtr; maxBlocksPerSeq: number; nSeqs: number; nTokens: number;
     maxQLen: number; maxContextLen: number; blockSize: number; nHeads: number; nKvHeads: number; headDim: number;
     slidingWindow: number; scale: number; out: DevPtr;
+    /** Lets the backend split long contexts (see attentionWorkspaceBytes); absent or too small: unsplit. */
+    workspace?: DevPtr; workspaceBytes?: number;
   }): void {
     this.check("lc_attention", this.lib.lc_attention(this.ctx, DTYPE_CODE[a.act], a.q, DTYPE_CODE[a.cacheDtype], a.kCache, a.vCache,
       a.cacheSlots, a.qIndptr, a.contextLens, a.blockTables, a.maxBlocksPerSeq, a.nSeqs, a.nTokens, a.maxQLen, a.maxContextLen,
-      a.blockSize, a.nHeads, a.nKvHeads, a.headDim, a.slidingWindow, a.scale, a.out));
+      a.blockSize, a.nHeads, a.nKvHeads, a.headDim, a.slidingWindow, a.scale, a.workspace ?? 0, a.workspaceBytes ?? 0, a.out));
+  }
+
+  /** Workspace bytes that let attention split long contexts for these bounds (0: it would not split). */
+  attentionWorkspaceBytes(a: { nTokens: number; nSeqs: number; maxQLen: number; maxContextLen: number; nHeads: number; headDim: number }): number {
+    return Number(this.lib.lc_attention_workspace_bytes(a.nTokens, a.nSeqs, a.maxQLen, a.maxContextLen, a.nHeads, a.headDim));
   }
 
   siluMul(a: { act: NumericDType; gate: DevPtr; up: DevPtr; nTokens: number; inter: number; out: DevPtr }): void {

@@ -19,9 +19,16 @@ export const LORACUDA_SYMBOLS = {
   lc_upload: { args: [ctx, ptr, host, T.u64], returns: T.i32 },
   lc_download: { args: [ctx, host, ptr, T.u64], returns: T.i32 },
   lc_memset: { args: [ctx, ptr, T.i32, T.u64], returns: T.i32 },
+  lc_copy: { args: [ctx, ptr, ptr, T.u64], returns: T.i32 },
   lc_sync: { args: [ctx], returns: T.i32 },
+  lc_fill_random: { args: [ctx, dtype, ptr, T.u64, T.u64, T.f32], returns: T.i32 },
+  lc_graph_begin: { args: [ctx], returns: T.i32 },
+  lc_graph_end: { args: [ctx, host], returns: T.i32 },
+  lc_graph_launch: { args: [ctx, T.u64], returns: T.i32 },
+  lc_graph_destroy: { args: [T.u64], returns: T.void },
   lc_embed: { args: [ctx, dtype, ptr, T.i64, T.i64, ptr, T.i64, dtype, ptr], returns: T.i32 },
   lc_rmsnorm: { args: [ctx, dtype, ptr, dtype, ptr, T.i64, T.i64, T.f32, ptr], returns: T.i32 },
+  lc_add_rmsnorm: { args: [ctx, dtype, ptr, ptr, dtype, ptr, T.i64, T.i64, T.f32, ptr], returns: T.i32 },
   lc_linear: { args: [ctx, dtype, ptr, dtype, ptr, T.i64, T.i64, T.i64, T.i32, ptr], returns: T.i32 },
   lc_rope: { args: [ctx, dtype, ptr, ptr, ptr, T.i64, T.i32, T.i32, T.i32, ptr, T.f32], returns: T.i32 },
   lc_kv_store: {
@@ -30,9 +37,10 @@ export const LORACUDA_SYMBOLS = {
   },
   lc_attention: {
     args: [ctx, dtype, ptr, dtype, ptr, ptr, T.i64, ptr, ptr, ptr, T.i32, T.i32, T.i64, T.i32, T.i32,
-      T.i32, T.i32, T.i32, T.i32, T.i32, T.f32, ptr],
+      T.i32, T.i32, T.i32, T.i32, T.i32, T.f32, ptr, T.u64, ptr],
     returns: T.i32,
   },
+  lc_attention_workspace_bytes: { args: [T.i64, T.i32, T.i32, T.i32, T.i32, T.i32], returns: T.u64 },
   lc_silu_mul: { args: [ctx, dtype, ptr, ptr, T.i64, T.i64, ptr], returns: T.i32 },
   lc_add: { args: [ctx, dtype, ptr, T.i64, ptr], returns: T.i32 },
   lc_gather_rows: { args: [ctx, dtype, ptr, T.i64, ptr, T.i64, T.i64, ptr], returns: T.i32 },
@@ -56,7 +64,7 @@ export function openLoracuda(path: string) {
   return dlopen(path, LORACUDA_SYMBOLS).symbols;
 }
 
-export const LC_ABI_VERSION = 1;
+export const LC_ABI_VERSION = 2;
 
 export enum Status {
   Ok = 0,

@@ -13,25 +13,14 @@
 // fp32 accumulation difference over K = 14336 terms. A real bug (wrong mask, scale, slot, rank)
 // moves outputs by O(rms), far beyond these bounds.
 import { afterAll, describe, expect, test } from "bun:test";
-import { Device, NativeError, type DevPtr, type NumericDType } from "../../src/native/device.ts";
+import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
-import { decodeHalfFloats, encodeFloats } from "../../src/model/convert.ts";
+import { encodeFloats } from "../../src/model/convert.ts";
+import { BYTES, DUT, compare, expectClose, makeRng, openBackends, pairWith, rounded, tolFor, type Pair } from "./harness.ts";
 
 // ---------- device under test ----------
 
-const DUT = process.env.LORA_SERVE_GPU_TEST_DEVICE === "cpu" ? "cpu" : "cuda";
-let dut: Device | undefined;
-let cpu: Device | undefined;
-let skipReason = "";
-try {
-  dut = await Device.open(DUT);
-  cpu = await Device.open("cpu");
-} catch (e) {
-  const missing = e instanceof NativeError && (e.status === Status.NoDevice || /not found/.test(e.message));
-  if (!missing) throw e; // a broken build or missing cuBLAS must fail loudly, not skip
-  skipReason = (e as Error).message;
-}
-if (!dut) console.log(`SKIP gpu tests: ${skipReason}`);
+const { dut, cpu } = await openBackends("gpu tests");
 // Every test may take a while on the CPU twin's side (the attention case: ~20 s).
 const gpuTest = (name: string, fn: () => void, timeoutMs = 180_000) => (dut ? test : test.skip)(name, fn, timeoutMs);
 afterAll(() => {
@@ -43,136 +32,10 @@ afterAll(() => {
 
 const SEED = Number(process.env.GPU_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 if (dut) console.log(`gpu tests: device ${DUT}, seed ${SEED}`);
-let state = SEED >>> 0;
-function rand(): number { // mulberry32
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const randInt = (n: number) => Math.floor(rand() * n);
-function randn(n: number, std = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(1 - rand())) * std, a = 2 * Math.PI * rand();
-    out[i] = r * Math.cos(a);
-    if (i + 1 < n) out[i + 1] = r * Math.sin(a);
-  }
-  return out;
-}
-function shuffle<T>(a: T[]): T[] {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = randInt(i + 1);
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
-
-// ---------- both backends side by side ----------
-
-const BYTES: Record<NumericDType, number> = { F32: 4, F16: 2, BF16: 2 };
-interface Buf { g: DevPtr; c: DevPtr; bytes: number }
-type Side = "g" | "c";
-
-/** Buffers allocated on the device under test (g) and the CPU twin (c), freed together. */
-class Pair {
-  private bufs: Buf[] = [];
-  constructor(readonly g: Device, readonly c: Device) {}
-  alloc(bytes: number): Buf {
-    const b = { g: this.g.alloc(bytes), c: this.c.alloc(bytes), bytes };
-    this.bufs.push(b);
-    return b;
-  }
-  /** A buffer holding `data` on both sides. */
-  from(data: ArrayBufferView): Buf {
-    const b = this.alloc(data.byteLength);
-    this.g.upload(b.g, data);
-    this.c.upload(b.c, data);
-    return b;
-  }
-  floats(values: Float32Array, dt: NumericDType): Buf { return this.from(encodeFloats(values, dt)); }
-  /** A device array of per-slot pointers (0 for null): each side gets its own addresses. */
-  pointers(slots: (Buf | null)[]): Buf {
-    const b = this.alloc(slots.length * 8);
-    for (const side of ["g", "c"] as Side[]) {
-      const arr = new BigUint64Array(slots.map((s) => BigInt(s ? s[side] : 0)));
-      this[side].upload(b[side], arr);
-    }
-    return b;
-  }
-  /** Fills both sides with 0xFF bytes (NaN in every float dtype) so unwritten outputs show. */
-  poison(b: Buf): void {
-    this.g.memset(b.g, 0xff, b.bytes);
-    this.c.memset(b.c, 0xff, b.bytes);
-  }
-  /** Runs the op on both backends; p maps a Buf to that side's pointer. */
-  run(op: (d: Device, p: (b: Buf) => DevPtr) => void): void {
-    op(this.g, (b) => b.g);
-    this.g.sync();
-    op(this.c, (b) => b.c);
-  }
-  bytes(b: Buf, side: Side): Uint8Array {
-    const out = new Uint8Array(b.bytes);
-    this[side].download(b[side], out);
-    return out;
-  }
-  read(b: Buf, dt: NumericDType): { g: Float32Array; c: Float32Array } {
-    return { g: decode(this.bytes(b, "g"), dt), c: decode(this.bytes(b, "c"), dt) };
-  }
-  free(): void {
-    for (const b of this.bufs) {
-      this.g.free(b.g);
-      this.c.free(b.c);
-    }
-    this.bufs = [];
-  }
-}
-
-function decode(bytes: Uint8Array, dt: NumericDType): Float32Array {
-  if (dt === "F32") return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-  return decodeHalfFloats(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2), dt);
-}
-/** Values as the device holds them: fp32 -> dt -> fp32, so the expected math sees the same inputs. */
-const rounded = (v: Float32Array, dt: NumericDType) => decode(encodeFloats(v, dt), dt);
+const { rand, randInt, randn, shuffle } = makeRng(SEED);
 
 /** Runs body with a fresh Pair, freeing its buffers afterwards. */
-function withPair(body: (p: Pair) => void): void {
-  const p = new Pair(dut!, cpu!);
-  try { body(p); } finally { p.free(); }
-}
-
-// ---------- comparisons ----------
-
-const EPS: Record<NumericDType, number> = { F32: 2 ** -23, F16: 2 ** -10, BF16: 2 ** -7 };
-const tolFor = (dt: NumericDType) => (dt === "F32" ? 1e-4 : 2 * EPS[dt]);
-
-function rms(v: Float32Array, idx?: number[]): number {
-  let s = 0, n = 0;
-  const each = (x: number) => { if (Number.isFinite(x)) { s += x * x; n++; } };
-  if (idx) for (const i of idx) each(v[i]); else for (const x of v) each(x);
-  return Math.sqrt(s / Math.max(1, n));
-}
-
-/** |got - want| <= tol (|want| + rms(want)) on every element (or on `idx`), and got finite there. */
-function expectClose(what: string, got: Float32Array, want: Float32Array, tol: number, idx?: number[]): void {
-  expect(got.length).toBe(want.length);
-  const scale = rms(want, idx);
-  let worst = 0, at = -1, bad = 0, badAt = -1;
-  const check = (i: number) => {
-    if (!Number.isFinite(got[i]) || !Number.isFinite(want[i])) { bad++; badAt = i; return; }
-    const r = Math.abs(got[i] - want[i]) / (tol * (Math.abs(want[i]) + scale));
-    if (r > worst) { worst = r; at = i; }
-  };
-  if (idx) for (const i of idx) check(i); else for (let i = 0; i < got.length; i++) check(i);
-  if (bad) throw new Error(`${what}: ${bad} non-finite values (first at ${badAt}: got ${got[badAt]}, want ${want[badAt]})`);
-  if (worst > 1)
-    throw new Error(`${what}: element ${at} got ${got[at]}, want ${want[at]}: ${worst.toFixed(2)}x the bound ${tol} * (|want| + rms ${scale.toPrecision(3)})`);
-}
-function compare(p: Pair, what: string, b: Buf, dt: NumericDType, tol = tolFor(dt), idx?: number[]): void {
-  const { g, c } = p.read(b, dt);
-  expectClose(what, g, c, tol, idx);
-}
+const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
 
 // ---------- shapes ----------
 

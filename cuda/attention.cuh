@@ -1,0 +1,58 @@
+// Shared by the two attention paths (attention.cu unsplit, attention_split.cu flash-decoding).
+#pragma once
+#include <algorithm>
+
+#include "common.cuh"
+
+namespace lc_attn {
+
+// Host arguments and metadata pointers of one lc_attention call (see loracuda.h).
+struct Args {
+  const int32_t *q_indptr, *context_lens, *block_tables;
+  int64_t cache_slots, n_tokens;
+  int max_blocks_per_seq, n_seqs, max_q_len, max_context_len, block_size, n_heads, n_kv_heads, window, row_tiles;
+  float scale;
+  int *err;
+};
+
+// Query rows of one block (both paths): flat row f = j * group + (head within the kv head's group).
+constexpr int ROWS = 16;
+
+// How the split path cuts key ranges: chunk c of every sequence covers keys [c * chunk, (c+1) * chunk).
+// A function of host bounds only, so a graph recorded for these bounds replays for any contents.
+struct SplitPlan {
+  int n_splits = 0, chunk = 0;
+  uint64_t bytes = 0;  // workspace: partial acc [n_splits][n_tokens][n_heads][head_dim] f32, then (max, sum) float2
+};
+
+// Splits when few queries meet long contexts: aims at TARGET (query head, chunk) pairs, chunks of at
+// least MIN_CHUNK keys and at most MAX_SPLITS of them. Batches with more than MAX_Q queries in a
+// sequence have parallelism enough (and would need a large workspace): they run unsplit.
+inline SplitPlan split_plan(int64_t n_tokens, int32_t n_seqs, int32_t max_q_len, int32_t max_context_len,
+                            int32_t n_heads, int32_t head_dim) {
+  constexpr int64_t TARGET = 8192, MIN_CHUNK = 128, MAX_SPLITS = 256, MAX_Q = 64, KEY_TILE = 32;
+  SplitPlan plan;
+  if ((head_dim != 64 && head_dim != 128) || n_tokens <= 0 || n_seqs <= 0 || n_heads <= 0 || max_q_len <= 0 ||
+      max_q_len > MAX_Q || max_context_len <= MIN_CHUNK)
+    return plan;
+  const int64_t units = int64_t(n_seqs) * n_heads * ((max_q_len + ROWS - 1) / ROWS);
+  const int64_t want = (TARGET + units - 1) / units;
+  if (want <= 1) return plan;
+  auto round_up = [](int64_t v, int64_t m) { return (v + m - 1) / m * m; };
+  int64_t chunk = round_up((max_context_len + want - 1) / want, KEY_TILE);
+  chunk = std::max(chunk, MIN_CHUNK);
+  chunk = std::max(chunk, round_up((max_context_len + MAX_SPLITS - 1) / MAX_SPLITS, KEY_TILE));
+  const int64_t n_splits = (max_context_len + chunk - 1) / chunk;
+  if (n_splits <= 1) return plan;
+  plan.n_splits = int(n_splits);
+  plan.chunk = int(chunk);
+  plan.bytes = uint64_t(n_splits) * uint64_t(n_tokens) * uint64_t(n_heads) * uint64_t(head_dim + 2) * 4;
+  return plan;
+}
+
+// The split path (attention_split.cu): partial softmax per chunk into the workspace, then a combine.
+lc_status attention_split(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt, const void *k_cache,
+                          const void *v_cache, const Args &args, int head_dim, const SplitPlan &plan,
+                          void *workspace, void *out);
+
+}  // namespace lc_attn

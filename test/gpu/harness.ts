@@ -1,0 +1,185 @@
+// Shared by the test/gpu op files: the device under test beside the CPU twin, seeded random inputs,
+// buffers held on both, and the comparison rule (its tolerances are argued in ops.test.ts).
+// LORA_SERVE_GPU_TEST_DEVICE=cpu makes the CPU twin the device under test (a self-check of the tests).
+import { expect } from "bun:test";
+import { Device, NativeError, type DevPtr, type NumericDType } from "../../src/native/device.ts";
+import { Status } from "../../src/native/ffi.ts";
+import { decodeHalfFloats, encodeFloats } from "../../src/model/convert.ts";
+
+export const DUT = process.env.LORA_SERVE_GPU_TEST_DEVICE === "cpu" ? "cpu" : "cuda";
+
+/** The device under test and the twin, or a reason to skip (no GPU / no libloracuda.so). */
+export async function openBackends(file: string): Promise<{ dut?: Device; cpu?: Device; skipReason: string }> {
+  try {
+    const dut = await Device.open(DUT);
+    const cpu = await Device.open("cpu");
+    return { dut, cpu, skipReason: "" };
+  } catch (e) {
+    const missing = e instanceof NativeError && (e.status === Status.NoDevice || /not found/.test(e.message));
+    if (!missing) throw e; // a broken build or missing cuBLAS must fail loudly, not skip
+    console.log(`SKIP ${file}: ${(e as Error).message}`);
+    return { skipReason: (e as Error).message };
+  }
+}
+
+// ---------- random inputs ----------
+
+export interface Rng {
+  rand(): number;
+  randInt(n: number): number;
+  randn(n: number, std?: number): Float32Array;
+  shuffle<T>(a: T[]): T[];
+}
+
+export function makeRng(seed: number): Rng {
+  let state = seed >>> 0;
+  const rand = () => { // mulberry32
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const randInt = (n: number) => Math.floor(rand() * n);
+  return {
+    rand,
+    randInt,
+    randn(n: number, std = 1): Float32Array {
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i += 2) {
+        const r = Math.sqrt(-2 * Math.log(1 - rand())) * std, a = 2 * Math.PI * rand();
+        out[i] = r * Math.cos(a);
+        if (i + 1 < n) out[i + 1] = r * Math.sin(a);
+      }
+      return out;
+    },
+    shuffle<T>(a: T[]): T[] {
+      for (let i = a.length - 1; i > 0; i--) {
+        const j = randInt(i + 1);
+        [a[i], a[j]] = [a[j], a[i]];
+      }
+      return a;
+    },
+  };
+}
+
+// ---------- both backends side by side ----------
+
+export const BYTES: Record<NumericDType, number> = { F32: 4, F16: 2, BF16: 2 };
+export interface Buf { g: DevPtr; c: DevPtr; bytes: number }
+export type Side = "g" | "c";
+
+/** Buffers allocated on the device under test (g) and the CPU twin (c), freed together. */
+export class Pair {
+  private bufs: Buf[] = [];
+  constructor(readonly g: Device, readonly c: Device) {}
+  alloc(bytes: number): Buf {
+    const b = { g: this.g.alloc(bytes), c: this.c.alloc(bytes), bytes };
+    this.bufs.push(b);
+    return b;
+  }
+  /** A buffer holding `data` on both sides. */
+  from(data: ArrayBufferView): Buf {
+    const b = this.alloc(data.byteLength);
+    this.g.upload(b.g, data);
+    this.c.upload(b.c, data);
+    return b;
+  }
+  floats(values: Float32Array, dt: NumericDType): Buf { return this.from(encodeFloats(values, dt)); }
+  /** New contents for an existing buffer, on both sides. */
+  set(b: Buf, data: ArrayBufferView): void {
+    this.g.upload(b.g, data);
+    this.c.upload(b.c, data);
+  }
+  /** A device array of per-slot pointers (0 for null): each side gets its own addresses. */
+  pointers(slots: (Buf | null)[]): Buf {
+    const b = this.alloc(slots.length * 8);
+    for (const side of ["g", "c"] as Side[]) {
+      const arr = new BigUint64Array(slots.map((s) => BigInt(s ? s[side] : 0)));
+      this[side].upload(b[side], arr);
+    }
+    return b;
+  }
+  /** Fills both sides with 0xFF bytes (NaN in every float dtype) so unwritten outputs show. */
+  poison(b: Buf): void {
+    this.g.memset(b.g, 0xff, b.bytes);
+    this.c.memset(b.c, 0xff, b.bytes);
+  }
+  /** Runs the op on both backends; p maps a Buf to that side's pointer. */
+  run(op: (d: Device, p: (b: Buf) => DevPtr) => void): void {
+    op(this.g, (b) => b.g);
+    this.g.sync();
+    op(this.c, (b) => b.c);
+  }
+  bytes(b: Buf, side: Side): Uint8Array {
+    const out = new Uint8Array(b.bytes);
+    this[side].download(b[side], out);
+    return out;
+  }
+  read(b: Buf, dt: NumericDType): { g: Float32Array; c: Float32Array } {
+    return { g: decode(this.bytes(b, "g"), dt), c: decode(this.bytes(b, "c"), dt) };
+  }
+  free(): void {
+    for (const b of this.bufs) {
+      this.g.free(b.g);
+      this.c.free(b.c);
+    }
+    this.bufs = [];
+  }
+}
+
+export function decode(bytes: Uint8Array, dt: NumericDType): Float32Array {
+  if (dt === "F32") return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  return decodeHalfFloats(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2), dt);
+}
+/** Values as the device holds them: fp32 -> dt -> fp32, so the expected math sees the same inputs. */
+export const rounded = (v: Float32Array, dt: NumericDType) => decode(encodeFloats(v, dt), dt);
+
+/** Runs body with a fresh Pair, freeing its buffers afterwards. */
+export function pairWith(g: Device, c: Device, body: (p: Pair) => void): void {
+  const p = new Pair(g, c);
+  try { body(p); } finally { p.free(); }
+}
+
+// ---------- comparisons ----------
+
+export const EPS: Record<NumericDType, number> = { F32: 2 ** -23, F16: 2 ** -10, BF16: 2 ** -7 };
+export const tolFor = (dt: NumericDType) => (dt === "F32" ? 1e-4 : 2 * EPS[dt]);
+
+export function rms(v: Float32Array, idx?: number[]): number {
+  let s = 0, n = 0;
+  const each = (x: number) => { if (Number.isFinite(x)) { s += x * x; n++; } };
+  if (idx) for (const i of idx) each(v[i]); else for (const x of v) each(x);
+  return Math.sqrt(s / Math.max(1, n));
+}
+
+/** |got - want| <= tol (|want| + rms(want)) on every element (or on `idx`), and got finite there. */
+export function expectClose(what: string, got: Float32Array, want: Float32Array, tol: number, idx?: number[]): void {
+  expect(got.length).toBe(want.length);
+  const scale = rms(want, idx);
+  let worst = 0, at = -1, bad = 0, badAt = -1;
+  const check = (i: number) => {
+    if (!Number.isFinite(got[i]) || !Number.isFinite(want[i])) { bad++; badAt = i; return; }
+    const r = Math.abs(got[i] - want[i]) / (tol * (Math.abs(want[i]) + scale));
+    if (r > worst) { worst = r; at = i; }
+  };
+  if (idx) for (const i of idx) check(i); else for (let i = 0; i < got.length; i++) check(i);
+  if (bad) throw new Error(`${what}: ${bad} non-finite values (first at ${badAt}: got ${got[badAt]}, want ${want[badAt]})`);
+  if (worst > 1)
+    throw new Error(`${what}: element ${at} got ${got[at]}, want ${want[at]}: ${worst.toFixed(2)}x the bound ${tol} * (|want| + rms ${scale.toPrecision(3)})`);
+}
+export function compare(p: Pair, what: string, b: Buf, dt: NumericDType, tol = tolFor(dt), idx?: number[]): void {
+  const { g, c } = p.read(b, dt);
+  expectClose(what, g, c, tol, idx);
+}
+
+/** Byte equality with the first differing element named (for bit-exact checks). */
+export function expectSameBytes(what: string, got: Uint8Array, want: Uint8Array, elemBytes = 2): void {
+  expect(got.length).toBe(want.length);
+  if (Buffer.compare(Buffer.from(got), Buffer.from(want)) === 0) return;
+  let i = 0;
+  while (got[i] === want[i]) i++;
+  let diff = 0;
+  for (let k = 0; k < got.length; k += elemBytes) if (Buffer.compare(Buffer.from(got.subarray(k, k + elemBytes)), Buffer.from(want.subarray(k, k + elemBytes))) !== 0) diff++;
+  throw new Error(`${what}: ${diff} of ${got.length / elemBytes} elements differ, the first at element ${Math.floor(i / elemBytes)}`);
+}

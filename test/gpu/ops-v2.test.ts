@@ -1,0 +1,472 @@
+// The ABI v2 ops on the device under test against the CPU twin (harness and tolerances: harness.ts,
+// ops.test.ts): lc_add_rmsnorm, lc_fill_random (bit-exact), split-KV attention (vs the twin and vs
+// the unsplit path), LoRA segments of many tokens per adapter, and a recorded graph replayed on new
+// metadata (bit-exact vs eager). Ends with TIME lines for the lead's GPU run. Skips without a GPU;
+// LORA_SERVE_GPU_TEST_DEVICE=cpu runs it on the CPU twin (graphs then only check Unsupported).
+import { afterAll, describe, expect, test } from "bun:test";
+import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
+import { Status } from "../../src/native/ffi.ts";
+import { encodeFloats } from "../../src/model/convert.ts";
+import { BYTES, DUT, compare, expectClose, expectSameBytes, makeRng, openBackends, pairWith, tolFor, type Buf, type Pair } from "./harness.ts";
+
+const { dut, cpu } = await openBackends("gpu ops v2 tests");
+const gpuTest = (name: string, fn: () => void, timeoutMs = 180_000) => (dut ? test : test.skip)(name, fn, timeoutMs);
+afterAll(() => {
+  dut?.close();
+  cpu?.close();
+});
+const SEED = Number(process.env.GPU_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+if (dut) console.log(`gpu tests: ops v2, device ${DUT}, seed ${SEED}`);
+const { rand, randInt, randn, shuffle } = makeRng(SEED);
+const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
+const statusOf = (fn: () => void): Status => {
+  try {
+    fn();
+    return Status.Ok;
+  } catch (e) {
+    if ((e as NativeError).status === undefined) throw e;
+    return (e as NativeError).status;
+  }
+};
+
+const HIDDEN = 4096, HEADS = 32, KV_HEADS = 8, HEAD_DIM = 128;
+const ACTS: ("F16" | "BF16")[] = ["F16", "BF16"];
+
+// ---------- add_rmsnorm, fill_random ----------
+
+describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
+  for (const act of ACTS) {
+    gpuTest(`add_rmsnorm ${act}: residual bit-exact, output within 2 ulp, out aliasing x`, () => withPair((p) => {
+      const N = 300;
+      for (const wt of [act, "F32"] as NumericDType[]) {
+        const x = p.floats(randn(N * HIDDEN, 2), act), res = p.floats(randn(N * HIDDEN, 3), act);
+        const w = p.floats(randn(HIDDEN, 0.2).map((v) => 1 + v), wt), out = p.alloc(N * HIDDEN * 2);
+        p.poison(out);
+        p.run((d, P) => d.addRmsnorm({ act, x: P(x), residual: P(res), wt, w: P(w), nTokens: N, hidden: HIDDEN, eps: 1e-5, out: P(out) }));
+        // the sum is one fp32 addition rounded once: identical on both
+        expectSameBytes(`add_rmsnorm residual w ${wt}`, p.bytes(res, "g"), p.bytes(res, "c"));
+        compare(p, `add_rmsnorm out w ${wt}`, out, act);
+        p.run((d, P) => d.addRmsnorm({ act, x: P(x), residual: P(res), wt, w: P(w), nTokens: N, hidden: HIDDEN, eps: 1e-5, out: P(x) }));
+        expectSameBytes(`add_rmsnorm residual (2nd) w ${wt}`, p.bytes(res, "g"), p.bytes(res, "c"));
+        compare(p, `add_rmsnorm out = x w ${wt}`, x, act);
+      }
+      // a row wider than the kernel's register cache (512 threads x 16)
+      const wide = 9000, n = 3;
+      const x = p.floats(randn(n * wide), act), res = p.floats(randn(n * wide), act), w = p.floats(randn(wide, 0.1).map((v) => 1 + v), act);
+      const out = p.alloc(n * wide * 2);
+      p.run((d, P) => d.addRmsnorm({ act, x: P(x), residual: P(res), wt: act, w: P(w), nTokens: n, hidden: wide, eps: 1e-6, out: P(out) }));
+      expectSameBytes("add_rmsnorm residual 9000 wide", p.bytes(res, "g"), p.bytes(res, "c"));
+      compare(p, "add_rmsnorm out 9000 wide", out, act);
+    }));
+  }
+
+  gpuTest("fill_random: identical values on both backends (fp32 exactly, fp16 / bf16 after rounding)", () => withPair((p) => {
+    const n = 1_000_003;
+    for (const dt of ["F32", "F16", "BF16"] as NumericDType[])
+      for (const seed of [0n, 42n, (1n << 64n) - 1n]) {
+        const b = p.alloc(n * BYTES[dt]);
+        p.poison(b);
+        p.run((d, P) => d.fillRandom({ dtype: dt, ptr: P(b), n, seed, scale: 0.37 }));
+        expectSameBytes(`fill_random ${dt} seed ${seed}`, p.bytes(b, "g"), p.bytes(b, "c"), BYTES[dt]);
+      }
+  }));
+
+  // ---------- split-KV attention ----------
+
+  for (const act of ACTS) {
+    gpuTest(`attention ${act} with workspace (split-KV): decode at 1..8192 mixed with prefill rows, GQA 32/8`, () => withPair((p) => {
+      // (sizes bounded by the twin's time: ~1 us per query head and key on the GPU host)
+      const seqs = act === "F16"
+        ? [{ nq: 1, ctx: 1 }, { nq: 1, ctx: 8192 }, { nq: 1, ctx: 129 }, { nq: 12, ctx: 6000 }, { nq: 17, ctx: 1500 },
+            { nq: 0, ctx: 50 }, { nq: 40, ctx: 40 }, { nq: 1, ctx: 2000 }, { nq: 3, ctx: 4096 }, { nq: 1, ctx: 4097 }]
+        : [{ nq: 1, ctx: 8192 }, { nq: 9, ctx: 300 }, { nq: 1, ctx: 2 }, { nq: 2, ctx: 6000 }, { nq: 1, ctx: 1025 }];
+      const geo = { heads: HEADS, kvHeads: KV_HEADS, headDim: HEAD_DIM, blockSize: 16 };
+      if (act === "F16") splitAttentionCase(p, act, act, seqs, geo, [0, 37], false);
+      else splitAttentionCase(p, act, act, seqs, geo, [0, 100], true);
+    }));
+  }
+
+  gpuTest("attention with workspace: MHA 32/32 (Llama-2-7B) decode, 16 sequences up to 8192", () => withPair((p) => {
+    const seqs = Array.from({ length: 16 }, (_, i) => ({ nq: 1, ctx: i === 0 ? 8192 : i === 1 ? 1 : 1 + randInt(3000) }));
+    splitAttentionCase(p, "F16", "F16", seqs, { heads: 32, kvHeads: 32, headDim: 128, blockSize: 16 }, [0], false);
+  }));
+
+  gpuTest("attention with workspace: head_dim 64, group 3, block 32, bf16 cache under f16 activations", () => withPair((p) => {
+    const seqs = [{ nq: 1, ctx: 3000 }, { nq: 5, ctx: 2050 }, { nq: 30, ctx: 30 }, { nq: 1, ctx: 64 }];
+    splitAttentionCase(p, "F16", "BF16", seqs, { heads: 12, kvHeads: 4, headDim: 64, blockSize: 32 }, [0, 500], true);
+  }));
+
+  // ---------- LoRA: many tokens per adapter ----------
+
+  for (const act of ACTS) {
+    gpuTest(`lora ${act}: 32 tokens on one rank-16 adapter; mixed segments of 1..70 tokens, ranks 8-128, DoRA`, () => withPair((p) => {
+      loraSegmentsCase(p, act, HIDDEN, HIDDEN, [16], [[0, 32]], 16, 0);
+      // 264 tokens (over 256: the shrink's 4-rows-per-block variant), segments crossing 64-token tiles
+      const ranks = [64, 8, 128, 16, 32, 8, 0, 128];
+      const segs: [number, number][] = [[3, 32], [-1, 5], [1, 64], [7, 70], [0, 1], [6, 3], [2, 17], [5, 1], [4, 65], [-1, 2]];
+      loraSegmentsCase(p, act, HIDDEN, HIDDEN, ranks, segs, 128, 4);
+      loraSegmentsCase(p, act, 14336, HIDDEN, ranks, segs.slice(0, 6), 128, 0); // down_proj shape
+      // in_dim not a multiple of 8 (scalar loads), out_dim not a multiple of 128, max_rank above every rank
+      loraSegmentsCase(p, act, 4100, 1000, [16, 8], [[0, 20], [1, 3], [0, 1]], 32, 2);
+    }));
+  }
+
+  // ---------- graphs ----------
+
+  gpuTest("graph: embed -> rmsnorm -> linear -> lora -> attention (split) -> add_rmsnorm recorded once, replayed on new metadata equals eager bit for bit", () => {
+    graphCase(dut!);
+  });
+
+  gpuTest("graph: refused calls keep the capture; a failing op abandons it and lc_graph_end reports it", () => {
+    graphErrorCase(dut!);
+  });
+
+  gpuTest("timings v2 (device under test, median of 10 after warm-up)", () => {
+    if (DUT !== "cuda") return; // the twin's timings mean nothing here
+    timings(dut!);
+  });
+});
+
+// ---------- attention ----------
+
+interface Geometry { heads: number; kvHeads: number; headDim: number; blockSize: number }
+interface Seq { nq: number; ctx: number }
+
+/** A paged cache holding the sequences' keys (NaN everywhere else), queries, metadata; on both sides.
+ *  The cache is filled by lc_fill_random (the same values on both backends, and fast). */
+function attentionInputs(p: Pair, act: NumericDType, cacheDt: NumericDType, seqs: Seq[], geo: Geometry) {
+  const { heads, kvHeads, headDim, blockSize: bs } = geo;
+  const maxCtx = Math.max(...seqs.map((s) => s.ctx));
+  const maxBlocks = Math.ceil(maxCtx / bs) + 3;
+  const need = seqs.map((s) => Math.ceil(s.ctx / bs));
+  const numBlocks = Math.ceil(need.reduce((a, b) => a + b, 0) * 1.3) + 4;
+  const order = shuffle(Array.from({ length: numBlocks }, (_, i) => i));
+  const tables = new Int32Array(seqs.length * maxBlocks).fill(-1);
+  let next = 0;
+  seqs.forEach((s, i) => { for (let b = 0; b < need[i]; b++) tables[i * maxBlocks + b] = order[next++]; });
+  const slots = numBlocks * bs, width = kvHeads * headDim, slotBytes = width * BYTES[cacheDt];
+  const [kc, vc] = [0, 1].map(() => {
+    const c = p.alloc(slots * slotBytes), seed = randInt(1 << 30);
+    p.run((d, P) => d.fillRandom({ dtype: cacheDt, ptr: P(c), n: slots * width, seed, scale: 2 }));
+    // NaN (0xFF bytes) in unused blocks and past each sequence's last key: a stray read poisons the output
+    const nan = (slot: number, count: number) => p.run((d, P) => d.memset(P(c) + slot * slotBytes, 0xff, count * slotBytes));
+    for (let b = next; b < numBlocks; b++) nan(order[b] * bs, bs);
+    seqs.forEach((s, i) => { if (s.ctx % bs) nan(tables[i * maxBlocks + need[i] - 1] * bs + (s.ctx % bs), bs - (s.ctx % bs)); });
+    return c;
+  });
+  const nTokens = seqs.reduce((a, s) => a + s.nq, 0);
+  const qIndptr = new Int32Array(seqs.length + 1);
+  seqs.forEach((s, i) => (qIndptr[i + 1] = qIndptr[i] + s.nq));
+  return {
+    q: p.floats(randn(nTokens * heads * headDim), act), kc, vc, slots, maxBlocks, maxCtx, nTokens,
+    meta: { qIndptr: p.from(qIndptr), contextLens: p.from(Int32Array.from(seqs, (s) => s.ctx)), blockTables: p.from(tables) },
+    out: p.alloc(nTokens * heads * headDim * BYTES[act]),
+  };
+}
+
+/** Split path on the device under test vs the twin and vs its own unsplit path; with largerBound, also
+ *  under a max_context_len bound twice the contexts (as a graph recorded for a bucket would see). */
+function splitAttentionCase(p: Pair, act: NumericDType, cacheDt: NumericDType, seqs: Seq[], geo: Geometry, windows: number[], largerBound: boolean): void {
+  const { heads, kvHeads, headDim, blockSize } = geo;
+  const inp = attentionInputs(p, act, cacheDt, seqs, geo);
+  const nSeqs = seqs.length, nTokens = inp.nTokens;
+  const maxQLen = Math.min(64, Math.max(...seqs.map((s) => s.nq)) + 5); // bounds, not exact
+  const call = (d: Device, P: (b: Buf) => DevPtr, out: Buf, window: number, maxContextLen: number, ws?: Buf) =>
+    d.attention({
+      act, q: P(inp.q), cacheDtype: cacheDt, kCache: P(inp.kc), vCache: P(inp.vc), cacheSlots: inp.slots,
+      qIndptr: P(inp.meta.qIndptr), contextLens: P(inp.meta.contextLens), blockTables: P(inp.meta.blockTables), maxBlocksPerSeq: inp.maxBlocks,
+      nSeqs, nTokens, maxQLen, maxContextLen, blockSize, nHeads: heads, nKvHeads: kvHeads, headDim, slidingWindow: window,
+      scale: 1 / Math.sqrt(headDim), out: P(out), workspace: ws ? P(ws) : undefined, workspaceBytes: ws?.bytes,
+    });
+  const unsplit = p.alloc(inp.out.bytes);
+  for (const bound of largerBound ? [inp.maxCtx + 7, 2 * inp.maxCtx + 100] : [inp.maxCtx + 7]) {
+    const wsBytes = p.g.attentionWorkspaceBytes({ nTokens, nSeqs, maxQLen, maxContextLen: bound, nHeads: heads, headDim });
+    if (DUT === "cuda") expect(wsBytes).toBeGreaterThan(0); // these bounds must take the split path
+    const ws = p.alloc(Math.max(16, wsBytes));
+    for (const window of bound === inp.maxCtx + 7 ? windows : [0]) {
+      p.poison(inp.out);
+      p.run((d, P) => call(d, P, inp.out, window, bound, ws));
+      compare(p, `split attention window ${window} bound ${bound}`, inp.out, act);
+      // the same device without a workspace (the unsplit kernel): both within 2 ulp of each other
+      p.g.memset(unsplit.g, 0xff, unsplit.bytes);
+      call(p.g, (b) => b.g, unsplit, window, bound);
+      expectClose(`split vs unsplit window ${window}`, p.read(inp.out, act).g, p.read(unsplit, act).g, tolFor(act));
+    }
+  }
+}
+
+// ---------- LoRA ----------
+
+/** Shrink then expand (plain and DoRA) over `segs` ([slot, tokens]) plus `tail` uncovered tokens. */
+function loraSegmentsCase(p: Pair, act: NumericDType, inDim: number, outDim: number, ranks: number[], segs: [number, number][], maxRank: number, tail: number): void {
+  const wt = act, nSlots = ranks.length;
+  const nTokens = segs.reduce((a, s) => a + s[1], 0) + tail;
+  const segIndptr = new Int32Array(segs.length + 1);
+  segs.forEach((s, i) => (segIndptr[i + 1] = segIndptr[i] + s[1]));
+  const rowSlot = new Int32Array(nTokens).fill(-1);
+  segs.forEach(([slot], i) => rowSlot.fill(slot, segIndptr[i], segIndptr[i + 1]));
+  const rankOf = (t: number) => (rowSlot[t] >= 0 ? ranks[rowSlot[t]] : 0);
+  const aMats = ranks.map((r) => (r ? p.floats(randn(r * inDim, 1 / Math.sqrt(inDim)), wt) : null));
+  const bMats = ranks.map((r) => (r ? p.floats(randn(outDim * r, 1 / Math.sqrt(r)), wt) : null));
+  const mags = ranks.map((_, s) => (s % 3 === 2 ? p.floats(Float32Array.from(randn(outDim, 0.1), (v) => 1 + v), "F32") : null));
+  const seg = {
+    nSlots, nSegs: segs.length, nTokens,
+    aPtrs: p.pointers(aMats), bPtrs: p.pointers(bMats), doraMag: p.pointers(mags),
+    ranks: p.from(Int32Array.from(ranks)), scales: p.from(Float32Array.from(ranks, (r) => (r ? 16 / r : 0))),
+    segIndptr: p.from(segIndptr), segSlot: p.from(Int32Array.from(segs, (s) => s[0])),
+  };
+  const what = `${inDim}->${outDim}, ${segs.length} segments, ${nTokens} tokens`;
+
+  const x = p.floats(randn(nTokens * inDim), act), tmp = p.alloc(nTokens * maxRank * 4);
+  p.poison(tmp);
+  p.run((d, P) => d.loraShrink({ act, x: P(x), inDim, wt, aPtrs: P(seg.aPtrs), ranks: P(seg.ranks), nSlots, segIndptr: P(seg.segIndptr), segSlot: P(seg.segSlot), nSegs: seg.nSegs, nTokens, maxRank, tmp: P(tmp) }));
+  const written: number[] = [];
+  const gotBits = new Uint32Array(p.bytes(tmp, "g").buffer);
+  for (let t = 0; t < nTokens; t++)
+    for (let j = 0; j < maxRank; j++) {
+      if (j < rankOf(t)) written.push(t * maxRank + j);
+      else if (gotBits[t * maxRank + j] !== 0xffffffff) throw new Error(`lora_shrink ${what} wrote tmp[${t}, ${j}] outside its rank (${rankOf(t)})`);
+    }
+  compare(p, `lora_shrink ${what}`, tmp, "F32", tolFor("F32"), written);
+
+  const tmpHost = randn(nTokens * maxRank, 0.5);
+  for (let t = 0; t < nTokens; t++) for (let j = rankOf(t); j < maxRank; j++) tmpHost[t * maxRank + j] = NaN;
+  const tmpIn = p.from(tmpHost);
+  for (const dora of [false, true]) {
+    const y0 = encodeFloats(randn(nTokens * outDim), act), y = p.from(y0);
+    p.run((d, P) => d.loraExpand({ act, tmp: P(tmpIn), maxRank, wt, bPtrs: P(seg.bPtrs), ranks: P(seg.ranks), scales: P(seg.scales), doraMag: dora ? P(seg.doraMag) : null, nSlots, segIndptr: P(seg.segIndptr), segSlot: P(seg.segSlot), nSegs: seg.nSegs, nTokens, outDim, y: P(y) }));
+    const g = p.bytes(y, "g"), e = BYTES[act] * outDim;
+    for (let t = 0; t < nTokens; t++)
+      if (rankOf(t) === 0) expectSameBytes(`lora_expand ${what}: row ${t} without an adapter`, g.subarray(t * e, (t + 1) * e), y0.subarray(t * e, (t + 1) * e));
+    compare(p, `lora_expand ${what}${dora ? " DoRA" : ""}`, y, act);
+  }
+}
+
+// ---------- graphs ----------
+
+// A decode-like step on one set of buffers. Metadata (ids, segments, context lengths, block tables)
+// changes between replays; shapes and bounds do not.
+const G = { vocab: 1000, hidden: 1024, heads: 8, headDim: 128, bs: 16, maxCtx: 3000, nSeqs: 8, nSlots: 4, maxRank: 16 };
+
+function graphCase(d: Device): void {
+  const act = "F16" as const, { vocab, hidden, heads, headDim, bs, maxCtx, nSeqs, nSlots, maxRank } = G;
+  const maxBlocks = Math.ceil(maxCtx / bs), numBlocks = nSeqs * maxBlocks, slots = numBlocks * bs, width = heads * headDim;
+  const bufs: DevPtr[] = [];
+  const alloc = (bytes: number) => {
+    const b = d.alloc(bytes);
+    bufs.push(b);
+    return b;
+  };
+  try {
+    // weights and caches: filled on the device (fill_random is the same on every backend)
+    const rnd = (dt: NumericDType, n: number, scale: number) => {
+      const b = alloc(n * BYTES[dt]);
+      d.fillRandom({ dtype: dt, ptr: b, n, seed: randInt(1 << 30), scale });
+      return b;
+    };
+    const table = rnd(act, vocab * hidden, 1), normW = rnd(act, hidden, 1), wq = rnd(act, width * hidden, 1 / Math.sqrt(hidden));
+    const kCache = rnd(act, slots * width, 1), vCache = rnd(act, slots * width, 1);
+    const ranks = [16, 8, 0, 12];
+    const aMats = ranks.map((r) => (r ? rnd(act, r * hidden, 1 / Math.sqrt(hidden)) : 0)), bMats = ranks.map((r) => (r ? rnd(act, width * r, 0.3) : 0));
+    const put = (data: ArrayBufferView) => {
+      const b = alloc(data.byteLength);
+      d.upload(b, data);
+      return b;
+    };
+    const lora = {
+      aPtrs: put(BigUint64Array.from(aMats, BigInt)), bPtrs: put(BigUint64Array.from(bMats, BigInt)), ranks: put(Int32Array.from(ranks)),
+      scales: put(Float32Array.of(2, 1, 0, 0.5)),
+    };
+    // metadata buffers (contents change per replay), activations, workspace
+    const ids = alloc(nSeqs * 4), segIndptr = alloc((nSeqs + 1) * 4), segSlot = alloc(nSeqs * 4);
+    const qIndptr = put(Int32Array.from({ length: nSeqs + 1 }, (_, i) => i)), ctxLens = alloc(nSeqs * 4), tables = alloc(nSeqs * maxBlocks * 4);
+    const h = alloc(nSeqs * hidden * 2), normed = alloc(nSeqs * hidden * 2), q = alloc(nSeqs * width * 2), tmp = alloc(nSeqs * maxRank * 4);
+    const attn = alloc(nSeqs * width * 2), out = alloc(nSeqs * hidden * 2), noise = alloc(nSeqs * hidden * 2);
+    const wsBytes = d.attentionWorkspaceBytes({ nTokens: nSeqs, nSeqs, maxQLen: 1, maxContextLen: maxCtx, nHeads: heads, headDim });
+    if (DUT === "cuda") expect(wsBytes).toBeGreaterThan(0);
+    const ws = alloc(Math.max(16, wsBytes));
+    // h holds the embedding, then the residual sum; the others are written once per step
+    const outputs: [string, DevPtr, number][] = [["rmsnorm", normed, nSeqs * hidden * 2],
+      ["linear+lora", q, nSeqs * width * 2], ["lora tmp", tmp, nSeqs * maxRank * 4], ["attention", attn, nSeqs * width * 2],
+      ["embed + add_rmsnorm residual", h, nSeqs * hidden * 2], ["add_rmsnorm out", out, nSeqs * hidden * 2], ["fill_random", noise, nSeqs * hidden * 2]];
+
+    const step = () => {
+      d.embed({ wt: act, table, vocab, hidden, ids, nTokens: nSeqs, act, out: h });
+      d.rmsnorm({ act, x: h, wt: act, w: normW, nTokens: nSeqs, hidden, eps: 1e-5, out: normed });
+      d.linear({ act, x: normed, wt: act, w: wq, m: nSeqs, n: width, k: hidden, y: q });
+      const seg = { ranks: lora.ranks, nSlots, segIndptr, segSlot, nSegs: nSeqs, nTokens: nSeqs, maxRank };
+      d.loraShrink({ act, x: normed, inDim: hidden, wt: act, aPtrs: lora.aPtrs, tmp, ...seg });
+      d.loraExpand({ act, tmp, wt: act, bPtrs: lora.bPtrs, scales: lora.scales, doraMag: null, outDim: width, y: q, ...seg });
+      d.attention({ act, q, cacheDtype: act, kCache, vCache, cacheSlots: slots, qIndptr, contextLens: ctxLens, blockTables: tables, maxBlocksPerSeq: maxBlocks, nSeqs, nTokens: nSeqs, maxQLen: 1, maxContextLen: maxCtx, blockSize: bs, nHeads: heads, nKvHeads: heads, headDim, slidingWindow: 0, scale: 1 / Math.sqrt(headDim), out: attn, workspace: ws, workspaceBytes: wsBytes });
+      d.addRmsnorm({ act, x: attn, residual: h, wt: act, w: normW, nTokens: nSeqs, hidden, eps: 1e-5, out });
+      d.fillRandom({ dtype: act, ptr: noise, n: nSeqs * hidden, seed: 99, scale: 1 });
+    };
+    /** New metadata: ids, adapters per sequence (sorted into segments), context lengths, shuffled block tables. */
+    const upload = (ctxs: number[]) => {
+      d.upload(ids, Int32Array.from({ length: nSeqs }, () => randInt(vocab)));
+      const slotOf = Array.from({ length: nSeqs }, () => randInt(nSlots + 1) - 1).sort((a, b) => a - b); // -1: base model
+      d.upload(segIndptr, Int32Array.from({ length: nSeqs + 1 }, (_, i) => i)); // one segment per sequence
+      d.upload(segSlot, Int32Array.from(slotOf));
+      d.upload(ctxLens, Int32Array.from(ctxs));
+      const perm = shuffle(Array.from({ length: numBlocks }, (_, i) => i));
+      d.upload(tables, Int32Array.from({ length: nSeqs * maxBlocks }, (_, i) => perm[i]));
+    };
+    const snapshot = () => outputs.map(([name, b, bytes]) => {
+      const o = new Uint8Array(bytes);
+      d.download(b, o);
+      return [name, o] as const;
+    });
+    const poison = () => { for (const [, b, bytes] of outputs) d.memset(b, 0xff, bytes); };
+
+    upload([5, 3000, 1, 700, 2999, 129, 40, 1500]);
+    step(); // eager warm-up: kernels and cuBLAS load before the capture
+    d.sync();
+    if (DUT !== "cuda") {
+      expect(statusOf(() => d.graphBegin())).toBe(Status.Unsupported);
+      return;
+    }
+    d.graphBegin();
+    step();
+    const graph = d.graphEnd();
+    try {
+      for (const ctxs of [[3000, 1, 17, 2048, 1000, 333, 2999, 64], [1, 1, 1, 1, 1, 2, 3, 4], [2500, 2600, 2700, 2800, 2900, 3000, 100, 2]]) {
+        upload(ctxs);
+        poison(); // both runs must write every output
+        d.graphLaunch(graph);
+        d.sync();
+        const replay = snapshot();
+        poison();
+        step();
+        d.sync();
+        const eager = snapshot();
+        replay.forEach(([name, bytes], i) => expectSameBytes(`graph replay vs eager (contexts ${ctxs.join(",")}): ${name}`, bytes, eager[i][1], name === "lora tmp" ? 4 : 2));
+      }
+    } finally {
+      d.graphDestroy(graph);
+    }
+  } finally {
+    for (const b of bufs) d.free(b);
+  }
+}
+
+function graphErrorCase(d: Device): void {
+  if (DUT !== "cuda") {
+    expect(statusOf(() => d.graphBegin())).toBe(Status.Unsupported);
+    return;
+  }
+  const n = 1024, a = d.alloc(n * 2), b = d.alloc(n * 2);
+  try {
+    d.fillRandom({ dtype: "F16", ptr: a, n, seed: 1, scale: 1 });
+    // uploads, downloads, syncs, allocs and frees are refused while recording; the capture goes on
+    d.graphBegin();
+    d.copy(b, a, n * 2);
+    expect(statusOf(() => d.upload(b, new Uint8Array(8)))).toBe(Status.InvalidArgument);
+    expect(() => d.sync()).toThrow(/recording/);
+    expect(statusOf(() => d.alloc(64))).toBe(Status.InvalidArgument);
+    expect(statusOf(() => d.download(b, new Uint8Array(8)))).toBe(Status.InvalidArgument);
+    d.add({ act: "F16", x: a, n, y: b });
+    const graph = d.graphEnd();
+    d.memset(b, 0, n * 2);
+    d.graphLaunch(graph);
+    d.sync();
+    d.graphDestroy(graph);
+    const got = new Uint16Array(n), src = new Uint16Array(n);
+    d.download(b, got);
+    d.download(a, src);
+    d.copy(b, a, n * 2);
+    d.add({ act: "F16", x: a, n, y: b });
+    const eager = new Uint16Array(n);
+    d.download(b, eager);
+    expect(Array.from(got)).toEqual(Array.from(eager)); // b = a + a, recorded
+    expect(Array.from(got)).not.toEqual(Array.from(src));
+
+    // an op that fails while recording ends the capture: later ops refuse until lc_graph_end says why
+    d.graphBegin();
+    d.copy(b, a, n * 2);
+    expect(statusOf(() => d.attention({ act: "F16", q: a, cacheDtype: "F16", kCache: a, vCache: a, cacheSlots: 1, qIndptr: a, contextLens: a, blockTables: a, maxBlocksPerSeq: 1, nSeqs: 1, nTokens: 1, maxQLen: 1, maxContextLen: 1, blockSize: 16, nHeads: 1, nKvHeads: 1, headDim: 96, slidingWindow: 0, scale: 1, out: a }))).toBe(Status.Unsupported);
+    expect(() => d.add({ act: "F16", x: a, n, y: b })).toThrow(/lc_graph_end/);
+    expect(statusOf(() => d.graphEnd())).toBe(Status.Unsupported);
+    // the stream runs eagerly again
+    d.memset(b, 0, n * 2);
+    d.add({ act: "F16", x: a, n, y: b });
+    const after = new Uint16Array(n);
+    d.download(b, after);
+    expect(Array.from(after)).toEqual(Array.from(src)); // 0 + a
+    expect(statusOf(() => d.graphEnd())).toBe(Status.InvalidArgument); // no capture open
+  } finally {
+    d.free(a);
+    d.free(b);
+  }
+}
+
+// ---------- timings ----------
+
+function timings(d: Device): void {
+  const bufs: DevPtr[] = [];
+  const alloc = (bytes: number) => {
+    const b = d.alloc(bytes);
+    bufs.push(b);
+    return b;
+  };
+  const rnd = (dt: NumericDType, n: number, scale = 1) => {
+    const b = alloc(n * BYTES[dt]);
+    d.fillRandom({ dtype: dt, ptr: b, n, seed: randInt(1 << 30), scale });
+    return b;
+  };
+  const time = (name: string, fn: () => void) => {
+    fn();
+    d.sync();
+    const ms: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t0 = performance.now();
+      fn();
+      d.sync();
+      ms.push(performance.now() - t0);
+    }
+    ms.sort((a, b) => a - b);
+    console.log(`TIME ${name}: ${ms[5].toFixed(3)} ms`);
+  };
+  try {
+    const act = "F16" as const;
+    // Llama-2-7B attention: 32 heads over 32 KV heads, head_dim 128, blocks of 16
+    const heads = 32, headDim = 128, bs = 16, maxBlocks = 256, width = heads * headDim, slots = 32 * maxBlocks * bs;
+    const kc = rnd(act, slots * width), vc = rnd(act, slots * width);
+    const q = rnd(act, 32 * width), out = alloc(32 * width * 2);
+    const tables = alloc(32 * maxBlocks * 4), qIndptr = alloc(33 * 4), ctxLens = alloc(32 * 4);
+    d.upload(tables, Int32Array.from({ length: 32 * maxBlocks }, (_, i) => i));
+    for (const [nSeqs, ctx] of [[32, 4096], [1, 8192]]) {
+      const blocksPerSeq = nSeqs === 1 ? 32 * maxBlocks : maxBlocks; // one 8k sequence spans two sequences' blocks
+      d.upload(qIndptr, Int32Array.from({ length: nSeqs + 1 }, (_, i) => i));
+      d.upload(ctxLens, new Int32Array(nSeqs).fill(ctx));
+      const wsBytes = d.attentionWorkspaceBytes({ nTokens: nSeqs, nSeqs, maxQLen: 1, maxContextLen: ctx, nHeads: heads, headDim });
+      const ws = alloc(Math.max(16, wsBytes));
+      const run = (split: boolean) => () => d.attention({ act, q, cacheDtype: act, kCache: kc, vCache: vc, cacheSlots: slots, qIndptr, contextLens: ctxLens, blockTables: tables, maxBlocksPerSeq: blocksPerSeq, nSeqs, nTokens: nSeqs, maxQLen: 1, maxContextLen: ctx, blockSize: bs, nHeads: heads, nKvHeads: heads, headDim, slidingWindow: 0, scale: 0.088, out, workspace: split ? ws : undefined, workspaceBytes: split ? wsBytes : undefined });
+      const gb = (2 * nSeqs * ctx * width * 2) / 1e9;
+      time(`attention decode unsplit ${nSeqs} seqs x ctx ${ctx} MHA 32/32 (${gb.toFixed(2)} GB of KV)`, run(false));
+      time(`attention decode split ${nSeqs} seqs x ctx ${ctx} MHA 32/32 (workspace ${(wsBytes / 2 ** 20).toFixed(1)} MiB)`, run(true));
+    }
+
+    // LoRA rank 16, 4096 -> 4096: 32 decode tokens on one adapter vs on 32 adapters
+    const r = 16, nSlots = 32;
+    const aMats = Array.from({ length: nSlots }, () => rnd(act, r * HIDDEN, 0.02)), bMats = Array.from({ length: nSlots }, () => rnd(act, HIDDEN * r, 0.02));
+    const aPtrs = alloc(nSlots * 8), bPtrs = alloc(nSlots * 8), ranks = alloc(nSlots * 4), scales = alloc(nSlots * 4);
+    d.upload(aPtrs, BigUint64Array.from(aMats, BigInt));
+    d.upload(bPtrs, BigUint64Array.from(bMats, BigInt));
+    d.upload(ranks, new Int32Array(nSlots).fill(r));
+    d.upload(scales, new Float32Array(nSlots).fill(2));
+    const x = rnd(act, 32 * HIDDEN), y = rnd(act, 32 * HIDDEN), tmp = alloc(32 * r * 4);
+    for (const nAdapters of [1, 32]) {
+      const per = 32 / nAdapters;
+      const segIndptr = alloc((nAdapters + 1) * 4), segSlot = alloc(nAdapters * 4);
+      d.upload(segIndptr, Int32Array.from({ length: nAdapters + 1 }, (_, i) => i * per));
+      d.upload(segSlot, Int32Array.from({ length: nAdapters }, (_, i) => i));
+      const seg = { ranks, nSlots, segIndptr, segSlot, nSegs: nAdapters, nTokens: 32, maxRank: r };
+      time(`lora_shrink 32 tokens on ${nAdapters} adapter(s) r16 4096`, () => d.loraShrink({ act, x, inDim: HIDDEN, wt: act, aPtrs, tmp, ...seg }));
+      time(`lora_expand 32 tokens on ${nAdapters} adapter(s) r16 4096`, () => d.loraExpand({ act, tmp, wt: act, bPtrs, scales, doraMag: null, outDim: HIDDEN, y, ...seg }));
+    }
+    const res = rnd(act, 32 * HIDDEN), w = rnd(act, HIDDEN);
+    time("add_rmsnorm f16 32x4096", () => d.addRmsnorm({ act, x, residual: res, wt: act, w, nTokens: 32, hidden: HIDDEN, eps: 1e-5, out: y }));
+  } finally {
+    for (const b of bufs) d.free(b);
+  }
+}
