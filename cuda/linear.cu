@@ -2,7 +2,6 @@
 #include <type_traits>
 
 #include "common.cuh"
-#include "gemv.cuh"
 
 namespace {
 
@@ -70,11 +69,6 @@ extern "C" lc_status lc_linear(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtyp
              (long long)k);
   LC_REQUIRE(ctx, m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX, "lc_linear: a dimension exceeds INT32_MAX");
   if (m == 0) return LC_OK;
-  // decode: a few rows of x; cuBLAS reads W at about half the bandwidth there (H200 measurement)
-  if (lc::gemv_fits(act, wt, x, w, y, m, k)) {
-    lc::gemv(ctx, act, x, w, m, n, k, accumulate, y);
-    return lc::launched(ctx, "lc_linear");
-  }
   if (act == wt) {
     // Row-major y[m,n] = x[m,k] W[n,k]^T is column-major y^T[n,m] = op_T(W as [k,n]) * (x^T as [k,m]).
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
