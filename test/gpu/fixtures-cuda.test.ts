@@ -1,20 +1,13 @@
 // The fixture models end to end on CUDA (libloracuda.so), against the HF references and the CPU
 // twin. Skipped, with the reason printed, where no GPU is present.
 import { describe, expect, test } from "bun:test";
-import { Device, NativeError } from "../../src/native/device.ts";
+import { Device } from "../../src/native/device.ts";
+import { openCuda } from "./harness.ts";
 import { loadModel, type LoadedModel } from "../../src/engine/load-model.ts";
 import { MODEL_NAMES, adaptersDir, comparableSteps, greedyParams, modelDir, readReference, type FixtureModel } from "../helpers/fixtures.ts";
 import type { Sequence } from "../../src/engine/sequence.ts";
 
-let cuda: Device | undefined;
-let why = "";
-try {
-  cuda = await Device.open("cuda");
-} catch (e) {
-  if (!(e instanceof NativeError)) throw e;
-  why = e.message;
-}
-if (!cuda) console.log(`SKIP test/gpu/fixtures-cuda.test.ts: no usable GPU (${why})`);
+const cuda = await openCuda("test/gpu/fixtures-cuda.test.ts");
 const gpuTest = cuda ? test : test.skip;
 
 // Activations, KV cache and LoRA run in the checkpoint's half type on the GPU. The CPU twin run

@@ -1,20 +1,12 @@
 // Decode steps replayed from recorded CUDA graphs give the tokens of eager execution. Skipped,
 // with the reason printed, where no GPU is present.
 import { describe, expect, test } from "bun:test";
-import { Device, NativeError } from "../../src/native/device.ts";
+import { openCuda } from "./harness.ts";
 import { loadModel } from "../../src/engine/load-model.ts";
 import type { Sequence } from "../../src/engine/sequence.ts";
 import { adaptersDir, greedyParams, modelDir, readReference } from "../helpers/fixtures.ts";
 
-let cuda: Device | undefined;
-let why = "";
-try {
-  cuda = await Device.open("cuda");
-} catch (e) {
-  if (!(e instanceof NativeError)) throw e;
-  why = e.message;
-}
-if (!cuda) console.log(`SKIP test/gpu/graphs-cuda.test.ts: no usable GPU (${why})`);
+const cuda = await openCuda("test/gpu/graphs-cuda.test.ts");
 const gpuTest = cuda ? test : test.skip;
 
 // Graph replays pad a batch to its bucket (GEMMs over more rows may pick other cuBLAS kernels), so

@@ -10,15 +10,23 @@ export const DUT = process.env.LORA_SERVE_GPU_TEST_DEVICE === "cpu" ? "cpu" : "c
 
 /** The device under test and the twin, or a reason to skip (no GPU / no libloracuda.so). */
 export async function openBackends(file: string): Promise<{ dut?: Device; cpu?: Device; skipReason: string }> {
+  const dut = await openOrSkip(DUT, file);
+  return dut ? { dut, cpu: await Device.open("cpu"), skipReason: "" } : { skipReason: "no usable GPU" };
+}
+
+/** The CUDA backend, or undefined (with the reason printed) where there is no GPU or no library. */
+export async function openCuda(file: string): Promise<Device | undefined> {
+  return openOrSkip("cuda", file);
+}
+
+async function openOrSkip(kind: "cpu" | "cuda", file: string): Promise<Device | undefined> {
   try {
-    const dut = await Device.open(DUT);
-    const cpu = await Device.open("cpu");
-    return { dut, cpu, skipReason: "" };
+    return await Device.open(kind);
   } catch (e) {
     const missing = e instanceof NativeError && (e.status === Status.NoDevice || /not found/.test(e.message));
     if (!missing) throw e; // a broken build or missing cuBLAS must fail loudly, not skip
     console.log(`SKIP ${file}: ${(e as Error).message}`);
-    return { skipReason: (e as Error).message };
+    return undefined;
   }
 }
 
