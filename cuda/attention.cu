@@ -95,33 +95,7 @@ __global__ void __launch_bounds__(THREADS) attention_kernel(const A *q, const C 
       if (!valid[rr]) continue;  // uniform across the warp
       const int r = warp + WARPS * rr, i = k0 + lane;
       const bool live = i >= first[rr] && i <= last[rr] && slots[lane] >= 0;
-      float score = -INFINITY;
-      if (live) {
-        float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
-#pragma unroll
-        for (int d = 0; d < D; d += 4) {
-          p0 += qs[r][d] * ks[lane][d];
-          p1 += qs[r][d + 1] * ks[lane][d + 1];
-          p2 += qs[r][d + 2] * ks[lane][d + 2];
-          p3 += qs[r][d + 3] * ks[lane][d + 3];
-        }
-        score = ((p0 + p1) + (p2 + p3)) * a.scale;
-      }
-      const float tile_max = lc::warp_max(score);
-      if (tile_max == -INFINITY) continue;  // no live key of this tile for this row (uniform)
-      const float m_new = fmaxf(m[rr], tile_max);
-      const float correction = expf(m[rr] - m_new);  // 0 while m is still -inf
-      const float p = live ? expf(score - m_new) : 0.0f;
-      l[rr] = l[rr] * correction + lc::warp_sum(p);
-      m[rr] = m_new;
-#pragma unroll
-      for (int c = 0; c < PER_LANE; ++c) acc[rr][c] *= correction;
-#pragma unroll 8
-      for (int kk = 0; kk < BK; ++kk) {
-        const float pk = __shfl_sync(0xffffffffu, p, kk);
-#pragma unroll
-        for (int c = 0; c < PER_LANE; ++c) acc[rr][c] += pk * vs[kk][lane + 32 * c];
-      }
+      lc_attn::softmax_tile(qs[r], ks, vs, lane, live, a.scale, m[rr], l[rr], acc[rr]);
     }
   }
 #pragma unroll

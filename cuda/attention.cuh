@@ -18,6 +18,46 @@ struct Args {
 // Query rows of one block (both paths): flat row f = j * group + (head within the kv head's group).
 constexpr int ROWS = 16;
 
+// One tile of 32 keys (staged in shared memory as fp32) folded into one query row's online softmax,
+// called by the whole warp (both paths): lane k scores key k (live: it counts for this row), then
+//   m' = max(m, tile max),  l' = l exp(m - m') + sum_k exp(score_k - m'),
+//   acc' = acc exp(m - m') + sum_k exp(score_k - m') V[k]   (this lane's dims lane + 32 * c).
+// A tile with no live key leaves the row as it was.
+template <int D, int BK>
+__device__ __forceinline__ void softmax_tile(const float (&q)[D], const float (&ks)[BK][D + 1], const float (&vs)[BK][D],
+                                             int lane, bool live, float scale, float &m, float &l,
+                                             float (&acc)[D / 32]) {
+  static_assert(BK == 32, "one key per lane");
+  constexpr int PER_LANE = D / 32;
+  float score = -INFINITY;
+  if (live) {
+    float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
+#pragma unroll
+    for (int d = 0; d < D; d += 4) {
+      p0 += q[d] * ks[lane][d];
+      p1 += q[d + 1] * ks[lane][d + 1];
+      p2 += q[d + 2] * ks[lane][d + 2];
+      p3 += q[d + 3] * ks[lane][d + 3];
+    }
+    score = ((p0 + p1) + (p2 + p3)) * scale;
+  }
+  const float tile_max = lc::warp_max(score);
+  if (tile_max == -INFINITY) return;  // no live key of this tile for this row (uniform)
+  const float m_new = fmaxf(m, tile_max);
+  const float correction = expf(m - m_new);  // 0 while m is still -inf
+  const float p = live ? expf(score - m_new) : 0.0f;
+  l = l * correction + lc::warp_sum(p);
+  m = m_new;
+#pragma unroll
+  for (int c = 0; c < PER_LANE; ++c) acc[c] *= correction;
+#pragma unroll 8
+  for (int kk = 0; kk < BK; ++kk) {
+    const float pk = __shfl_sync(0xffffffffu, p, kk);
+#pragma unroll
+    for (int c = 0; c < PER_LANE; ++c) acc[c] += pk * vs[kk][lane + 32 * c];
+  }
+}
+
 // How the split path cuts key ranges: chunk c of every sequence covers keys [c * chunk, (c+1) * chunk).
 // A function of host bounds only, so a graph recorded for these bounds replays for any contents.
 struct SplitPlan {
