@@ -63,7 +63,8 @@ struct lc_ctx {
   int *host_error = nullptr;    // pinned mirror, copied after each sync
   int sm_count = 0;
   std::string last_error;
-  std::unordered_set<void *> allocations;
+  std::unordered_set<void *> allocations;       // lc_alloc'd (cudaMalloc)
+  std::unordered_set<void *> host_allocations;  // lc_host_alloc'd (cudaHostAlloc)
   lc_capture capture = lc_capture::idle;
   lc_status capture_status = LC_OK;  // why a capture failed, reported by lc_graph_end
   std::string capture_error;

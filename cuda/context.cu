@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "common.cuh"
@@ -143,6 +144,7 @@ static void release(lc_ctx *ctx) {
   if (ctx->capture == lc_capture::recording) lc::abandon_capture(ctx);
   if (ctx->stream) cudaStreamSynchronize(ctx->stream);
   for (void *p : ctx->allocations) cudaFree(p);
+  for (void *p : ctx->host_allocations) cudaFreeHost(p);
   if (ctx->cublas) lc::cublas().destroy(ctx->cublas);
   if (ctx->cublas_ws) cudaFree(ctx->cublas_ws);
   if (ctx->dev_error) cudaFree(ctx->dev_error);
@@ -255,6 +257,37 @@ lc_status lc_free(lc_ctx *ctx, void *ptr) {
   LC_CUDA(ctx, cudaStreamSynchronize(ctx->stream));  // enqueued ops may still use it
   ctx->allocations.erase(ptr);
   LC_CUDA(ctx, cudaFree(ptr));
+  return LC_OK;
+}
+
+lc_status lc_host_alloc(lc_ctx *ctx, uint64_t bytes, void **out) {
+  LC_BEGIN(ctx);
+  if (ctx->capture == lc_capture::recording) return lc::refuse_while_recording(ctx, "lc_host_alloc");
+  LC_REQUIRE(ctx, out, "lc_host_alloc: out is NULL");
+  *out = nullptr;
+  void *p = nullptr;
+  const size_t n = bytes ? size_t(bytes) : 1;
+  cudaError_t err = cudaHostAlloc(&p, n, cudaHostAllocDefault);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return lc::fail(ctx, err == cudaErrorMemoryAllocation ? LC_ERR_OUT_OF_MEMORY : LC_ERR_BACKEND,
+                    "lc_host_alloc: cannot allocate %llu bytes of page-locked host memory: %s",
+                    (unsigned long long)bytes, cudaGetErrorString(err));
+  }
+  std::memset(p, 0, n);
+  ctx->host_allocations.insert(p);
+  *out = p;
+  return LC_OK;
+}
+
+lc_status lc_host_free(lc_ctx *ctx, void *ptr) {
+  LC_BEGIN(ctx);
+  if (ctx->capture == lc_capture::recording) return lc::refuse_while_recording(ctx, "lc_host_free");
+  if (!ptr) return LC_OK;
+  LC_REQUIRE(ctx, ctx->host_allocations.count(ptr) == 1, "lc_host_free: %p was not lc_host_alloc'd on this context", ptr);
+  LC_CUDA(ctx, cudaStreamSynchronize(ctx->stream));  // pinned memory is device-visible: enqueued work may read it
+  ctx->host_allocations.erase(ptr);
+  LC_CUDA(ctx, cudaFreeHost(ptr));
   return LC_OK;
 }
 

@@ -2,7 +2,7 @@
 //
 // Capture mode Relaxed: libraries may make lazy, capture-unsafe runtime calls (module loading, cuBLAS
 // setup) on first use, and those must not invalidate the capture; our own unsafe entry points
-// (upload, download, sync, alloc, free) refuse while recording instead. cuBLAS captures cleanly with
+// (upload, download, sync, alloc, free, host alloc / free) refuse while recording instead. cuBLAS captures cleanly with
 // the workspace the context sets (cublasSetWorkspace after cublasSetStream, which would reset it).
 #include "common.cuh"
 

@@ -13,7 +13,8 @@
 
 struct lc_ctx {
   std::string last_error;
-  std::unordered_set<void *> allocations;
+  std::unordered_set<void *> allocations;       // lc_alloc'd
+  std::unordered_set<void *> host_allocations;  // lc_host_alloc'd
 };
 
 namespace lc {

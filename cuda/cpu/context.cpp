@@ -33,6 +33,7 @@ lc_status lc_ctx_create(int32_t device, lc_ctx **out) {
 void lc_ctx_destroy(lc_ctx *ctx) {
   if (!ctx) return;
   for (void *p : ctx->allocations) std::free(p);
+  for (void *p : ctx->host_allocations) std::free(p);
   delete ctx;
 }
 
@@ -60,6 +61,29 @@ lc_status lc_free(lc_ctx *ctx, void *ptr) {
   LC_REQUIRE_CTX(ctx);
   if (!ptr) return LC_OK;
   LC_REQUIRE(ctx, ctx->allocations.erase(ptr) == 1, "lc_free: %p was not allocated by this context", ptr);
+  std::free(ptr);
+  return LC_OK;
+}
+
+// Plain host memory (there is nothing to pin for), cache-line aligned like the GPU's allocations.
+lc_status lc_host_alloc(lc_ctx *ctx, uint64_t bytes, void **out) {
+  LC_REQUIRE_CTX(ctx);
+  LC_REQUIRE(ctx, out, "lc_host_alloc: out is NULL");
+  *out = nullptr;
+  const size_t n = bytes ? size_t(bytes) : 1;
+  void *p = nullptr;
+  if (posix_memalign(&p, 64, n) != 0 || !p)
+    return lc::fail(ctx, LC_ERR_OUT_OF_MEMORY, "lc_host_alloc: cannot allocate %llu bytes", (unsigned long long)bytes);
+  std::memset(p, 0, n);
+  ctx->host_allocations.insert(p);
+  *out = p;
+  return LC_OK;
+}
+
+lc_status lc_host_free(lc_ctx *ctx, void *ptr) {
+  LC_REQUIRE_CTX(ctx);
+  if (!ptr) return LC_OK;
+  LC_REQUIRE(ctx, ctx->host_allocations.erase(ptr) == 1, "lc_host_free: %p was not lc_host_alloc'd on this context", ptr);
   std::free(ptr);
   return LC_OK;
 }

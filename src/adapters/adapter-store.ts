@@ -29,6 +29,7 @@ export class AdapterStore {
   private readonly loading = new Map<string, Promise<LoraAdapter>>();
   private readonly users = new Map<string, number>();
   private readonly pinned = new Set<string>();
+  private readonly dropListeners = new Set<(adapter: LoraAdapter, name: string) => void>();
   events: AdapterTierEvents = NO_EVENTS;
 
   constructor(private readonly base: BaseModelView, readonly maxLoraRank: number, readonly maxCpuLoras = Infinity) {}
@@ -100,6 +101,17 @@ export class AdapterStore {
     this.shrink();
   }
 
+  /**
+   * Calls `listener` with each adapter object leaving host memory (least recently used, replaced or
+   * unregistered), after events.evicted; returns its removal. Unlike `events` (metrics, replaced
+   * wholesale) this is for owners of per-adapter resources: LoraSlots frees the adapter's packed
+   * pinned image here.
+   */
+  onDrop(listener: (adapter: LoraAdapter, name: string) => void): () => void {
+    this.dropListeners.add(listener);
+    return () => this.dropListeners.delete(listener);
+  }
+
   /** A pinned adapter stays in host memory until unpinned. */
   setPinned(name: string, pinned: boolean): void {
     if (pinned) this.pinned.add(name);
@@ -158,7 +170,11 @@ export class AdapterStore {
   }
 
   private drop(name: string): void {
-    if (this.host.delete(name)) this.events.evicted(name);
+    const adapter = this.host.get(name);
+    if (!adapter) return;
+    this.host.delete(name);
+    this.events.evicted(name);
+    for (const listener of this.dropListeners) listener(adapter, name);
   }
 
   private unknown(name: string): UnknownAdapterError {

@@ -1,7 +1,8 @@
 // GPU (device) slots for LoRA adapters: each slot holds one adapter's weights in one buffer, and
 // per-(layer, module) tables indexed by slot give the ops their A/B pointers, ranks and scales.
 import type { Device, DevPtr, NumericDType } from "../native/device.ts";
-import { NUMERIC_DTYPE_BYTES } from "../native/device.ts";
+import { NativeError, NUMERIC_DTYPE_BYTES } from "../native/device.ts";
+import { Status } from "../native/ffi.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { encodeFloats } from "../model/convert.ts";
 import { LORA_MODULES, moduleShape, type LoraAdapter, type LoraModule } from "./lora-adapter.ts";
@@ -27,9 +28,16 @@ interface PackedEntry {
   scale: number;
 }
 
+/**
+ * An adapter's upload-ready image. `bytes` is Device.hostAlloc memory (pinned on CUDA, so lc_upload
+ * runs at DMA speed), or a plain array where pinned memory ran out.
+ */
 interface Packed {
   bytes: Uint8Array;
+  pinned: boolean;
   entries: PackedEntry[];
+  /** Inside load(): a forget() then leaves it to load() to free once the upload has returned. */
+  uploading: boolean;
 }
 
 export class LoraSlots {
@@ -48,7 +56,23 @@ export class LoraSlots {
   private readonly targeted: Int32Array;
 
   private readonly occupied: boolean[];
+  /**
+   * Packed images by adapter. Ownership: an image lives while its adapter is in the host tier;
+   * forget() (called when the AdapterStore drops the adapter) frees it, free() frees all, and an
+   * adapter collected without either gets its image freed by `collected`.
+   */
   private readonly packed = new WeakMap<LoraAdapter, Packed>();
+  /** Every live image (a WeakMap cannot be walked): what free() releases. */
+  private readonly images = new Set<Packed>();
+  /** Adapters forgotten before (or without) being packed: load() uploads them from a transient image. */
+  private readonly forgotten = new WeakSet<LoraAdapter>();
+  private readonly collected = new FinalizationRegistry<Packed>((p) => {
+    try {
+      this.release(p);
+    } catch {
+      // the device was closed first: its context freed the memory
+    }
+  });
 
   constructor(private readonly device: Device, private readonly config: ModelConfig, readonly numSlots: number, readonly dtype: NumericDType, readonly maxRank: number) {
     const n = config.numLayers * M * numSlots;
@@ -70,9 +94,34 @@ export class LoraSlots {
   /** Copies an adapter into a slot (replacing what was there) and publishes it in the tables. */
   load(slot: number, adapter: LoraAdapter): void {
     const packed = this.pack(adapter);
-    const base = this.slotBuffer(slot, adapter.name, packed.bytes.byteLength);
-    this.device.upload(base, packed.bytes);
-    this.publishSlot(slot, packed.entries, base);
+    // lc_upload returns once the copy is done, so the image may go right after it (never during)
+    packed.uploading = true;
+    try {
+      const base = this.slotBuffer(slot, adapter.name, packed.bytes.byteLength);
+      this.device.upload(base, packed.bytes);
+      this.publishSlot(slot, packed.entries, base);
+    } finally {
+      packed.uploading = false;
+      if (this.forgotten.has(adapter)) this.release(packed); // no longer in the host tier: no image kept
+    }
+  }
+
+  /**
+   * The adapter left the host tier: frees its packed image (now, or when the upload in flight from
+   * it ends). A later load() of the same object packs it again, for that load only.
+   */
+  forget(adapter: LoraAdapter): void {
+    this.forgotten.add(adapter);
+    const packed = this.packed.get(adapter);
+    if (!packed) return;
+    this.packed.delete(adapter);
+    this.collected.unregister(packed);
+    if (!packed.uploading) this.release(packed);
+  }
+
+  /** Live packed images (host memory from Device.hostAlloc or the pageable fallback). */
+  get packedImages(): number {
+    return this.images.size;
   }
 
   /** Fills a slot with random weights on the device (benchmarks): `rank` on each of `modules`. */
@@ -130,7 +179,8 @@ export class LoraSlots {
     this.publish();
   }
 
-  // The adapter as one upload-ready byte image in the slot dtype, made once per adapter.
+  // The adapter as one upload-ready byte image in the slot dtype, made once per adapter (kept
+  // until forget(); an adapter already forgotten gets a fresh image for each load).
   private pack(adapter: LoraAdapter): Packed {
     const cached = this.packed.get(adapter);
     if (cached) return cached;
@@ -148,15 +198,34 @@ export class LoraSlots {
       const mag = m.doraScale ? put(m.doraScale, "F32") : -1;
       entries.push({ layer: m.layer, module: m.module, a, b, mag, rank: m.rank, scale: m.scale });
     }
-    const bytes = new Uint8Array(offset);
+    const { bytes, pinned } = this.hostImage(offset);
     let at = 0;
     for (const p of parts) {
       bytes.set(p, at);
       at += p.byteLength;
     }
-    const result = { bytes, entries };
-    this.packed.set(adapter, result);
+    const result: Packed = { bytes, pinned, entries, uploading: false };
+    this.images.add(result);
+    if (!this.forgotten.has(adapter)) {
+      this.packed.set(adapter, result);
+      this.collected.register(adapter, result, result);
+    }
     return result;
+  }
+
+  // Pinned host memory, or pageable memory where the device has no more to pin (slower uploads only).
+  private hostImage(bytes: number): { bytes: Uint8Array; pinned: boolean } {
+    try {
+      return { bytes: this.device.hostAlloc(bytes), pinned: true };
+    } catch (e) {
+      if (!(e instanceof NativeError) || e.status !== Status.OutOfMemory) throw e;
+      return { bytes: new Uint8Array(bytes), pinned: false };
+    }
+  }
+
+  private release(packed: Packed): void {
+    if (!this.images.delete(packed)) return;
+    if (packed.pinned) this.device.hostFree(packed.bytes);
   }
 
   /** Empties a slot's tables (its buffer stays reserved for the next adapter). */
@@ -185,6 +254,10 @@ export class LoraSlots {
   }
 
   free(): void {
+    for (const p of this.images) {
+      this.collected.unregister(p);
+      this.release(p);
+    }
     for (let s = 0; s < this.numSlots; s++) this.clear(s);
     for (const p of this.buffers) if (p !== null) this.device.free(p);
     for (const p of [this.aPtrs, this.bPtrs, this.magPtrs, this.ranks, this.scales]) this.device.free(p);

@@ -30,7 +30,7 @@ const CONFIG = parseModelConfig({
 
 class StubRunner implements StepRunner {
   readonly config = CONFIG;
-  readonly lora = { load() {}, clear() {} };
+  readonly lora = { load() {}, clear() {}, forget() {} };
   constructor(readonly opts: RunnerOptions) {}
   run(_batch: HostBatch): void {}
   readLogits(rows: number): Float32Array {
@@ -45,7 +45,7 @@ class StubRunner implements StepRunner {
 function stubAdapters(count: number): EngineAdapters {
   const names = Array.from({ length: count }, (_, i) => `adapter-${i}`);
   const adapter = { name: "stub", dir: "", modules: [], maxRank: 16, bytes: 0 } as unknown as LoraAdapter;
-  return { has: (n: string) => names.includes(n), names: () => names, get: () => adapter, isPinned: () => false };
+  return { has: (n: string) => names.includes(n), names: () => names, get: () => adapter, isPinned: () => false, onDrop: () => () => {} };
 }
 
 export function runSchedulerBench(o: SchedulerBenchOptions): SchedulerBenchResult {

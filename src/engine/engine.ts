@@ -1,9 +1,6 @@
 // The step loop for one model: admit waiting sequences (KV blocks, adapter slots, token budget),
 // run prefill and decode tokens together, sample, and retire finished sequences.
 import { UnknownAdapterError, type AdapterStore } from "../adapters/adapter-store.ts";
-
-/** What the engine needs of the adapter store. */
-export type EngineAdapters = Pick<AdapterStore, "has" | "names" | "get" | "isPinned">;
 import type { LoraAdapter } from "../adapters/lora-adapter.ts";
 import { SlotAssigner } from "../adapters/slot-assigner.ts";
 import type { ModelConfig } from "../model/config.ts";
@@ -14,11 +11,15 @@ import { checkSamplingParams, uniformFor, type SamplingParams } from "./sampling
 import { Sequence } from "./sequence.ts";
 import { WaitingQueues } from "./waiting-queues.ts";
 
+/** What the engine needs of the adapter store. */
+export type EngineAdapters = Pick<AdapterStore, "has" | "names" | "get" | "isPinned" | "onDrop">;
+
 /** What the engine needs of a model runner (the real one, or a stub that measures the loop). */
 export interface StepRunner {
   readonly opts: RunnerOptions;
   readonly config: ModelConfig;
-  readonly lora: { load(slot: number, adapter: LoraAdapter): void; clear(slot: number): void };
+  /** forget: the adapter left the host tier (its packed host image may go; device slots are unaffected). */
+  readonly lora: { load(slot: number, adapter: LoraAdapter): void; clear(slot: number): void; forget(adapter: LoraAdapter): void };
   run(batch: HostBatch): void;
   readLogits(rows: number): Float32Array;
   sample(rows: SampleRow[], nTop: number): StepSamples;
@@ -64,6 +65,8 @@ export class Engine {
   constructor(readonly runner: StepRunner, readonly adapters: EngineAdapters, readonly maxModelLen: number) {
     this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize);
     this.slots = new SlotAssigner(runner.opts.maxLoras, (name) => adapters.isPinned(name));
+    // an adapter dropped from host memory releases its upload image (a slot holding it keeps its copy)
+    adapters.onDrop((adapter) => runner.lora.forget(adapter));
   }
 
   get hasWork(): boolean {

@@ -1,4 +1,5 @@
 // The typed face of loracuda.h: the only TypeScript that sees raw pointers and status codes.
+import { toArrayBuffer } from "bun:ffi";
 import { DTypeCode, LC_ABI_VERSION, Status, openLoracuda, type LoracudaLibrary } from "./ffi.ts";
 import { findLibrary, LIBRARY_FILE, type BackendKind } from "./library-path.ts";
 
@@ -17,9 +18,17 @@ export class NativeError extends Error {
   }
 }
 
+// Detaches a view's ArrayBuffer so that it (and every subarray of it) reads as empty instead of
+// touching freed native memory.
+function detach(view: Uint8Array): void {
+  (view.buffer as ArrayBuffer).transfer(0);
+}
+
 /** A context of one native backend: its memory and its ops. */
 export class Device {
   private closed = false;
+  /** Views handed out by hostAlloc, to their native address (what lc_host_free takes). */
+  private readonly hostViews = new Map<Uint8Array, number>();
 
   private constructor(
     private readonly lib: LoracudaLibrary,
@@ -48,6 +57,8 @@ export class Device {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const view of this.hostViews.keys()) detach(view); // their memory goes with the context
+    this.hostViews.clear();
     this.lib.lc_ctx_destroy(this.ctx);
   }
 
@@ -69,6 +80,39 @@ export class Device {
 
   free(p: DevPtr): void {
     this.check("lc_free", this.lib.lc_free(this.ctx, p));
+  }
+
+  /**
+   * Zero-filled host memory the device copies from at full speed (CUDA: page-locked; CPU: malloc),
+   * as a view over the native memory: upload / download from it (or a subarray) pass its address
+   * directly. Freed with hostFree or with the device; the view is then detached (byteLength 0).
+   */
+  hostAlloc(bytes: number): Uint8Array<ArrayBuffer> {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`hostAlloc: bad size ${bytes}`);
+    if (this.closed) throw new NativeError("lc_host_alloc", Status.InvalidArgument, "the device is closed");
+    const out = new BigUint64Array(1);
+    this.check("lc_host_alloc", this.lib.lc_host_alloc(this.ctx, bytes, out));
+    const address = Number(out[0]);
+    // toArrayBuffer refuses length 0; the native side allocates at least 1 byte anyway
+    const view = new Uint8Array(toArrayBuffer(address, 0, Math.max(1, bytes)), 0, bytes);
+    this.hostViews.set(view, address);
+    return view;
+  }
+
+  /** Frees hostAlloc'd memory; throws for a view it did not hand out or already freed. */
+  hostFree(view: Uint8Array): void {
+    const address = this.hostViews.get(view);
+    if (address === undefined) {
+      throw new NativeError("lc_host_free", Status.InvalidArgument, "not a live view from hostAlloc on this device (freed twice, or foreign)");
+    }
+    this.check("lc_host_free", this.lib.lc_host_free(this.ctx, address));
+    this.hostViews.delete(view);
+    detach(view);
+  }
+
+  /** Live hostAlloc'd buffers (a debug figure for tests and leak checks). */
+  get hostAllocations(): number {
+    return this.hostViews.size;
   }
 
   /** Copies a host array (or the first `bytes` of it) to device memory at dst. */

@@ -16,6 +16,8 @@ export const LORACUDA_SYMBOLS = {
   lc_mem_info: { args: [ctx, host, host], returns: T.i32 },
   lc_alloc: { args: [ctx, T.u64, host], returns: T.i32 },
   lc_free: { args: [ctx, ptr], returns: T.i32 },
+  lc_host_alloc: { args: [ctx, T.u64, host], returns: T.i32 },
+  lc_host_free: { args: [ctx, ptr], returns: T.i32 },
   lc_upload: { args: [ctx, ptr, host, T.u64], returns: T.i32 },
   lc_download: { args: [ctx, host, ptr, T.u64], returns: T.i32 },
   lc_memset: { args: [ctx, ptr, T.i32, T.u64], returns: T.i32 },
@@ -64,7 +66,7 @@ export function openLoracuda(path: string) {
   return dlopen(path, LORACUDA_SYMBOLS).symbols;
 }
 
-export const LC_ABI_VERSION = 2;
+export const LC_ABI_VERSION = 3;
 
 export enum Status {
   Ok = 0,

@@ -1,7 +1,7 @@
 // The ABI v2 ops on the device under test against the CPU twin (harness and tolerances: harness.ts,
 // ops.test.ts): lc_add_rmsnorm, lc_fill_random (bit-exact), split-KV attention (vs the twin and vs
 // the unsplit path), LoRA segments of many tokens per adapter, and a recorded graph replayed on new
-// metadata (bit-exact vs eager). Ends with TIME lines for the lead's GPU run. Skips without a GPU;
+// metadata (bit-exact vs eager), host memory from hostAlloc. Ends with TIME lines for the lead's GPU run. Skips without a GPU;
 // LORA_SERVE_GPU_TEST_DEVICE=cpu runs it on the CPU twin (graphs then only check Unsupported).
 import { afterAll, describe, expect, test } from "bun:test";
 import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
@@ -30,6 +30,8 @@ const statusOf = (fn: () => void): Status => {
 };
 
 const HIDDEN = 4096, HEADS = 32, KV_HEADS = 8, HEAD_DIM = 128;
+/** A rank-16 q,k,v,o adapter at the Llama-2-7B shape: 32 layers x 4 x 16 x (4096 + 4096) fp16 = 33.6 MB. */
+const ADAPTER_BYTES = 32 * 4 * 16 * (HIDDEN + HIDDEN) * 2;
 const ACTS: ("F16" | "BF16")[] = ["F16", "BF16"];
 
 // ---------- add_rmsnorm, fill_random ----------
@@ -110,6 +112,30 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
       loraSegmentsCase(p, act, 4100, 1000, [16, 8], [[0, 20], [1, 3], [0, 1]], 32, 2);
     }));
   }
+
+  // ---------- host memory (ABI v3) ----------
+
+  gpuTest("hostAlloc: 33.6 MB written through the view round trip via the device; freed views detach", () => {
+    const d = dut!, n = ADAPTER_BYTES;
+    const src = d.hostAlloc(n), back = d.hostAlloc(n), slot = d.alloc(n);
+    try {
+      expect(src.every((b) => b === 0)).toBe(true);
+      for (let i = 0; i < n; i += 4093) src[i] = (i >>> 12) & 0xff;
+      src[n - 1] = 0xa5;
+      d.upload(slot, src);
+      d.download(slot, back);
+      expectSameBytes("pinned upload -> pinned download", back, src, 1);
+      const pageable = new Uint8Array(n);
+      d.download(slot, pageable);
+      expectSameBytes("pinned upload -> pageable download", pageable, src, 1);
+    } finally {
+      d.hostFree(src);
+      d.hostFree(back);
+      d.free(slot);
+    }
+    expect(src.byteLength).toBe(0);
+    expect(statusOf(() => d.hostFree(src))).toBe(Status.InvalidArgument);
+  });
 
   // ---------- graphs ----------
 
@@ -354,7 +380,7 @@ function graphErrorCase(d: Device): void {
     expect(statusOf(() => d.graphBegin())).toBe(Status.Unsupported);
     return;
   }
-  const n = 1024, a = d.alloc(n * 2), b = d.alloc(n * 2);
+  const n = 1024, a = d.alloc(n * 2), b = d.alloc(n * 2), host = d.hostAlloc(64);
   try {
     d.fillRandom({ dtype: "F16", ptr: a, n, seed: 1, scale: 1 });
     // uploads, downloads, syncs, allocs and frees are refused while recording; the capture goes on
@@ -364,6 +390,9 @@ function graphErrorCase(d: Device): void {
     expect(() => d.sync()).toThrow(/recording/);
     expect(statusOf(() => d.alloc(64))).toBe(Status.InvalidArgument);
     expect(statusOf(() => d.download(b, new Uint8Array(8)))).toBe(Status.InvalidArgument);
+    expect(statusOf(() => d.hostAlloc(64))).toBe(Status.InvalidArgument);
+    expect(statusOf(() => d.hostFree(host))).toBe(Status.InvalidArgument);
+    expect(host.byteLength).toBe(64); // still allocated
     d.add({ act: "F16", x: a, n, y: b });
     const graph = d.graphEnd();
     d.memset(b, 0, n * 2);
@@ -396,6 +425,7 @@ function graphErrorCase(d: Device): void {
   } finally {
     d.free(a);
     d.free(b);
+    d.hostFree(host);
   }
 }
 
@@ -466,6 +496,16 @@ function timings(d: Device): void {
     }
     const res = rnd(act, 32 * HIDDEN), w = rnd(act, HIDDEN);
     time("add_rmsnorm f16 32x4096", () => d.addRmsnorm({ act, x, residual: res, wt: act, w, nTokens: 32, hidden: HIDDEN, eps: 1e-5, out: y }));
+
+    // host -> slot for an r16 q,k,v,o adapter (docs/perf-notes.md item 4: target <= 3 ms)
+    const slot = alloc(ADAPTER_BYTES), pageable = new Uint8Array(ADAPTER_BYTES).fill(1), pinned = d.hostAlloc(ADAPTER_BYTES).fill(1);
+    const mb = (ADAPTER_BYTES / 1e6).toFixed(1);
+    try {
+      time(`upload ${mb} MB (r16 q,k,v,o adapter) from pageable memory`, () => d.upload(slot, pageable));
+      time(`upload ${mb} MB (r16 q,k,v,o adapter) from pinned memory (hostAlloc)`, () => d.upload(slot, pinned));
+    } finally {
+      d.hostFree(pinned);
+    }
   } finally {
     for (const b of bufs) d.free(b);
   }
