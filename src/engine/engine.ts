@@ -150,9 +150,11 @@ export class Engine {
     const batch = buildBatch(items, this.blocks.blockSize, caps.maxBlocksPerSeq);
     this.runner.run(batch);
     const nTop = Math.max(0, ...items.map((it) => it.seq.params.topLogprobs));
-    const samples = this.runner.sample(items.map((it) => ({
-      temperature: it.seq.params.temperature, topK: it.seq.params.topK, topP: it.seq.params.topP,
-      uniform: uniformFor(it.seq.params.seed, it.seq.outputs.length),
+    const samples = this.runner.sample(items.map(({ seq }) => ({
+      temperature: seq.params.temperature, topK: seq.params.topK, topP: seq.params.topP,
+      uniform: uniformFor(seq.params.seed, seq.outputs.length),
+      // as vLLM: stop tokens cannot be sampled before min_tokens
+      banned: !seq.params.ignoreEos && seq.outputs.length < (seq.params.minTokens ?? 0) ? seq.params.stopTokenIds : undefined,
     })), nTop);
     const finished: Sequence[] = [];
     items.forEach((it, r) => {

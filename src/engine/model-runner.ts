@@ -1,6 +1,6 @@
 // Owns everything on the device for one model (weights, workspace, KV cache, LoRA slots) and runs
 // one step: upload the batch metadata, run the forward pass, sample.
-import type { Device, NumericDType } from "../native/device.ts";
+import { NUMERIC_DTYPE_BYTES, type Device, type NumericDType } from "../native/device.ts";
 import { LoraSlots } from "../adapters/lora-slots.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { LlamaForward, type BatchShape } from "../model/llama.ts";
@@ -29,7 +29,16 @@ export interface SampleRow {
   topK: number;
   topP: number;
   uniform: number;
+  /** Token ids this row may not produce (EOS before min_tokens): their logits become -inf. */
+  banned?: readonly number[];
 }
+
+// -inf in each activation dtype, as the bytes lc_sample reads
+const MINUS_INFINITY: Record<NumericDType, Uint8Array> = {
+  F32: new Uint8Array(new Float32Array([-Infinity]).buffer),
+  F16: new Uint8Array(new Uint16Array([0xfc00]).buffer),
+  BF16: new Uint8Array(new Uint16Array([0xff80]).buffer),
+};
 
 export interface StepSamples {
   ids: Int32Array;
@@ -134,6 +143,10 @@ export class ModelRunner {
     d.upload(ws.topK, Int32Array.from(rows, (r) => r.topK));
     d.upload(ws.topP, Float32Array.from(rows, (r) => r.topP));
     d.upload(ws.uniforms, Float32Array.from(rows, (r) => r.uniform));
+    const e = NUMERIC_DTYPE_BYTES[this.act], vocab = this.config.vocabSize;
+    rows.forEach((r, i) => {
+      for (const id of r.banned ?? []) d.upload(ws.logits + (i * vocab + id) * e, MINUS_INFINITY[this.act]);
+    });
     d.sample({
       act: this.act, logits: ws.logits, nRows: n, vocab: this.config.vocabSize, temperature: ws.temperature, topK: ws.topK,
       topP: ws.topP, uniforms: ws.uniforms, nTop, outIds: ws.sampledIds, outLogprob: ws.sampledLogprobs,

@@ -15,8 +15,9 @@ export interface SamplingParams {
   /** Token ids that end the sequence (the model's EOS unless ignoreEos). */
   stopTokenIds: number[];
   /**
-   * Stop tokens and stop strings do not end the sequence before this many tokens. (vLLM masks EOS
-   * out of the distribution instead; here an early EOS is kept as an ordinary token.)
+   * Before this many tokens, stop tokens cannot be sampled (their logits are masked, as in vLLM,
+   * so reported log-probabilities are those of the masked distribution) and stop strings do not
+   * end the sequence.
    */
   minTokens?: number;
 }

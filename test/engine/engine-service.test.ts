@@ -165,3 +165,23 @@ describe("pinning", () => {
     svc.stop();
   });
 });
+
+describe("min_tokens", () => {
+  test("a stop token cannot be sampled before min_tokens (masked as in vLLM); after it, it ends the sequence", async () => {
+    const ref = await readReference("tiny-llama2");
+    const c = ref.cases.find((x) => x.adapter === null && x.prompt === "plain")!;
+    const [first, second, third] = c.greedy_steps[0].top_logits;
+    // the reference ranks are unambiguous at the CPU twin's 1e-5 logit error
+    expect(first - second).toBeGreaterThan(2e-4);
+    expect(second - third).toBeGreaterThan(2e-4);
+    const { svc } = await service();
+    const stopOnGreedy = { ...greedyParams(3), ignoreEos: false, stopTokenIds: [c.greedy_ids[0]] };
+    const stopped = await collect(svc.submit({ promptIds: c.prompt_ids, adapter: null, params: stopOnGreedy }));
+    expect(stopped.ids).toEqual([c.greedy_ids[0]]);
+    expect(stopped.finish).toBe("stop");
+    const held = await collect(svc.submit({ promptIds: c.prompt_ids, adapter: null, params: { ...stopOnGreedy, minTokens: 1 } }));
+    expect(held.ids[0]).toBe(c.greedy_steps[0].top_ids[1]); // the best token that is not the banned one
+    expect(held.ids.length).toBe(3);
+    svc.stop();
+  });
+});
