@@ -191,3 +191,18 @@ export function expectSameBytes(what: string, got: Uint8Array, want: Uint8Array,
   for (let k = 0; k < got.length; k += elemBytes) if (Buffer.compare(Buffer.from(got.subarray(k, k + elemBytes)), Buffer.from(want.subarray(k, k + elemBytes))) !== 0) diff++;
   throw new Error(`${what}: ${diff} of ${got.length / elemBytes} elements differ, the first at element ${Math.floor(i / elemBytes)}`);
 }
+
+/** Prints "TIME name: median ms" over 10 runs after a warm-up; each run includes its launch and a sync. */
+export function timeMedian(d: Device, name: string, fn: () => void): void {
+  fn();
+  d.sync();
+  const ms: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t0 = performance.now();
+    fn();
+    d.sync();
+    ms.push(performance.now() - t0);
+  }
+  ms.sort((a, b) => a - b);
+  console.log(`TIME ${name}: ${ms[5].toFixed(3)} ms`);
+}

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { encodeFloats } from "../../src/model/convert.ts";
-import { BYTES, DUT, compare, expectClose, expectSameBytes, makeRng, openBackends, pairWith, tolFor, type Buf, type Pair } from "./harness.ts";
+import { BYTES, DUT, compare, expectClose, expectSameBytes, makeRng, openBackends, pairWith, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
 
 const { dut, cpu } = await openBackends("gpu ops v2 tests");
 const gpuTest = (name: string, fn: () => void, timeoutMs = 180_000) => (dut ? test : test.skip)(name, fn, timeoutMs);
@@ -443,19 +443,7 @@ function timings(d: Device): void {
     d.fillRandom({ dtype: dt, ptr: b, n, seed: randInt(1 << 30), scale });
     return b;
   };
-  const time = (name: string, fn: () => void) => {
-    fn();
-    d.sync();
-    const ms: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const t0 = performance.now();
-      fn();
-      d.sync();
-      ms.push(performance.now() - t0);
-    }
-    ms.sort((a, b) => a - b);
-    console.log(`TIME ${name}: ${ms[5].toFixed(3)} ms`);
-  };
+  const time = (name: string, fn: () => void) => timeMedian(d, name, fn);
   try {
     const act = "F16" as const;
     // Llama-2-7B attention: 32 heads over 32 KV heads, head_dim 128, blocks of 16

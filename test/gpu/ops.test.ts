@@ -16,7 +16,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { encodeFloats } from "../../src/model/convert.ts";
-import { BYTES, DUT, compare, expectClose, makeRng, openBackends, pairWith, rounded, tolFor, type Pair } from "./harness.ts";
+import { BYTES, DUT, compare, expectClose, makeRng, openBackends, pairWith, rounded, tolFor, type Pair, timeMedian } from "./harness.ts";
 
 // ---------- device under test ----------
 
@@ -397,19 +397,7 @@ function timings(d: Device): void {
     if (fill) d.upload(b, encodeFloats(fill, dt));
     return b;
   };
-  const time = (name: string, fn: () => void) => {
-    fn();
-    d.sync();
-    const ms: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const t0 = performance.now();
-      fn();
-      d.sync();
-      ms.push(performance.now() - t0);
-    }
-    ms.sort((a, b) => a - b);
-    console.log(`TIME ${name}: ${ms[5].toFixed(3)} ms`);
-  };
+  const time = (name: string, fn: () => void) => timeMedian(d, name, fn);
   try {
     const T = 2048, act = "F16" as const;
     const x = alloc(T * INTER * 2, randn(T * INTER)), w = alloc(INTER * HIDDEN * 2, randn(INTER * HIDDEN, 0.02)), y = alloc(T * INTER * 2);
