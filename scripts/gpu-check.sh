@@ -55,7 +55,7 @@ count() { local n; n=$(grep -Eo "^ *[0-9]+ $1\$" "$log" | tail -1 | tr -dc 0-9);
   echo "cublas: $(ldconfig -p 2>/dev/null | grep -o 'libcublas\.so\.1[23] ' | head -1)${LD_LIBRARY_PATH:+ (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)}"
   echo "build: $((t1 - t0)) s; tests: $((t2 - t1)) s; bench: $((t3 - t2)) s; exit status $rc$([ "$rc" = 124 ] && echo ' (timed out)')"
   echo "pass $(count pass) fail $(count fail) skip $(count skip)"
-  grep -E '^gpu tests:|^SKIP' "$log"
+  grep -E '^gpu (ops v2 )?tests:|^SKIP' "$log"
   grep -E '^\(fail\)' "$log"
   grep -E '^TIME ' "$log"
   grep -E '^\((pass|fail)\)' "$log" | grep -Eo '[^>]*\[[0-9.]+m?s\]$' | sed 's/^ */test: /'

@@ -1,7 +1,7 @@
 // Shared by the test/gpu op files: the device under test beside the CPU twin, seeded random inputs,
 // buffers held on both, and the comparison rule (its tolerances are argued in ops.test.ts).
 // LORA_SERVE_GPU_TEST_DEVICE=cpu makes the CPU twin the device under test (a self-check of the tests).
-import { expect } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { Device, NativeError, type DevPtr, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { decodeHalfFloats, encodeFloats } from "../../src/model/convert.ts";
@@ -205,4 +205,20 @@ export function timeMedian(d: Device, name: string, fn: () => void): void {
   }
   ms.sort((a, b) => a - b);
   console.log(`TIME ${name}: ${ms[5].toFixed(3)} ms`);
+}
+
+/**
+ * One GPU op-test file's setup: the backends (or a printed skip), a `gpuTest` that skips without a
+ * GPU, devices closed after the file, and seeded random inputs (GPU_TEST_SEED fixes the seed).
+ */
+export async function gpuSuite(label: string) {
+  const { dut, cpu } = await openBackends(label);
+  const gpuTest = (name: string, fn: () => void, timeoutMs = 180_000) => (dut ? test : test.skip)(name, fn, timeoutMs);
+  afterAll(() => {
+    dut?.close();
+    cpu?.close();
+  });
+  const seed = Number(process.env.GPU_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  if (dut) console.log(`${label}: device ${DUT}, seed ${seed}`);
+  return { dut, cpu, gpuTest, ...makeRng(seed) };
 }

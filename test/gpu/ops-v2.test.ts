@@ -3,21 +3,13 @@
 // the unsplit path), LoRA segments of many tokens per adapter, and a recorded graph replayed on new
 // metadata (bit-exact vs eager), host memory from hostAlloc. Ends with TIME lines for the lead's GPU run. Skips without a GPU;
 // LORA_SERVE_GPU_TEST_DEVICE=cpu runs it on the CPU twin (graphs then only check Unsupported).
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect } from "bun:test";
 import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { encodeFloats } from "../../src/model/convert.ts";
-import { BYTES, DUT, compare, expectClose, expectSameBytes, makeRng, openBackends, pairWith, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
+import { BYTES, DUT, compare, expectClose, expectSameBytes, gpuSuite, pairWith, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
 
-const { dut, cpu } = await openBackends("gpu ops v2 tests");
-const gpuTest = (name: string, fn: () => void, timeoutMs = 180_000) => (dut ? test : test.skip)(name, fn, timeoutMs);
-afterAll(() => {
-  dut?.close();
-  cpu?.close();
-});
-const SEED = Number(process.env.GPU_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
-if (dut) console.log(`gpu tests: ops v2, device ${DUT}, seed ${SEED}`);
-const { rand, randInt, randn, shuffle } = makeRng(SEED);
+const { dut, cpu, gpuTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
 const statusOf = (fn: () => void): Status => {
   try {

@@ -12,27 +12,15 @@
 // outputs near zero after cancellation. fp32 outputs (LoRA tmp, mixed-dtype linear): 1e-4, ~30x the
 // fp32 accumulation difference over K = 14336 terms. A real bug (wrong mask, scale, slot, rank)
 // moves outputs by O(rms), far beyond these bounds.
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect } from "bun:test";
 import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { encodeFloats } from "../../src/model/convert.ts";
-import { BYTES, DUT, compare, expectClose, makeRng, openBackends, pairWith, rounded, tolFor, type Pair, timeMedian } from "./harness.ts";
+import { BYTES, DUT, compare, expectClose, gpuSuite, pairWith, rounded, tolFor, type Pair, timeMedian } from "./harness.ts";
 
 // ---------- device under test ----------
 
-const { dut, cpu } = await openBackends("gpu tests");
-// Every test may take a while on the CPU twin's side (the attention case: ~20 s).
-const gpuTest = (name: string, fn: () => void, timeoutMs = 180_000) => (dut ? test : test.skip)(name, fn, timeoutMs);
-afterAll(() => {
-  dut?.close();
-  cpu?.close();
-});
-
-// ---------- random inputs ----------
-
-const SEED = Number(process.env.GPU_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
-if (dut) console.log(`gpu tests: device ${DUT}, seed ${SEED}`);
-const { rand, randInt, randn, shuffle } = makeRng(SEED);
+const { dut, cpu, gpuTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu tests");
 
 /** Runs body with a fresh Pair, freeing its buffers afterwards. */
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
