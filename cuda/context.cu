@@ -112,7 +112,7 @@ static const char *cublas_status_text(int st) {
 static const char *device_error_text(int code) {
   switch (code) {
     case LC_DEV_EMBED_ID: return "lc_embed: a token id outside [0, vocab) (its row was zero-filled)";
-    case LC_DEV_KV_SLOT: return "lc_kv_store: a slot_mapping entry >= cache_slots (the token was skipped)";
+    case LC_DEV_KV_SLOT: return "lc_rope_store: a slot_mapping entry >= cache_slots (its keys and values were skipped)";
     case LC_DEV_ATTN_SHAPE:
       return "lc_attention: q_indptr / context_lens out of contract (not spanning n_tokens, n_q > max_q_len, "
              "context_len < n_q or > max_context_len, or more blocks than max_blocks_per_seq)";

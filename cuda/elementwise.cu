@@ -1,11 +1,12 @@
 // Small row-wise ops: SiLU-gated product, residual add, row gather.
 #include "common.cuh"
 
-// out[i] = silu(gate[i]) * up[i] = gate / (1 + exp(-gate)) * up   (out may alias gate or up)
-template <typename A> __global__ void silu_mul_kernel(const A *gate, const A *up, int64_t n, A *out) {
+// out[t, i] = silu(g) * u = g / (1 + exp(-g)) * u   with g = gate_up[t, i], u = gate_up[t, inter + i]
+template <typename A> __global__ void silu_mul_kernel(const A *gate_up, int64_t inter, int64_t n, A *out) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = lc::to_f(gate[i]);
-    out[i] = lc::from_f<A>(g / (1.0f + expf(-g)) * lc::to_f(up[i]));
+    const int64_t t = i / inter, at = i + t * inter;  // t * 2 * inter + (i - t * inter)
+    const float g = lc::to_f(gate_up[at]);
+    out[i] = lc::from_f<A>(g / (1.0f + expf(-g)) * lc::to_f(gate_up[at + inter]));
   }
 }
 
@@ -27,18 +28,18 @@ __global__ void gather_rows_kernel(const A *x, int64_t width, const int32_t *row
 // Grid-stride launches: a grid bounded by the element count (capped; the loop covers the rest).
 static unsigned stride_grid(int64_t n) { return unsigned(n / 256 + 1 < 65536 ? n / 256 + 1 : 65536); }
 
-extern "C" lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate, const void *up, int64_t n_tokens,
-                                 int64_t inter, void *out) {
+extern "C" lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate_up, int64_t n_tokens, int64_t inter,
+                                 void *out) {
   LC_BEGIN(ctx);
   LC_REQUIRE_DTYPE(ctx, act);
-  LC_REQUIRE(ctx, gate && up && out, "lc_silu_mul: NULL pointer");
+  LC_REQUIRE(ctx, gate_up && out, "lc_silu_mul: NULL pointer");
   LC_REQUIRE(ctx, n_tokens >= 0 && inter > 0, "lc_silu_mul: bad shape");
   const int64_t n = n_tokens * inter;
   if (n == 0) return LC_OK;
   lc_dispatch(act, [&](auto a) {
     using A = decltype(a);
-    silu_mul_kernel<A><<<stride_grid(n), 256, 0, ctx->stream>>>(static_cast<const A *>(gate),
-                                                                static_cast<const A *>(up), n, static_cast<A *>(out));
+    silu_mul_kernel<A><<<stride_grid(n), 256, 0, ctx->stream>>>(static_cast<const A *>(gate_up), inter, n,
+                                                                static_cast<A *>(out));
   });
   return lc::launched(ctx, "lc_silu_mul");
 }

@@ -1,4 +1,5 @@
-// Segmented LoRA (SGMV): shrink x @ A^T into a rank-wide fp32 buffer, expand it through B^T into y.
+// Segmented LoRA (SGMV): shrink x @ A^T into a rank-wide fp32 buffer, expand it through B^T into y,
+// for up to LC_LORA_MAX_MODULES projections sharing one input in one launch each (q|k|v, gate|up).
 //
 // Both kernels give each segment its own blocks: grid (segment, token tile of SEG_TILE tokens within it,
 // rank rows / output columns). A block reads its slice of the adapter's weights once and applies it to
@@ -14,10 +15,27 @@ constexpr int SEG_TILE = 64;  // tokens of one segment per block
 constexpr int TG = 16;        // tokens a thread accumulates at once (registers)
 
 struct Segments {
-  const int32_t *indptr, *slot, *ranks;
+  const int32_t *indptr, *slot;
   int n_segs, n_slots, max_rank;
   int64_t n_tokens;
 };
+
+// The launch's projections by value (kernel parameters); col_block[m] is module m's first block of
+// output columns in the expand grid (col_block[n] the total).
+struct Modules {
+  lc_lora_module m[LC_LORA_MAX_MODULES];
+  int n;
+  int col_block[LC_LORA_MAX_MODULES + 1];
+};
+
+// mods.m[m] by unrolled selects: indexing the parameter array with a runtime m copies it to local memory.
+__device__ __forceinline__ lc_lora_module module_at(const Modules &mods, int m) {
+  lc_lora_module out = mods.m[0];
+#pragma unroll
+  for (int i = 1; i < LC_LORA_MAX_MODULES; ++i)
+    if (i == m) out = mods.m[i];
+  return out;
+}
 
 // Rows [a, b) of one segment, its slot and rank; skip where there is nothing to do.
 struct Piece {
@@ -26,22 +44,23 @@ struct Piece {
   bool skip;
 };
 
-// Block (0, 0, 0) checks the segment list once per launch.
+// Block (0, 0, 0) checks the segment list once per launch, a segment per thread (no serial walk).
 __device__ void check_segments(const Segments &sg, int *err) {
-  if (blockIdx.x != 0 || blockIdx.y != 0 || blockIdx.z != 0 || threadIdx.x != 0) return;
-  bool ok = sg.indptr[0] >= 0 && sg.indptr[sg.n_segs] <= sg.n_tokens;
-  for (int g = 0; ok && g < sg.n_segs; ++g) ok = sg.indptr[g] <= sg.indptr[g + 1] && sg.slot[g] < sg.n_slots;
+  if (blockIdx.x != 0 || blockIdx.y != 0 || blockIdx.z != 0) return;
+  bool ok = threadIdx.x != 0 || (sg.indptr[0] >= 0 && sg.indptr[sg.n_segs] <= sg.n_tokens);
+  for (int g = threadIdx.x; ok && g < sg.n_segs; g += blockDim.x)
+    ok = sg.indptr[g] <= sg.indptr[g + 1] && sg.slot[g] < sg.n_slots;
   if (!ok) lc::report(err, LC_DEV_LORA_SEGMENT);
 }
 
-// The block's piece: token tile blockIdx.y of segment blockIdx.x.
-__device__ Piece piece_of(const Segments &sg, const void *const *mats, int *err) {
+// The block's piece: token tile blockIdx.y of segment blockIdx.x, for a module with these tables.
+__device__ Piece piece_of(const Segments &sg, const int32_t *ranks, const void *const *mats, int *err) {
   const int g = blockIdx.x;
   const int64_t seg_a = sg.indptr[g], seg_b = sg.indptr[g + 1], t0 = seg_a + int64_t(blockIdx.y) * SEG_TILE;
   Piece p{max(t0, int64_t(0)), min(min(t0 + SEG_TILE, seg_b), sg.n_tokens), sg.slot[g], 0, true};
   if (p.slot < 0 || p.a >= p.b) return p;  // base model, or past the segment's end
   const bool ok_slot = p.slot < sg.n_slots;
-  p.rank = ok_slot ? sg.ranks[p.slot] : 0;
+  p.rank = ok_slot ? ranks[p.slot] : 0;
   if (!ok_slot || p.rank < 0 || p.rank > sg.max_rank || (p.rank > 0 && !mats[p.slot])) {
     if (threadIdx.x == 0) lc::report(err, LC_DEV_LORA_SEGMENT);
     return p;
@@ -68,11 +87,12 @@ template <bool VEC, typename T> __device__ __forceinline__ void load8(const T *p
 
 constexpr int SHRINK_THREADS = 256, SHRINK_WARPS = SHRINK_THREADS / 32, KC = SHRINK_THREADS * 8;
 
-// The shrink of one piece for rank rows [j0, j0 + rows) (rows <= RJ): thread i owns columns
-// [8i, 8i + 8) of every KC-wide chunk; the block sums the threads' partial dots per (token, row).
+// The shrink of one piece for rank rows [j0, j0 + rows) (rows <= RJ) into tmp (row stride `width`):
+// thread i owns columns [8i, 8i + 8) of every KC-wide chunk; the block sums the threads' partial dots
+// per (token, row).
 template <bool VEC, int RJ, typename A, typename W>
 __device__ void shrink_piece(const A *x, int64_t in_dim, const W *amat, const Piece &p, int j0, int rows,
-                             int max_rank, float *tmp, float (&red)[SHRINK_WARPS][TG * RJ]) {
+                             int64_t width, float *tmp, float (&red)[SHRINK_WARPS][TG * RJ]) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n = int(p.b - p.a);
   for (int t0 = 0; t0 < n; t0 += TG) {
@@ -112,49 +132,57 @@ __device__ void shrink_piece(const A *x, int64_t in_dim, const W *amat, const Pi
       float v = 0.0f;
 #pragma unroll
       for (int w = 0; w < SHRINK_WARPS; ++w) v += red[w][threadIdx.x];
-      if (t0 + tt < n && jj < rows) tmp[(p.a + t0 + tt) * max_rank + j0 + jj] = v;
+      if (t0 + tt < n && jj < rows) tmp[(p.a + t0 + tt) * width + j0 + jj] = v;
     }
     __syncthreads();  // red is reused by the next token group
   }
 }
 
-// tmp[t, j] = x[t, :] . A[s][j, :]   for t in segment g, s = seg_slot[g], j < ranks[s]
-// Block (segment, token tile, rank rows [RJ z, RJ z + RJ)).
+// tmp[t, m * max_rank + j] = x[t, :] . A_m[s][j, :]   for t in segment g, s = seg_slot[g], j < ranks_m[s]
+// Block (segment, token tile, z): module m = z / rank_blocks, rank rows [RJ j, RJ j + RJ) for j = z % rank_blocks.
 template <int RJ, typename A, typename W>
-__global__ void __launch_bounds__(SHRINK_THREADS) shrink_kernel(const A *x, int64_t in_dim, bool x_vec,
-                                                                const void *const *a_ptrs, Segments sg, float *tmp,
-                                                                int *err) {
+__global__ void __launch_bounds__(SHRINK_THREADS) shrink_kernel(const A *x, int64_t in_dim, bool x_vec, Modules mods,
+                                                                int rank_blocks, Segments sg, float *tmp, int *err) {
   __shared__ float red[SHRINK_WARPS][TG * RJ];
   check_segments(sg, err);
-  const Piece p = piece_of(sg, a_ptrs, err);
-  const int j0 = blockIdx.z * RJ;
+  const int m = blockIdx.z / rank_blocks, j0 = (blockIdx.z % rank_blocks) * RJ;
+  const lc_lora_module mod = module_at(mods, m);
+  const Piece p = piece_of(sg, mod.ranks, mod.a_ptrs, err);
   if (p.skip || j0 >= p.rank) return;  // uniform across the block
-  const W *amat = static_cast<const W *>(a_ptrs[p.slot]);
+  const W *amat = static_cast<const W *>(mod.a_ptrs[p.slot]);
   const int rows = min(RJ, p.rank - j0);
+  const int64_t width = int64_t(mods.n) * sg.max_rank;
+  float *out = tmp + int64_t(m) * sg.max_rank;
   if (x_vec && reinterpret_cast<uintptr_t>(amat) % 16 == 0)
-    shrink_piece<true, RJ>(x, in_dim, amat, p, j0, rows, sg.max_rank, tmp, red);
+    shrink_piece<true, RJ>(x, in_dim, amat, p, j0, rows, width, out, red);
   else
-    shrink_piece<false, RJ>(x, in_dim, amat, p, j0, rows, sg.max_rank, tmp, red);
+    shrink_piece<false, RJ>(x, in_dim, amat, p, j0, rows, width, out, red);
 }
 
 constexpr int EXPAND_TO = 128, JC = 64;  // output columns per block (one per thread), rank chunk
 
-// y[t, o] += scales[s] * tmp[t, 0:r] . B[s][o, :]      or, with DoRA magnitudes m = dora_mag[s]:
-// y[t, o]  = m[o] * (y[t, o] + scales[s] * tmp[t, 0:r] . B[s][o, :])
-// Block (segment, token tile, 128 output columns): B[o0:o0+128, 0:r] is staged in shared memory once
-// (per token group only where r > JC), then applied to the tile's tokens TG at a time.
+// For module m (columns c = out_offset + o of y), with u = tmp[t, m * max_rank + (0:r)]:
+// y[t, c] += scales[s] * u . B[s][o, :]      or, with DoRA magnitudes g = dora_mag[s]:
+// y[t, c]  = g[o] * (y[t, c] + scales[s] * u . B[s][o, :])
+// Block (segment, token tile, z): module m owns z in [col_block[m], col_block[m+1]), 128 of its output
+// columns each. B[o0:o0+128, 0:r] is staged in shared memory once (per token group only where
+// r > JC), then applied to the tile's tokens TG at a time.
 template <typename A, typename W>
-__global__ void __launch_bounds__(EXPAND_TO) expand_kernel(const float *tmp, const void *const *b_ptrs,
-                                                           const float *scales, const float *const *dora_mag,
-                                                           Segments sg, int64_t out_dim, A *y, int *err) {
+__global__ void __launch_bounds__(EXPAND_TO) expand_kernel(const float *tmp, Modules mods, Segments sg,
+                                                           int64_t y_width, A *y, int *err) {
   __shared__ float bs[EXPAND_TO][JC + 1];  // +1: thread o reads row o, conflict-free
   __shared__ float ts[TG][JC];
   check_segments(sg, err);
-  const Piece p = piece_of(sg, b_ptrs, err);
+  int m = 0;
+  while (m + 1 < mods.n && int(blockIdx.z) >= mods.col_block[m + 1]) ++m;
+  const lc_lora_module mod = module_at(mods, m);
+  const Piece p = piece_of(sg, mod.ranks, mod.b_ptrs, err);
   if (p.skip) return;  // uniform across the block
-  const W *bmat = static_cast<const W *>(b_ptrs[p.slot]);
+  const W *bmat = static_cast<const W *>(mod.b_ptrs[p.slot]);
   const int n = int(p.b - p.a), r = p.rank;
-  const int64_t o0 = int64_t(blockIdx.z) * EXPAND_TO, o = o0 + threadIdx.x;
+  const int64_t out_dim = mod.out_dim, width = int64_t(mods.n) * sg.max_rank;
+  const int64_t o0 = int64_t(blockIdx.z - mods.col_block[m]) * EXPAND_TO, o = o0 + threadIdx.x;
+  tmp += int64_t(m) * sg.max_rank;
   auto stage_b = [&](int c0) {  // B[o0:o0+128, c0:c0+rc]: one contiguous stretch of B where rc == r
     const int rc = min(JC, r - c0);
     for (int e = threadIdx.x; e < EXPAND_TO * rc; e += EXPAND_TO) {
@@ -172,7 +200,7 @@ __global__ void __launch_bounds__(EXPAND_TO) expand_kernel(const float *tmp, con
       if (!resident) stage_b(c0);
       for (int e = threadIdx.x; e < TG * JC; e += EXPAND_TO) {
         const int tt = e / JC, cc = e % JC;
-        ts[tt][cc] = (t0 + tt < n && cc < rc) ? tmp[(p.a + t0 + tt) * sg.max_rank + c0 + cc] : 0.0f;
+        ts[tt][cc] = (t0 + tt < n && cc < rc) ? tmp[(p.a + t0 + tt) * width + c0 + cc] : 0.0f;
       }
       __syncthreads();
       for (int cc = 0; cc < rc; ++cc) {
@@ -182,83 +210,106 @@ __global__ void __launch_bounds__(EXPAND_TO) expand_kernel(const float *tmp, con
       }
     }
     if (o >= out_dim) continue;
-    const float scale = scales[p.slot];
-    const float *mag = dora_mag ? dora_mag[p.slot] : nullptr;
+    const float scale = mod.scales[p.slot];
+    const float *mag = mod.dora_mag ? mod.dora_mag[p.slot] : nullptr;
 #pragma unroll
     for (int tt = 0; tt < TG; ++tt) {
       if (t0 + tt >= n) break;
-      A *yp = y + (p.a + t0 + tt) * out_dim + o;
+      A *yp = y + (p.a + t0 + tt) * y_width + mod.out_offset + o;
       const float v = lc::to_f(*yp) + scale * acc[tt];
       *yp = lc::from_f<A>(mag ? mag[o] * v : v);
     }
   }
 }
 
-lc_status check_common(lc_ctx *ctx, const char *op, const int32_t *seg_indptr, const int32_t *seg_slot,
-                       const int32_t *ranks, int32_t n_segs, int32_t n_slots, int32_t max_rank, int64_t n_tokens) {
-  LC_REQUIRE(ctx, seg_indptr && seg_slot && ranks && n_segs >= 0 && n_slots >= 0 && max_rank >= 0 && n_tokens >= 0,
+lc_status check_common(lc_ctx *ctx, const char *op, const lc_lora_module *mods, int32_t n_mods,
+                       const int32_t *seg_indptr, const int32_t *seg_slot, int32_t n_segs, int32_t n_slots,
+                       int32_t max_rank, int64_t n_tokens) {
+  LC_REQUIRE(ctx, mods && n_mods >= 1 && n_mods <= LC_LORA_MAX_MODULES, "%s: %d modules (1 to %d)", op, n_mods,
+             LC_LORA_MAX_MODULES);
+  for (int32_t m = 0; m < n_mods; ++m) LC_REQUIRE(ctx, mods[m].ranks, "%s: module %d has no ranks", op, m);
+  LC_REQUIRE(ctx, seg_indptr && seg_slot && n_segs >= 0 && n_slots >= 0 && max_rank >= 0 && n_tokens >= 0,
              "%s: bad segment arguments", op);
   LC_REQUIRE(ctx, (n_tokens + SEG_TILE - 1) / SEG_TILE <= 65535, "%s: too many tokens", op);
   return LC_OK;
 }
 
+Modules modules_of(const lc_lora_module *mods, int32_t n_mods) {
+  Modules ms{};
+  ms.n = n_mods;
+  for (int32_t m = 0; m < n_mods; ++m) {
+    ms.m[m] = mods[m];
+    ms.col_block[m + 1] = ms.col_block[m] + int(lc::blocks_for(mods[m].out_dim, EXPAND_TO));
+  }
+  return ms;
+}
+
 }  // namespace
 
 extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, int64_t in_dim, lc_dtype wt,
-                                    const void *const *a_ptrs, const int32_t *ranks, int32_t n_slots,
+                                    const lc_lora_module *mods, int32_t n_mods, int32_t n_slots,
                                     const int32_t *seg_indptr, const int32_t *seg_slot, int32_t n_segs,
                                     int64_t n_tokens, int32_t max_rank, float *tmp) {
   LC_BEGIN(ctx);
   LC_REQUIRE_DTYPE(ctx, act);
   LC_REQUIRE_DTYPE(ctx, wt);
-  LC_REQUIRE(ctx, x && a_ptrs && tmp && in_dim > 0, "lc_lora_shrink: bad argument");
-  lc_status st = check_common(ctx, "lc_lora_shrink", seg_indptr, seg_slot, ranks, n_segs, n_slots, max_rank, n_tokens);
+  LC_REQUIRE(ctx, x && tmp && in_dim > 0, "lc_lora_shrink: bad argument");
+  lc_status st = check_common(ctx, "lc_lora_shrink", mods, n_mods, seg_indptr, seg_slot, n_segs, n_slots, max_rank,
+                              n_tokens);
   if (st != LC_OK) return st;
+  for (int32_t m = 0; m < n_mods; ++m) LC_REQUIRE(ctx, mods[m].a_ptrs, "lc_lora_shrink: module %d has no A table", m);
   if (n_tokens == 0 || n_segs == 0 || max_rank == 0) return LC_OK;
-  const Segments sg{seg_indptr, seg_slot, ranks, n_segs, n_slots, max_rank, n_tokens};
+  const Segments sg{seg_indptr, seg_slot, n_segs, n_slots, max_rank, n_tokens};
   // Decode-sized batches: one rank row per block (most blocks, x re-read from L2 per row); larger
   // ones: four rows per block, reading x a quarter as often.
   const bool wide = n_tokens > 256;
   const int rj = wide ? 4 : 1;
-  const dim3 grid(unsigned(n_segs), lc::blocks_for(n_tokens, SEG_TILE), lc::blocks_for(max_rank, rj));
+  const unsigned rank_blocks = lc::blocks_for(max_rank, rj);
+  const dim3 grid(unsigned(n_segs), lc::blocks_for(n_tokens, SEG_TILE), rank_blocks * unsigned(n_mods));
   const bool x_vec = in_dim % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const Modules ms = modules_of(mods, n_mods);
   lc_dispatch(act, [&](auto at) {
     lc_dispatch(wt, [&](auto wtag) {
       using A = decltype(at);
       using W = decltype(wtag);
       if (wide)
-        shrink_kernel<4, A, W><<<grid, SHRINK_THREADS, 0, ctx->stream>>>(static_cast<const A *>(x), in_dim, x_vec,
-                                                                          a_ptrs, sg, tmp, ctx->dev_error);
+        shrink_kernel<4, A, W><<<grid, SHRINK_THREADS, 0, ctx->stream>>>(
+            static_cast<const A *>(x), in_dim, x_vec, ms, int(rank_blocks), sg, tmp, ctx->dev_error);
       else
-        shrink_kernel<1, A, W><<<grid, SHRINK_THREADS, 0, ctx->stream>>>(static_cast<const A *>(x), in_dim, x_vec,
-                                                                          a_ptrs, sg, tmp, ctx->dev_error);
+        shrink_kernel<1, A, W><<<grid, SHRINK_THREADS, 0, ctx->stream>>>(
+            static_cast<const A *>(x), in_dim, x_vec, ms, int(rank_blocks), sg, tmp, ctx->dev_error);
     });
   });
   return lc::launched(ctx, "lc_lora_shrink");
 }
 
 extern "C" lc_status lc_lora_expand(lc_ctx *ctx, lc_dtype act, const float *tmp, int32_t max_rank, lc_dtype wt,
-                                    const void *const *b_ptrs, const int32_t *ranks, const float *scales,
-                                    const float *const *dora_mag, int32_t n_slots, const int32_t *seg_indptr,
-                                    const int32_t *seg_slot, int32_t n_segs, int64_t n_tokens, int64_t out_dim,
-                                    void *y) {
+                                    const lc_lora_module *mods, int32_t n_mods, int32_t n_slots,
+                                    const int32_t *seg_indptr, const int32_t *seg_slot, int32_t n_segs,
+                                    int64_t n_tokens, int64_t y_width, void *y) {
   LC_BEGIN(ctx);
   LC_REQUIRE_DTYPE(ctx, act);
   LC_REQUIRE_DTYPE(ctx, wt);
-  LC_REQUIRE(ctx, tmp && b_ptrs && scales && y && out_dim > 0, "lc_lora_expand: bad argument");
-  lc_status st = check_common(ctx, "lc_lora_expand", seg_indptr, seg_slot, ranks, n_segs, n_slots, max_rank, n_tokens);
+  LC_REQUIRE(ctx, tmp && y && y_width > 0, "lc_lora_expand: bad argument");
+  lc_status st = check_common(ctx, "lc_lora_expand", mods, n_mods, seg_indptr, seg_slot, n_segs, n_slots, max_rank,
+                              n_tokens);
   if (st != LC_OK) return st;
-  LC_REQUIRE(ctx, (out_dim + EXPAND_TO - 1) / EXPAND_TO <= 65535, "lc_lora_expand: out_dim %lld too large",
-             (long long)out_dim);
+  for (int32_t m = 0; m < n_mods; ++m)
+    LC_REQUIRE(ctx, mods[m].b_ptrs && mods[m].scales && mods[m].out_dim > 0 && mods[m].out_offset >= 0 &&
+                        mods[m].out_offset + mods[m].out_dim <= y_width,
+               "lc_lora_expand: module %d: bad tables or columns [%lld, +%lld) of %lld", m,
+               (long long)mods[m].out_offset, (long long)mods[m].out_dim, (long long)y_width);
   if (n_tokens == 0 || n_segs == 0 || max_rank == 0) return LC_OK;
-  const Segments sg{seg_indptr, seg_slot, ranks, n_segs, n_slots, max_rank, n_tokens};
-  const dim3 grid(unsigned(n_segs), lc::blocks_for(n_tokens, SEG_TILE), lc::blocks_for(out_dim, EXPAND_TO));
+  const Modules ms = modules_of(mods, n_mods);
+  LC_REQUIRE(ctx, ms.col_block[n_mods] <= 65535, "lc_lora_expand: output columns too many");
+  const Segments sg{seg_indptr, seg_slot, n_segs, n_slots, max_rank, n_tokens};
+  const dim3 grid(unsigned(n_segs), lc::blocks_for(n_tokens, SEG_TILE), unsigned(ms.col_block[n_mods]));
   lc_dispatch(act, [&](auto at) {
     lc_dispatch(wt, [&](auto wtag) {
       using A = decltype(at);
       using W = decltype(wtag);
-      expand_kernel<A, W><<<grid, EXPAND_TO, 0, ctx->stream>>>(tmp, b_ptrs, scales, dora_mag, sg, out_dim,
-                                                               static_cast<A *>(y), ctx->dev_error);
+      expand_kernel<A, W><<<grid, EXPAND_TO, 0, ctx->stream>>>(tmp, ms, sg, y_width, static_cast<A *>(y),
+                                                               ctx->dev_error);
     });
   });
   return lc::launched(ctx, "lc_lora_expand");

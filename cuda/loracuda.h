@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define LC_ABI_VERSION 3
+#define LC_ABI_VERSION 4
 
 typedef struct lc_ctx lc_ctx; /* opaque: device, stream, BLAS handle, scratch */
 
@@ -120,21 +120,20 @@ lc_status lc_add_rmsnorm(lc_ctx *ctx, lc_dtype act, const void *x, void *residua
 lc_status lc_linear(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w,
                     int64_t m, int64_t n, int64_t k, int32_t accumulate, void *y);
 
-/* Rotate-half RoPE in place (HF Llama): for each token t, head h, i < head_dim/2:
+/* RoPE and paged KV write for one fused q|k|v projection. qkv [n, (n_heads + 2*n_kv_heads)*head_dim]
+ * act holds each token's q, k and v side by side. For each token t:
+ *   q_out[t] = rope(q[t]);   where slot_mapping[t] >= 0:  k_cache[slot] = rope(k[t]), v_cache[slot] = v[t]
+ * rope is HF Llama's rotate-half, per head, i < head_dim/2:
  *   a = float(positions[t]) * inv_freq[i];  (x[i], x[i+d/2]) = (x[i]c - x[i+d/2]s, x[i+d/2]c + x[i]s)
  *   with c = cos(a)*attention_scaling, s = sin(a)*attention_scaling.
- * q [n, n_heads*head_dim], k [n, n_kv_heads*head_dim] act; inv_freq [head_dim/2] f32 device. */
-lc_status lc_rope(lc_ctx *ctx, lc_dtype act, void *q, void *k, const int32_t *positions,
-                  int64_t n_tokens, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
-                  const float *inv_freq, float attention_scaling);
-
-/* Paged KV write: for t with slot_mapping[t] >= 0,
- *   k_cache[slot][h][d] = k[t][h][d]; v_cache likewise.
- * Caches are [num_blocks * block_size, n_kv_heads, head_dim] of cache_dt (slot = block * bs + offset). */
-lc_status lc_kv_store(lc_ctx *ctx, lc_dtype act, const void *k, const void *v,
-                      const int32_t *slot_mapping, int64_t n_tokens, int32_t n_kv_heads,
-                      int32_t head_dim, lc_dtype cache_dt, void *k_cache, void *v_cache,
-                      int64_t cache_slots);
+ * Rotated values are rounded to act (as a separate rope would leave them), then to cache_dt.
+ * q_out [n, n_heads*head_dim] act; inv_freq [head_dim/2] f32 device; caches are
+ * [num_blocks * block_size, n_kv_heads, head_dim] of cache_dt (slot = block * bs + offset). */
+lc_status lc_rope_store(lc_ctx *ctx, lc_dtype act, const void *qkv, const int32_t *positions,
+                        const int32_t *slot_mapping, int64_t n_tokens, int32_t n_heads,
+                        int32_t n_kv_heads, int32_t head_dim, const float *inv_freq,
+                        float attention_scaling, void *q_out, lc_dtype cache_dt, void *k_cache,
+                        void *v_cache, int64_t cache_slots);
 
 /* Ragged paged attention over a batch mixing prefill and decode (keys already stored):
  * sequence s owns query rows [q_indptr[s], q_indptr[s+1]); its n_q = q_indptr[s+1]-q_indptr[s]
@@ -157,9 +156,10 @@ lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_
 uint64_t lc_attention_workspace_bytes(int64_t n_tokens, int32_t n_seqs, int32_t max_q_len,
                                       int32_t max_context_len, int32_t n_heads, int32_t head_dim);
 
-/* out[t, i] = silu(gate[t, i]) * up[t, i]                  all [n, inter] act */
-lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate, const void *up,
-                      int64_t n_tokens, int64_t inter, void *out);
+/* out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i]     (a fused gate|up projection)
+ * gate_up [n, 2*inter], out [n, inter] act; out must not overlap gate_up. */
+lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate_up, int64_t n_tokens, int64_t inter,
+                      void *out);
 
 /* y[i] += x[i]                                              n elements of act */
 lc_status lc_add(lc_ctx *ctx, lc_dtype act, const void *x, int64_t n, void *y);
@@ -168,26 +168,39 @@ lc_status lc_add(lc_ctx *ctx, lc_dtype act, const void *x, int64_t n, void *y);
 lc_status lc_gather_rows(lc_ctx *ctx, lc_dtype act, const void *x, int64_t width,
                          const int32_t *rows, int64_t n_rows, int64_t x_rows, void *out);
 
+/* One projection of a LoRA launch. A launch covers up to LC_LORA_MAX_MODULES projections that read
+ * the same input (q, k, v; or gate, up), so a fused projection takes one shrink and one expand. The
+ * tables are device arrays indexed by adapter slot, n_slots long; the struct itself is host memory
+ * read during the call. */
+typedef struct lc_lora_module {
+  const void *const *a_ptrs;    /* shrink: A[s] [r, in_dim] wt */
+  const void *const *b_ptrs;    /* expand: B[s] [out_dim, r] wt */
+  const int32_t *ranks;         /* r = ranks[s] in [0, max_rank]; 0 skips the slot */
+  const float *scales;          /* expand */
+  const float *const *dora_mag; /* expand; may be NULL (no slot uses DoRA) */
+  int64_t out_offset, out_dim;  /* expand: this projection's columns [out_offset, out_offset + out_dim) of y */
+} lc_lora_module;
+#define LC_LORA_MAX_MODULES 3
+
 /* LoRA shrink over segments (SGMV). Segment g covers rows [seg_indptr[g], seg_indptr[g+1]) and uses
- * adapter slot s = seg_slot[g]; s < 0 (the base model) or ranks[s] == 0 skips it. For its rows:
- *   tmp[t, 0:r] = x[t, :] @ A[s]^T          r = ranks[s] <= max_rank; A[s] [r, in_dim] wt
- * a_ptrs, ranks: device arrays indexed by slot, n_slots long. tmp [n_tokens, max_rank] f32;
- * columns >= r and rows of skipped segments are left untouched. */
+ * adapter slot s = seg_slot[g]; s < 0 (the base model) or a module's ranks[s] == 0 skips it. For
+ * module m of mods[0, n_mods) and the segment's rows:
+ *   tmp[t, m*max_rank + (0:r)] = x[t, :] @ A_m[s]^T            r = ranks_m[s]
+ * tmp [n_tokens, n_mods*max_rank] f32; other columns and rows of skipped segments are left untouched. */
 lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, int64_t in_dim, lc_dtype wt,
-                         const void *const *a_ptrs, const int32_t *ranks, int32_t n_slots,
+                         const lc_lora_module *mods, int32_t n_mods, int32_t n_slots,
                          const int32_t *seg_indptr, const int32_t *seg_slot, int32_t n_segs,
                          int64_t n_tokens, int32_t max_rank, float *tmp);
 
-/* LoRA expand over the same segments:
- *   y[t, :] += scales[s] * tmp[t, 0:r] @ B[s]^T                            B[s] [out_dim, r] wt
+/* LoRA expand over the same segments, for module m with columns c = out_offset + o of y [n_tokens, y_width]:
+ *   y[t, c] += scales_m[s] * tmp[t, m*max_rank + (0:r)] . B_m[s][o, :]
  * or, where dora_mag != NULL and dora_mag[s] != NULL (DoRA; dora_mag[s] [out_dim] f32, the
  * magnitude divided by the row norm of W + scale*B@A), with y holding the base output x @ W^T:
- *   y[t, o] = dora_mag[s][o] * (y[t, o] + scales[s] * tmp[t, 0:r] . B[s][o, :]) */
-lc_status lc_lora_expand(lc_ctx *ctx, lc_dtype act, const float *tmp, int32_t max_rank,
-                         lc_dtype wt, const void *const *b_ptrs, const int32_t *ranks,
-                         const float *scales, const float *const *dora_mag, int32_t n_slots,
+ *   y[t, c] = dora_mag_m[s][o] * (y[t, c] + scales_m[s] * tmp[t, m*max_rank + (0:r)] . B_m[s][o, :]) */
+lc_status lc_lora_expand(lc_ctx *ctx, lc_dtype act, const float *tmp, int32_t max_rank, lc_dtype wt,
+                         const lc_lora_module *mods, int32_t n_mods, int32_t n_slots,
                          const int32_t *seg_indptr, const int32_t *seg_slot, int32_t n_segs,
-                         int64_t n_tokens, int64_t out_dim, void *y);
+                         int64_t n_tokens, int64_t y_width, void *y);
 
 /* Sampling, one row of logits [n_rows, vocab] (act) per sequence:
  *   logprob = log_softmax(logits[r])  (the raw distribution: what logprobs report)

@@ -91,6 +91,12 @@ inline void store(void *p, lc_dtype dt, int64_t i, float v) {
   }
 }
 
+// v as the nearest value of dtype dt (what a store then a load gives).
+inline float round_to(lc_dtype dt, float v) {
+  if (dt == LC_F32) return v;
+  return dt == LC_F16 ? half_to_float(float_to_half(v)) : bf16_to_float(float_to_bf16(v));
+}
+
 // Converts n elements starting at element `offset` into out (a no-copy fast path is not worth it here).
 inline void load_row(const void *p, lc_dtype dt, int64_t offset, int64_t n, float *out) {
   if (dt == LC_F32) {

@@ -1,16 +1,17 @@
 // Small row-wise ops: SiLU-gated product, residual add, row gather.
 #include "common.h"
 
-extern "C" lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate, const void *up, int64_t n_tokens,
-                                 int64_t inter, void *out) {
+extern "C" lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate_up, int64_t n_tokens, int64_t inter,
+                                 void *out) {
   LC_REQUIRE_CTX(ctx);
   LC_REQUIRE_DTYPE(ctx, act);
-  LC_REQUIRE(ctx, gate && up && out, "lc_silu_mul: NULL pointer");
+  LC_REQUIRE(ctx, gate_up && out, "lc_silu_mul: NULL pointer");
   LC_REQUIRE(ctx, n_tokens >= 0 && inter > 0, "lc_silu_mul: bad shape");
-  for (int64_t i = 0; i < n_tokens * inter; ++i) {
-    const float g = lc::load(gate, act, i);
-    lc::store(out, act, i, g / (1.0f + std::exp(-g)) * lc::load(up, act, i));
-  }
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t i = 0; i < inter; ++i) {
+      const float g = lc::load(gate_up, act, t * 2 * inter + i), u = lc::load(gate_up, act, t * 2 * inter + inter + i);
+      lc::store(out, act, t * inter + i, g / (1.0f + std::exp(-g)) * u);
+    }
   return LC_OK;
 }
 

@@ -1,7 +1,7 @@
 // A model of a real shape with random weights made directly on the device (nothing to download).
-import { LORA_MODULES, moduleShape } from "../adapters/lora-adapter.ts";
 import { parseModelConfig, type ModelConfig } from "../model/config.ts";
 import type { DeviceTensor, LayerWeights, ModelWeights } from "../model/weights.ts";
+import { PROJECTIONS, projectionLayout, type Projection } from "../model/projections.ts";
 import type { Device, NumericDType } from "../native/device.ts";
 import { NUMERIC_DTYPE_BYTES } from "../native/device.ts";
 
@@ -36,9 +36,9 @@ export function randomWeights(device: Device, config: ModelConfig, dtype: Numeri
   for (let l = 0; l < config.numLayers; l++) {
     // norms near 1 and projections scaled by fan-in keep activations in range through the layers
     const layer = { inputNorm: tensor([h], 1), postNorm: tensor([h], 1) } as LayerWeights;
-    for (const m of LORA_MODULES) {
-      const shape = moduleShape(config, m);
-      layer[m] = tensor(shape, 1 / Math.sqrt(shape[1]));
+    for (const p of Object.keys(PROJECTIONS) as Projection[]) {
+      const { out, in: inDim } = projectionLayout(config, p);
+      layer[p] = tensor([out, inDim], 1 / Math.sqrt(inDim));
     }
     layers.push(layer);
   }

@@ -1,11 +1,11 @@
 // The Llama-family forward pass (Llama 2/3, Mistral) as a sequence of native ops over one batch.
-import type { Device, NumericDType } from "../native/device.ts";
+import type { Device, LoraModuleTables, NumericDType } from "../native/device.ts";
 import type { LoraSlots } from "../adapters/lora-slots.ts";
-import type { LoraModule } from "../adapters/lora-adapter.ts";
 import type { KvCache } from "../engine/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import type { ModelWeights } from "./weights.ts";
 import type { Workspace } from "./workspace.ts";
+import { PROJECTIONS, projectionLayout, type Projection } from "./projections.ts";
 
 /** The host-side shape of a batch whose metadata is already in the workspace. */
 export interface BatchShape {
@@ -26,6 +26,7 @@ export interface BatchShape {
 
 export class LlamaForward {
   readonly act: NumericDType;
+  private readonly layouts: Record<Projection, ReturnType<typeof projectionLayout>>;
 
   constructor(
     private readonly device: Device,
@@ -38,21 +39,23 @@ export class LlamaForward {
     private readonly attentionScaling = 1,
   ) {
     this.act = ws.act;
+    this.layouts = Object.fromEntries((Object.keys(PROJECTIONS) as Projection[]).map((p) => [p, projectionLayout(config, p)])) as typeof this.layouts;
   }
 
   /** Runs the batch and leaves logits [nLogitRows, vocab] in ws.logits. */
   run(b: BatchShape): void {
     const { device: d, config: c, weights: w, ws, act } = this;
-    const T = b.nTokens, h = c.hiddenSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim;
+    const T = b.nTokens, h = c.hiddenSize;
     d.embed({ wt: w.embed.dtype, table: w.embed.ptr, vocab: c.vocabSize, hidden: h, ids: ws.tokenIds, nTokens: T, act, out: ws.hidden });
     d.rmsnorm({ act, x: ws.hidden, wt: w.layers[0].inputNorm.dtype, w: w.layers[0].inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l];
-      this.projection(b, l, "q_proj", ws.normed, h, ws.q, qw);
-      this.projection(b, l, "k_proj", ws.normed, h, ws.k, kvw);
-      this.projection(b, l, "v_proj", ws.normed, h, ws.v, kvw);
-      d.rope({ act, q: ws.q, k: ws.k, positions: ws.positions, nTokens: T, nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim, invFreq: this.invFreq, attentionScaling: this.attentionScaling });
-      d.kvStore({ act, k: ws.k, v: ws.v, slotMapping: ws.slotMapping, nTokens: T, nKvHeads: c.numKvHeads, headDim: c.headDim, cacheDtype: this.kv.dtype, kCache: this.kv.k[l], vCache: this.kv.v[l], cacheSlots: this.kv.slots });
+      this.projection(b, l, "qkv", ws.normed, ws.qkv);
+      d.ropeStore({
+        act, qkv: ws.qkv, positions: ws.positions, slotMapping: ws.slotMapping, nTokens: T, nHeads: c.numHeads, nKvHeads: c.numKvHeads,
+        headDim: c.headDim, invFreq: this.invFreq, attentionScaling: this.attentionScaling, qOut: ws.q, cacheDtype: this.kv.dtype,
+        kCache: this.kv.k[l], vCache: this.kv.v[l], cacheSlots: this.kv.slots,
+      });
       d.attention({
         act, q: ws.q, cacheDtype: this.kv.dtype, kCache: this.kv.k[l], vCache: this.kv.v[l], cacheSlots: this.kv.slots,
         qIndptr: ws.qIndptr, contextLens: ws.contextLens, blockTables: ws.blockTables, maxBlocksPerSeq: ws.caps.maxBlocksPerSeq,
@@ -60,13 +63,12 @@ export class LlamaForward {
         nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim, slidingWindow: c.slidingWindow, scale: 1 / Math.sqrt(c.headDim),
         workspace: ws.attentionWorkspace, workspaceBytes: ws.attentionWorkspaceBytes, out: ws.attn,
       });
-      this.projection(b, l, "o_proj", ws.attn, qw, ws.proj, h);
+      this.projection(b, l, "o", ws.attn, ws.proj);
       // residual add fused into the norm that follows it
       d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: L.postNorm.dtype, w: L.postNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
-      this.projection(b, l, "gate_proj", ws.normed, h, ws.gate, c.intermediateSize);
-      this.projection(b, l, "up_proj", ws.normed, h, ws.up, c.intermediateSize);
-      d.siluMul({ act, gate: ws.gate, up: ws.up, nTokens: T, inter: c.intermediateSize, out: ws.gate });
-      this.projection(b, l, "down_proj", ws.gate, c.intermediateSize, ws.proj, h);
+      this.projection(b, l, "gateUp", ws.normed, ws.gateUp);
+      d.siluMul({ act, gateUp: ws.gateUp, nTokens: T, inter: c.intermediateSize, out: ws.mlp });
+      this.projection(b, l, "down", ws.mlp, ws.proj);
       const next = w.layers[l + 1];
       if (next) d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: next.inputNorm.dtype, w: next.inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
       else d.add({ act, x: ws.proj, n: T * h, y: ws.hidden });
@@ -76,15 +78,17 @@ export class LlamaForward {
     d.linear({ act, x: ws.normed, wt: w.lmHead.dtype, w: w.lmHead.ptr, m: b.nLogitRows, n: c.vocabSize, k: h, y: ws.logits });
   }
 
-  /** y = x @ W^T, plus each segment's LoRA delta. */
-  private projection(b: BatchShape, layer: number, module: LoraModule, x: number, inDim: number, y: number, outDim: number): void {
-    const W = this.weights.layers[layer][module];
-    this.device.linear({ act: this.act, x, wt: W.dtype, w: W.ptr, m: b.nTokens, n: outDim, k: inDim, y });
-    if (!b.hasLora || (!b.loraEverywhere && !this.lora.isTargeted(layer, module))) return;
-    const t = this.lora.tables(layer, module);
+  /** y = x @ W^T for a (fused) projection, plus each segment's LoRA delta: one shrink and one expand. */
+  private projection(b: BatchShape, layer: number, p: Projection, x: number, y: number): void {
+    const W = this.weights.layers[layer][p], { parts, out, in: inDim } = this.layouts[p];
+    this.device.linear({ act: this.act, x, wt: W.dtype, w: W.ptr, m: b.nTokens, n: out, k: inDim, y });
+    if (!b.hasLora) return;
+    const targeted = b.loraEverywhere ? parts : parts.filter((part) => this.lora.isTargeted(layer, part.module));
+    if (targeted.length === 0) return;
+    const modules: LoraModuleTables[] = targeted.map((part) => ({ ...this.lora.tables(layer, part.module), outOffset: part.offset, outDim: part.rows }));
     const seg = { nSlots: this.lora.numSlots, segIndptr: this.ws.segIndptr, segSlot: this.ws.segSlot, nSegs: b.nSegs, nTokens: b.nTokens };
     const maxRank = this.ws.caps.maxLoraRank;
-    this.device.loraShrink({ act: this.act, x, inDim, wt: this.lora.dtype, aPtrs: t.aPtrs, ranks: t.ranks, ...seg, maxRank, tmp: this.ws.loraTmp });
-    this.device.loraExpand({ act: this.act, tmp: this.ws.loraTmp, maxRank, wt: this.lora.dtype, bPtrs: t.bPtrs, ranks: t.ranks, scales: t.scales, doraMag: t.doraMag, ...seg, outDim, y });
+    this.device.loraShrink({ act: this.act, x, inDim, wt: this.lora.dtype, modules, ...seg, maxRank, tmp: this.ws.loraTmp });
+    this.device.loraExpand({ act: this.act, tmp: this.ws.loraTmp, maxRank, wt: this.lora.dtype, modules, ...seg, yWidth: out, y });
   }
 }

@@ -1,9 +1,10 @@
 // The base model's weights: checked against the config, copied from the mapped checkpoint to the device.
 import type { Device, DevPtr, NumericDType } from "../native/device.ts";
-import { LORA_MODULES, moduleParent, moduleShape, type LoraModule } from "../adapters/lora-adapter.ts";
+import { moduleParent, type LoraModule } from "../adapters/lora-adapter.ts";
 import type { ModelConfig } from "./config.ts";
 import type { Checkpoint } from "./safetensors.ts";
 import { encodeFloats } from "./convert.ts";
+import { PROJECTIONS, projectionLayout, type Projection } from "./projections.ts";
 import { WeightsFormatError, tensorToFloat32, type TensorView } from "./tensor.ts";
 
 export interface DeviceTensor {
@@ -12,7 +13,8 @@ export interface DeviceTensor {
   shape: number[];
 }
 
-export type LayerWeights = Record<LoraModule | "inputNorm" | "postNorm", DeviceTensor>;
+/** A layer's norms and its projections, q|k|v and gate|up fused (rows stacked in that order). */
+export type LayerWeights = Record<Projection | "inputNorm" | "postNorm", DeviceTensor>;
 
 export interface ModelWeights {
   embed: DeviceTensor;
@@ -54,6 +56,22 @@ export function uploadModelWeights(checkpoint: Checkpoint, config: ModelConfig, 
     bytes += data.byteLength;
     return { ptr, dtype: convert ? matrixDtype : (t.dtype as NumericDType), shape };
   };
+  // One matrix for the projection's modules, rows stacked; parts stored in different dtypes meet in F32.
+  const fused = (l: number, p: Projection): DeviceTensor => {
+    const layout = projectionLayout(config, p);
+    const views = layout.parts.map((part) => baseTensor(checkpoint, projectionName(l, part.module), [part.rows, layout.in]));
+    const dtype = matrixDtype ?? (views.every((v) => v.dtype === views[0].dtype) ? (views[0].dtype as NumericDType) : "F32");
+    const datas = views.map((v) => (v.dtype === dtype ? v.data : encodeFloats(tensorToFloat32(v), dtype)));
+    const total = datas.reduce((n, d) => n + d.byteLength, 0);
+    const ptr = device.alloc(total);
+    let at = 0;
+    for (const d of datas) {
+      device.upload(ptr + at, d);
+      at += d.byteLength;
+    }
+    bytes += total;
+    return { ptr, dtype, shape: [layout.out, layout.in] };
+  };
   const h = config.hiddenSize;
   const embed = upload("model.embed_tokens.weight", [config.vocabSize, h]);
   const layers: LayerWeights[] = [];
@@ -62,7 +80,7 @@ export function uploadModelWeights(checkpoint: Checkpoint, config: ModelConfig, 
       inputNorm: upload(`model.layers.${l}.input_layernorm.weight`, [h]),
       postNorm: upload(`model.layers.${l}.post_attention_layernorm.weight`, [h]),
     } as LayerWeights;
-    for (const m of LORA_MODULES) layer[m] = upload(projectionName(l, m), moduleShape(config, m));
+    for (const p of Object.keys(PROJECTIONS) as Projection[]) layer[p] = fused(l, p);
     layers.push(layer);
   }
   const norm = upload("model.norm.weight", [h]);

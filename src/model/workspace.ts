@@ -1,6 +1,6 @@
 // Fixed device buffers for one forward pass, sized once by capacities (no allocation per step).
 import type { Device, DevPtr, NumericDType } from "../native/device.ts";
-import { NUMERIC_DTYPE_BYTES } from "../native/device.ts";
+import { LORA_MAX_MODULES, NUMERIC_DTYPE_BYTES } from "../native/device.ts";
 import type { ModelConfig } from "./config.ts";
 
 export interface Capacities {
@@ -24,13 +24,16 @@ export interface Capacities {
 export class Workspace {
   readonly hidden: DevPtr;
   readonly normed: DevPtr;
+  /** the fused q|k|v projection [T, qw + 2 kvw] */
+  readonly qkv: DevPtr;
+  /** q after RoPE [T, qw] */
   readonly q: DevPtr;
-  readonly k: DevPtr;
-  readonly v: DevPtr;
   readonly attn: DevPtr;
   readonly proj: DevPtr;
-  readonly gate: DevPtr;
-  readonly up: DevPtr;
+  /** the fused gate|up projection [T, 2 inter] */
+  readonly gateUp: DevPtr;
+  /** silu(gate) * up [T, inter] */
+  readonly mlp: DevPtr;
   readonly loraTmp: DevPtr;
   readonly lastHidden: DevPtr;
   readonly logits: DevPtr;
@@ -65,14 +68,14 @@ export class Workspace {
     const widest = Math.max(h, qw);
     this.hidden = this.alloc(T * h * e);
     this.normed = this.alloc(T * widest * e);
+    this.qkv = this.alloc(T * (qw + 2 * kvw) * e);
     this.q = this.alloc(T * qw * e);
-    this.k = this.alloc(T * kvw * e);
-    this.v = this.alloc(T * kvw * e);
     this.attn = this.alloc(T * qw * e);
-    this.proj = this.alloc(T * Math.max(h, inter) * e);
-    this.gate = this.alloc(T * inter * e);
-    this.up = this.alloc(T * inter * e);
-    this.loraTmp = this.alloc(T * Math.max(1, caps.maxLoraRank) * 4);
+    this.proj = this.alloc(T * h * e);
+    this.gateUp = this.alloc(T * 2 * inter * e);
+    this.mlp = this.alloc(T * inter * e);
+    // a LoRA launch covers up to LORA_MAX_MODULES projections, each max_rank columns wide
+    this.loraTmp = this.alloc(T * LORA_MAX_MODULES * Math.max(1, caps.maxLoraRank) * 4);
     this.lastHidden = this.alloc(caps.maxLogitRows * h * e);
     this.logits = this.alloc(caps.maxLogitRows * config.vocabSize * e);
     this.tokenIds = this.alloc(T * 4);

@@ -10,6 +10,34 @@ export type { BackendKind };
 export const DTYPE_CODE: Record<NumericDType, DTypeCode> = { F32: DTypeCode.F32, F16: DTypeCode.F16, BF16: DTypeCode.BF16 };
 export const NUMERIC_DTYPE_BYTES: Record<NumericDType, number> = { F32: 4, F16: 2, BF16: 2 };
 
+/** One projection of a LoRA launch (lc_lora_module): slot-indexed device tables, and its columns of y. */
+export interface LoraModuleTables {
+  /** shrink */
+  aPtrs?: DevPtr;
+  /** expand */
+  bPtrs?: DevPtr;
+  ranks: DevPtr;
+  /** expand */
+  scales?: DevPtr;
+  doraMag?: DevPtr | null;
+  /** expand: the module's columns [outOffset, outOffset + outDim) of y */
+  outOffset?: number;
+  outDim?: number;
+}
+
+/** lc_lora_shrink / lc_lora_expand take up to this many projections at once. */
+export const LORA_MAX_MODULES = 3;
+
+// lc_lora_module as laid out in C: five pointers, then out_offset and out_dim (int64).
+function packModules(modules: LoraModuleTables[]): BigUint64Array {
+  const out = new BigUint64Array(Math.max(1, modules.length) * 7);
+  modules.forEach((m, i) => {
+    const fields = [m.aPtrs ?? 0, m.bPtrs ?? 0, m.ranks, m.scales ?? 0, m.doraMag ?? 0, m.outOffset ?? 0, m.outDim ?? 0];
+    fields.forEach((v, f) => (out[i * 7 + f] = BigInt(v)));
+  });
+  return out;
+}
+
 export class NativeError extends Error {
   constructor(readonly op: string, readonly status: Status, message: string) {
     const text = message || Status[status];
@@ -184,12 +212,14 @@ export class Device {
     this.check("lc_linear", this.lib.lc_linear(this.ctx, DTYPE_CODE[a.act], a.x, DTYPE_CODE[a.wt], a.w, a.m, a.n, a.k, a.accumulate ? 1 : 0, a.y));
   }
 
-  rope(a: { act: NumericDType; q: DevPtr; k: DevPtr; positions: DevPtr; nTokens: number; nHeads: number; nKvHeads: number; headDim: number; invFreq: DevPtr; attentionScaling: number }): void {
-    this.check("lc_rope", this.lib.lc_rope(this.ctx, DTYPE_CODE[a.act], a.q, a.k, a.positions, a.nTokens, a.nHeads, a.nKvHeads, a.headDim, a.invFreq, a.attentionScaling));
-  }
-
-  kvStore(a: { act: NumericDType; k: DevPtr; v: DevPtr; slotMapping: DevPtr; nTokens: number; nKvHeads: number; headDim: number; cacheDtype: NumericDType; kCache: DevPtr; vCache: DevPtr; cacheSlots: number }): void {
-    this.check("lc_kv_store", this.lib.lc_kv_store(this.ctx, DTYPE_CODE[a.act], a.k, a.v, a.slotMapping, a.nTokens, a.nKvHeads, a.headDim, DTYPE_CODE[a.cacheDtype], a.kCache, a.vCache, a.cacheSlots));
+  /** RoPE on a fused q|k|v projection: rotated q into qOut, rotated k and v into their cache slots. */
+  ropeStore(a: {
+    act: NumericDType; qkv: DevPtr; positions: DevPtr; slotMapping: DevPtr; nTokens: number; nHeads: number; nKvHeads: number;
+    headDim: number; invFreq: DevPtr; attentionScaling: number; qOut: DevPtr; cacheDtype: NumericDType; kCache: DevPtr; vCache: DevPtr;
+    cacheSlots: number;
+  }): void {
+    this.check("lc_rope_store", this.lib.lc_rope_store(this.ctx, DTYPE_CODE[a.act], a.qkv, a.positions, a.slotMapping, a.nTokens, a.nHeads,
+      a.nKvHeads, a.headDim, a.invFreq, a.attentionScaling, a.qOut, DTYPE_CODE[a.cacheDtype], a.kCache, a.vCache, a.cacheSlots));
   }
 
   attention(a: {
@@ -210,8 +240,9 @@ export class Device {
     return Number(this.lib.lc_attention_workspace_bytes(a.nTokens, a.nSeqs, a.maxQLen, a.maxContextLen, a.nHeads, a.headDim));
   }
 
-  siluMul(a: { act: NumericDType; gate: DevPtr; up: DevPtr; nTokens: number; inter: number; out: DevPtr }): void {
-    this.check("lc_silu_mul", this.lib.lc_silu_mul(this.ctx, DTYPE_CODE[a.act], a.gate, a.up, a.nTokens, a.inter, a.out));
+  /** out[t, i] = silu(gateUp[t, i]) * gateUp[t, inter + i] */
+  siluMul(a: { act: NumericDType; gateUp: DevPtr; nTokens: number; inter: number; out: DevPtr }): void {
+    this.check("lc_silu_mul", this.lib.lc_silu_mul(this.ctx, DTYPE_CODE[a.act], a.gateUp, a.nTokens, a.inter, a.out));
   }
 
   add(a: { act: NumericDType; x: DevPtr; n: number; y: DevPtr }): void {
@@ -222,20 +253,22 @@ export class Device {
     this.check("lc_gather_rows", this.lib.lc_gather_rows(this.ctx, DTYPE_CODE[a.act], a.x, a.width, a.rows, a.nRows, a.xRows, a.out));
   }
 
+  /** One shrink for up to LORA_MAX_MODULES projections of one input: tmp [nTokens, modules * maxRank] f32. */
   loraShrink(a: {
-    act: NumericDType; x: DevPtr; inDim: number; wt: NumericDType; aPtrs: DevPtr; ranks: DevPtr; nSlots: number;
+    act: NumericDType; x: DevPtr; inDim: number; wt: NumericDType; modules: LoraModuleTables[]; nSlots: number;
     segIndptr: DevPtr; segSlot: DevPtr; nSegs: number; nTokens: number; maxRank: number; tmp: DevPtr;
   }): void {
-    this.check("lc_lora_shrink", this.lib.lc_lora_shrink(this.ctx, DTYPE_CODE[a.act], a.x, a.inDim, DTYPE_CODE[a.wt], a.aPtrs, a.ranks,
-      a.nSlots, a.segIndptr, a.segSlot, a.nSegs, a.nTokens, a.maxRank, a.tmp));
+    this.check("lc_lora_shrink", this.lib.lc_lora_shrink(this.ctx, DTYPE_CODE[a.act], a.x, a.inDim, DTYPE_CODE[a.wt], packModules(a.modules),
+      a.modules.length, a.nSlots, a.segIndptr, a.segSlot, a.nSegs, a.nTokens, a.maxRank, a.tmp));
   }
 
+  /** Adds each module's delta into its columns of y [nTokens, yWidth]. */
   loraExpand(a: {
-    act: NumericDType; tmp: DevPtr; maxRank: number; wt: NumericDType; bPtrs: DevPtr; ranks: DevPtr; scales: DevPtr;
-    doraMag: DevPtr | null; nSlots: number; segIndptr: DevPtr; segSlot: DevPtr; nSegs: number; nTokens: number; outDim: number; y: DevPtr;
+    act: NumericDType; tmp: DevPtr; maxRank: number; wt: NumericDType; modules: LoraModuleTables[]; nSlots: number;
+    segIndptr: DevPtr; segSlot: DevPtr; nSegs: number; nTokens: number; yWidth: number; y: DevPtr;
   }): void {
-    this.check("lc_lora_expand", this.lib.lc_lora_expand(this.ctx, DTYPE_CODE[a.act], a.tmp, a.maxRank, DTYPE_CODE[a.wt], a.bPtrs, a.ranks,
-      a.scales, a.doraMag ?? 0, a.nSlots, a.segIndptr, a.segSlot, a.nSegs, a.nTokens, a.outDim, a.y));
+    this.check("lc_lora_expand", this.lib.lc_lora_expand(this.ctx, DTYPE_CODE[a.act], a.tmp, a.maxRank, DTYPE_CODE[a.wt], packModules(a.modules),
+      a.modules.length, a.nSlots, a.segIndptr, a.segSlot, a.nSegs, a.nTokens, a.yWidth, a.y));
   }
 
   sample(a: {

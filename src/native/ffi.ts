@@ -32,9 +32,8 @@ export const LORACUDA_SYMBOLS = {
   lc_rmsnorm: { args: [ctx, dtype, ptr, dtype, ptr, T.i64, T.i64, T.f32, ptr], returns: T.i32 },
   lc_add_rmsnorm: { args: [ctx, dtype, ptr, ptr, dtype, ptr, T.i64, T.i64, T.f32, ptr], returns: T.i32 },
   lc_linear: { args: [ctx, dtype, ptr, dtype, ptr, T.i64, T.i64, T.i64, T.i32, ptr], returns: T.i32 },
-  lc_rope: { args: [ctx, dtype, ptr, ptr, ptr, T.i64, T.i32, T.i32, T.i32, ptr, T.f32], returns: T.i32 },
-  lc_kv_store: {
-    args: [ctx, dtype, ptr, ptr, ptr, T.i64, T.i32, T.i32, dtype, ptr, ptr, T.i64],
+  lc_rope_store: {
+    args: [ctx, dtype, ptr, ptr, ptr, T.i64, T.i32, T.i32, T.i32, ptr, T.f32, ptr, dtype, ptr, ptr, T.i64],
     returns: T.i32,
   },
   lc_attention: {
@@ -43,15 +42,16 @@ export const LORACUDA_SYMBOLS = {
     returns: T.i32,
   },
   lc_attention_workspace_bytes: { args: [T.i64, T.i32, T.i32, T.i32, T.i32, T.i32], returns: T.u64 },
-  lc_silu_mul: { args: [ctx, dtype, ptr, ptr, T.i64, T.i64, ptr], returns: T.i32 },
+  lc_silu_mul: { args: [ctx, dtype, ptr, T.i64, T.i64, ptr], returns: T.i32 },
   lc_add: { args: [ctx, dtype, ptr, T.i64, ptr], returns: T.i32 },
   lc_gather_rows: { args: [ctx, dtype, ptr, T.i64, ptr, T.i64, T.i64, ptr], returns: T.i32 },
+  // mods: host array of lc_lora_module (7 x 8 bytes each)
   lc_lora_shrink: {
-    args: [ctx, dtype, ptr, T.i64, dtype, ptr, ptr, T.i32, ptr, ptr, T.i32, T.i64, T.i32, ptr],
+    args: [ctx, dtype, ptr, T.i64, dtype, host, T.i32, T.i32, ptr, ptr, T.i32, T.i64, T.i32, ptr],
     returns: T.i32,
   },
   lc_lora_expand: {
-    args: [ctx, dtype, ptr, T.i32, dtype, ptr, ptr, ptr, ptr, T.i32, ptr, ptr, T.i32, T.i64, T.i64, ptr],
+    args: [ctx, dtype, ptr, T.i32, dtype, host, T.i32, T.i32, ptr, ptr, T.i32, T.i64, T.i64, ptr],
     returns: T.i32,
   },
   lc_sample: {
@@ -66,7 +66,7 @@ export function openLoracuda(path: string) {
   return dlopen(path, LORACUDA_SYMBOLS).symbols;
 }
 
-export const LC_ABI_VERSION = 3;
+export const LC_ABI_VERSION = 4;
 
 export enum Status {
   Ok = 0,

@@ -8,6 +8,7 @@ import { type Device, type DevPtr, type NativeError, type NumericDType } from ".
 import { Status } from "../../src/native/ffi.ts";
 import { encodeFloats } from "../../src/model/convert.ts";
 import { BYTES, DUT, compare, expectClose, expectSameBytes, gpuSuite, pairWith, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
+import { loraCase } from "./lora-case.ts";
 
 const { dut, cpu, gpuTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
@@ -94,14 +95,14 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
 
   for (const act of ACTS) {
     gpuTest(`lora ${act}: 32 tokens on one rank-16 adapter; mixed segments of 1..70 tokens, ranks 8-128, DoRA`, () => withPair((p) => {
-      loraSegmentsCase(p, act, HIDDEN, HIDDEN, [16], [[0, 32]], 16, 0);
+      loraCase(p, act, randn, { inDim: HIDDEN, outDims: [HIDDEN], ranks: [16], segs: [[0, 32]], maxRank: 16, tail: 0 });
       // 264 tokens (over 256: the shrink's 4-rows-per-block variant), segments crossing 64-token tiles
       const ranks = [64, 8, 128, 16, 32, 8, 0, 128];
       const segs: [number, number][] = [[3, 32], [-1, 5], [1, 64], [7, 70], [0, 1], [6, 3], [2, 17], [5, 1], [4, 65], [-1, 2]];
-      loraSegmentsCase(p, act, HIDDEN, HIDDEN, ranks, segs, 128, 4);
-      loraSegmentsCase(p, act, 14336, HIDDEN, ranks, segs.slice(0, 6), 128, 0); // down_proj shape
-      // in_dim not a multiple of 8 (scalar loads), out_dim not a multiple of 128, max_rank above every rank
-      loraSegmentsCase(p, act, 4100, 1000, [16, 8], [[0, 20], [1, 3], [0, 1]], 32, 2);
+      loraCase(p, act, randn, { inDim: HIDDEN, outDims: [HIDDEN, 1024, 1024], ranks, segs, maxRank: 128, tail: 4 }); // q|k|v, GQA 32/8
+      loraCase(p, act, randn, { inDim: 14336, outDims: [HIDDEN], ranks, segs: segs.slice(0, 6), maxRank: 128, tail: 0 }); // down_proj shape
+      // in_dim not a multiple of 8 (scalar loads), out_dims not multiples of 128, max_rank above every rank
+      loraCase(p, act, randn, { inDim: 4100, outDims: [1000, 77], ranks: [16, 8], segs: [[0, 20], [1, 3], [0, 1]], maxRank: 32, tail: 2 });
     }));
   }
 
@@ -213,53 +214,6 @@ function splitAttentionCase(p: Pair, act: NumericDType, cacheDt: NumericDType, s
   }
 }
 
-// ---------- LoRA ----------
-
-/** Shrink then expand (plain and DoRA) over `segs` ([slot, tokens]) plus `tail` uncovered tokens. */
-function loraSegmentsCase(p: Pair, act: NumericDType, inDim: number, outDim: number, ranks: number[], segs: [number, number][], maxRank: number, tail: number): void {
-  const wt = act, nSlots = ranks.length;
-  const nTokens = segs.reduce((a, s) => a + s[1], 0) + tail;
-  const segIndptr = new Int32Array(segs.length + 1);
-  segs.forEach((s, i) => (segIndptr[i + 1] = segIndptr[i] + s[1]));
-  const rowSlot = new Int32Array(nTokens).fill(-1);
-  segs.forEach(([slot], i) => rowSlot.fill(slot, segIndptr[i], segIndptr[i + 1]));
-  const rankOf = (t: number) => (rowSlot[t] >= 0 ? ranks[rowSlot[t]] : 0);
-  const aMats = ranks.map((r) => (r ? p.floats(randn(r * inDim, 1 / Math.sqrt(inDim)), wt) : null));
-  const bMats = ranks.map((r) => (r ? p.floats(randn(outDim * r, 1 / Math.sqrt(r)), wt) : null));
-  const mags = ranks.map((_, s) => (s % 3 === 2 ? p.floats(Float32Array.from(randn(outDim, 0.1), (v) => 1 + v), "F32") : null));
-  const seg = {
-    nSlots, nSegs: segs.length, nTokens,
-    aPtrs: p.pointers(aMats), bPtrs: p.pointers(bMats), doraMag: p.pointers(mags),
-    ranks: p.from(Int32Array.from(ranks)), scales: p.from(Float32Array.from(ranks, (r) => (r ? 16 / r : 0))),
-    segIndptr: p.from(segIndptr), segSlot: p.from(Int32Array.from(segs, (s) => s[0])),
-  };
-  const what = `${inDim}->${outDim}, ${segs.length} segments, ${nTokens} tokens`;
-
-  const x = p.floats(randn(nTokens * inDim), act), tmp = p.alloc(nTokens * maxRank * 4);
-  p.poison(tmp);
-  p.run((d, P) => d.loraShrink({ act, x: P(x), inDim, wt, aPtrs: P(seg.aPtrs), ranks: P(seg.ranks), nSlots, segIndptr: P(seg.segIndptr), segSlot: P(seg.segSlot), nSegs: seg.nSegs, nTokens, maxRank, tmp: P(tmp) }));
-  const written: number[] = [];
-  const gotBits = new Uint32Array(p.bytes(tmp, "g").buffer);
-  for (let t = 0; t < nTokens; t++)
-    for (let j = 0; j < maxRank; j++) {
-      if (j < rankOf(t)) written.push(t * maxRank + j);
-      else if (gotBits[t * maxRank + j] !== 0xffffffff) throw new Error(`lora_shrink ${what} wrote tmp[${t}, ${j}] outside its rank (${rankOf(t)})`);
-    }
-  compare(p, `lora_shrink ${what}`, tmp, "F32", tolFor("F32"), written);
-
-  const tmpHost = randn(nTokens * maxRank, 0.5);
-  for (let t = 0; t < nTokens; t++) for (let j = rankOf(t); j < maxRank; j++) tmpHost[t * maxRank + j] = NaN;
-  const tmpIn = p.from(tmpHost);
-  for (const dora of [false, true]) {
-    const y0 = encodeFloats(randn(nTokens * outDim), act), y = p.from(y0);
-    p.run((d, P) => d.loraExpand({ act, tmp: P(tmpIn), maxRank, wt, bPtrs: P(seg.bPtrs), ranks: P(seg.ranks), scales: P(seg.scales), doraMag: dora ? P(seg.doraMag) : null, nSlots, segIndptr: P(seg.segIndptr), segSlot: P(seg.segSlot), nSegs: seg.nSegs, nTokens, outDim, y: P(y) }));
-    const g = p.bytes(y, "g"), e = BYTES[act] * outDim;
-    for (let t = 0; t < nTokens; t++)
-      if (rankOf(t) === 0) expectSameBytes(`lora_expand ${what}: row ${t} without an adapter`, g.subarray(t * e, (t + 1) * e), y0.subarray(t * e, (t + 1) * e));
-    compare(p, `lora_expand ${what}${dora ? " DoRA" : ""}`, y, act);
-  }
-}
-
 // ---------- graphs ----------
 
 // A decode-like step on one set of buffers. Metadata (ids, segments, context lengths, block tables)
@@ -312,9 +266,10 @@ function graphCase(d: Device): void {
       d.embed({ wt: act, table, vocab, hidden, ids, nTokens: nSeqs, act, out: h });
       d.rmsnorm({ act, x: h, wt: act, w: normW, nTokens: nSeqs, hidden, eps: 1e-5, out: normed });
       d.linear({ act, x: normed, wt: act, w: wq, m: nSeqs, n: width, k: hidden, y: q });
-      const seg = { ranks: lora.ranks, nSlots, segIndptr, segSlot, nSegs: nSeqs, nTokens: nSeqs, maxRank };
-      d.loraShrink({ act, x: normed, inDim: hidden, wt: act, aPtrs: lora.aPtrs, tmp, ...seg });
-      d.loraExpand({ act, tmp, wt: act, bPtrs: lora.bPtrs, scales: lora.scales, doraMag: null, outDim: width, y: q, ...seg });
+      const seg = { nSlots, segIndptr, segSlot, nSegs: nSeqs, nTokens: nSeqs, maxRank };
+      const modules = [{ aPtrs: lora.aPtrs, bPtrs: lora.bPtrs, ranks: lora.ranks, scales: lora.scales, outOffset: 0, outDim: width }];
+      d.loraShrink({ act, x: normed, inDim: hidden, wt: act, modules, tmp, ...seg });
+      d.loraExpand({ act, tmp, wt: act, modules, yWidth: width, y: q, ...seg });
       d.attention({ act, q, cacheDtype: act, kCache, vCache, cacheSlots: slots, qIndptr, contextLens: ctxLens, blockTables: tables, maxBlocksPerSeq: maxBlocks, nSeqs, nTokens: nSeqs, maxQLen: 1, maxContextLen: maxCtx, blockSize: bs, nHeads: heads, nKvHeads: heads, headDim, slidingWindow: 0, scale: 1 / Math.sqrt(headDim), out: attn, workspace: ws, workspaceBytes: wsBytes });
       d.addRmsnorm({ act, x: attn, residual: h, wt: act, w: normW, nTokens: nSeqs, hidden, eps: 1e-5, out });
       d.fillRandom({ dtype: act, ptr: noise, n: nSeqs * hidden, seed: 99, scale: 1 });
@@ -470,9 +425,10 @@ function timings(d: Device): void {
       const segIndptr = alloc((nAdapters + 1) * 4), segSlot = alloc(nAdapters * 4);
       d.upload(segIndptr, Int32Array.from({ length: nAdapters + 1 }, (_, i) => i * per));
       d.upload(segSlot, Int32Array.from({ length: nAdapters }, (_, i) => i));
-      const seg = { ranks, nSlots, segIndptr, segSlot, nSegs: nAdapters, nTokens: 32, maxRank: r };
-      time(`lora_shrink 32 tokens on ${nAdapters} adapter(s) r16 4096`, () => d.loraShrink({ act, x, inDim: HIDDEN, wt: act, aPtrs, tmp, ...seg }));
-      time(`lora_expand 32 tokens on ${nAdapters} adapter(s) r16 4096`, () => d.loraExpand({ act, tmp, wt: act, bPtrs, scales, doraMag: null, outDim: HIDDEN, y, ...seg }));
+      const seg = { nSlots, segIndptr, segSlot, nSegs: nAdapters, nTokens: 32, maxRank: r };
+      const modules = [{ aPtrs, bPtrs, ranks, scales, outOffset: 0, outDim: HIDDEN }];
+      time(`lora_shrink 32 tokens on ${nAdapters} adapter(s) r16 4096`, () => d.loraShrink({ act, x, inDim: HIDDEN, wt: act, modules, tmp, ...seg }));
+      time(`lora_expand 32 tokens on ${nAdapters} adapter(s) r16 4096`, () => d.loraExpand({ act, tmp, wt: act, modules, yWidth: HIDDEN, y, ...seg }));
     }
     const res = rnd(act, 32 * HIDDEN), w = rnd(act, HIDDEN);
     time("add_rmsnorm f16 32x4096", () => d.addRmsnorm({ act, x, residual: res, wt: act, w, nTokens: 32, hidden: HIDDEN, eps: 1e-5, out: y }));

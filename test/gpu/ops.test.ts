@@ -17,6 +17,7 @@ import { type Device, type DevPtr, type NativeError, type NumericDType } from ".
 import { Status } from "../../src/native/ffi.ts";
 import { encodeFloats } from "../../src/model/convert.ts";
 import { BYTES, DUT, compare, expectClose, gpuSuite, pairWith, rounded, tolFor, type Pair, timeMedian } from "./harness.ts";
+import { loraCase } from "./lora-case.ts";
 
 // ---------- device under test ----------
 
@@ -70,40 +71,33 @@ describe(`ops on ${DUT} vs the CPU twin`, () => {
       }
     }));
 
-    gpuTest(`rope ${act}`, () => withPair((p) => {
-      const half = HEAD_DIM / 2;
+    gpuTest(`rope_store ${act}: fused q|k|v, RoPE into q and the KV cache, padding rows skipped`, () => withPair((p) => {
+      const half = HEAD_DIM / 2, qw = HEADS * HEAD_DIM, kvw = KV_HEADS * HEAD_DIM, slots = 1024 * 16;
       const invFreq = Float32Array.from({ length: half }, (_, i) => 1 / 500000 ** ((2 * i) / HEAD_DIM));
       const positions = Int32Array.from({ length: N }, (_, i) => (i === 0 ? 0 : randInt(8192)));
-      for (const scaling of [1, 1.2]) {
-        const q = p.floats(randn(N * HEADS * HEAD_DIM), act), k = p.floats(randn(N * KV_HEADS * HEAD_DIM), act);
-        const pos = p.from(positions), inv = p.from(invFreq);
-        p.run((d, P) => d.rope({ act, q: P(q), k: P(k), positions: P(pos), nTokens: N, nHeads: HEADS, nKvHeads: KV_HEADS, headDim: HEAD_DIM, invFreq: P(inv), attentionScaling: scaling }));
-        compare(p, `rope q scaling ${scaling}`, q, act);
-        compare(p, `rope k scaling ${scaling}`, k, act);
-      }
-    }));
-
-    gpuTest(`kv_store ${act}`, () => withPair((p) => {
-      const width = KV_HEADS * HEAD_DIM, slots = 1024 * 16;
-      for (const cacheDt of [act, "F32"] as NumericDType[]) {
-        const k = p.floats(randn(N * width), act), v = p.floats(randn(N * width), act);
+      for (const [scaling, cacheDt] of [[1, act], [1.2, "F32"]] as [number, NumericDType][]) {
+        const qkv = p.floats(randn(N * (qw + 2 * kvw)), act), qOut = p.alloc(N * qw * 2);
+        p.poison(qOut);
         const perm = shuffle(Array.from({ length: slots }, (_, i) => i));
         const mapping = p.from(Int32Array.from({ length: N }, (_, t) => (t % 7 === 3 ? -1 : perm[t]))); // -1: padding
-        const kc = p.floats(randn(slots * width), cacheDt), vc = p.floats(randn(slots * width), cacheDt);
-        p.run((d, P) => d.kvStore({ act, k: P(k), v: P(v), slotMapping: P(mapping), nTokens: N, nKvHeads: KV_HEADS, headDim: HEAD_DIM, cacheDtype: cacheDt, kCache: P(kc), vCache: P(vc), cacheSlots: slots }));
-        for (const [name, b] of [["k", kc], ["v", vc]] as const)
-          expect(Buffer.compare(p.bytes(b, "g"), p.bytes(b, "c"))).toBe(0); // a copy: byte-exact, untouched slots kept
+        const kc = p.floats(randn(slots * kvw), cacheDt), vc = p.floats(randn(slots * kvw), cacheDt);
+        const pos = p.from(positions), inv = p.from(invFreq);
+        p.run((d, P) => d.ropeStore({
+          act, qkv: P(qkv), positions: P(pos), slotMapping: P(mapping), nTokens: N, nHeads: HEADS, nKvHeads: KV_HEADS, headDim: HEAD_DIM,
+          invFreq: P(inv), attentionScaling: scaling, qOut: P(qOut), cacheDtype: cacheDt, kCache: P(kc), vCache: P(vc), cacheSlots: slots,
+        }));
+        compare(p, `rope_store q scaling ${scaling}`, qOut, act);
+        // rotated keys are rounded to act before the cache: one act ulp apart where fp32 rounding (FMA) differs
+        compare(p, `rope_store k cache (${cacheDt}) scaling ${scaling}`, kc, cacheDt, tolFor(act));
+        expect(Buffer.compare(p.bytes(vc, "g"), p.bytes(vc, "c"))).toBe(0); // values: a copy, byte-exact, untouched slots kept
       }
     }));
 
     gpuTest(`silu_mul, add, gather_rows ${act}`, () => withPair((p) => {
-      const gate = p.floats(randn(N * INTER, 2), act), up = p.floats(randn(N * INTER), act), out = p.alloc(N * INTER * 2);
+      const gateUp = p.floats(randn(N * 2 * INTER, 2), act), out = p.alloc(N * INTER * 2);
       p.poison(out);
-      p.run((d, P) => d.siluMul({ act, gate: P(gate), up: P(up), nTokens: N, inter: INTER, out: P(out) }));
+      p.run((d, P) => d.siluMul({ act, gateUp: P(gateUp), nTokens: N, inter: INTER, out: P(out) }));
       compare(p, "silu_mul", out, act);
-      // in place, as the forward pass calls it (out = gate)
-      p.run((d, P) => d.siluMul({ act, gate: P(gate), up: P(up), nTokens: N, inter: INTER, out: P(gate) }));
-      compare(p, "silu_mul in place", gate, act);
 
       const x = p.floats(randn(N * HIDDEN), act), y = p.floats(randn(N * HIDDEN), act);
       p.run((d, P) => d.add({ act, x: P(x), n: N * HIDDEN, y: P(y) }));
@@ -145,9 +139,14 @@ describe(`ops on ${DUT} vs the CPU twin`, () => {
 
   for (const act of ACTS) {
     gpuTest(`lora shrink + expand ${act}: ranks 8-128 in one batch, base segment, DoRA`, () => withPair((p) => {
-      loraCase(p, act, HIDDEN, HIDDEN);
-      loraCase(p, act, INTER, HIDDEN); // down_proj shape
-      loraCase(p, act, HIDDEN, INTER); // gate/up shape
+      // Slot ranks (slot 6 holds rank 0: present but empty). Segments: base (-1) prefill, rank-8 prefill,
+      // decodes of several ranks, rank 0, rank 128 prefill, then 5 tokens no segment covers.
+      const ranks = [64, 8, 128, 16, 32, 8, 0, 128];
+      const segs: [number, number][] = [[-1, 40], [1, 100], [0, 1], [2, 57], [3, 1], [6, 3], [4, 7], [-1, 1], [5, 1], [7, 30]];
+      const c = { ranks, segs, maxRank: 128, tail: 5 };
+      loraCase(p, act, randn, { ...c, inDim: HIDDEN, outDims: [HIDDEN] });
+      loraCase(p, act, randn, { ...c, inDim: INTER, outDims: [HIDDEN] }); // down_proj shape
+      loraCase(p, act, randn, { ...c, inDim: HIDDEN, outDims: [INTER, INTER] }); // fused gate|up
     }));
 
     gpuTest(`sample ${act}: greedy, top-k, top-p, temperature, top-20 logprobs, vocab 152064`, () => withPair((p) => {
@@ -229,60 +228,6 @@ function attentionCase(p: Pair, act: NumericDType, cacheDt: NumericDType, seqs: 
 }
 
 // ---------- LoRA ----------
-
-function loraCase(p: Pair, act: NumericDType, inDim: number, outDim: number): void {
-  const wt = act, maxRank = 128;
-  // Slot ranks (slot 6 holds rank 0: present but empty); scales alpha/r-like.
-  const ranks = [64, 8, 128, 16, 32, 8, 0, 128];
-  const nSlots = ranks.length;
-  // Segments: base (-1) prefill, rank-8 prefill, decodes of several ranks, rank 0, rank 128 prefill, then
-  // 5 tokens no segment covers (they must stay untouched).
-  const segs: [number, number][] = [[-1, 40], [1, 100], [0, 1], [2, 57], [3, 1], [6, 3], [4, 7], [-1, 1], [5, 1], [7, 30]];
-  const nTokens = segs.reduce((a, s) => a + s[1], 0) + 5;
-  const segIndptr = new Int32Array(segs.length + 1);
-  segs.forEach((s, i) => (segIndptr[i + 1] = segIndptr[i] + s[1]));
-  const rowSlot = new Int32Array(nTokens).fill(-1);
-  segs.forEach(([slot], i) => rowSlot.fill(slot, segIndptr[i], segIndptr[i + 1]));
-
-  const aMats = ranks.map((r) => (r ? p.floats(randn(r * inDim, 1 / Math.sqrt(inDim)), wt) : null));
-  const bMats = ranks.map((r) => (r ? p.floats(randn(outDim * r, 1 / Math.sqrt(r)), wt) : null));
-  const mags = ranks.map((_, s) => (s === 2 || s === 5 ? p.floats(Float32Array.from(randn(outDim, 0.1), (v) => 1 + v), "F32") : null));
-  const seg = {
-    nSlots, nSegs: segs.length, nTokens,
-    aPtrs: p.pointers(aMats), bPtrs: p.pointers(bMats), doraMag: p.pointers(mags),
-    ranks: p.from(Int32Array.from(ranks)), scales: p.from(Float32Array.from(ranks, (r) => (r ? 16 / r : 0))),
-    segIndptr: p.from(segIndptr), segSlot: p.from(Int32Array.from(segs, (s) => s[0])),
-  };
-
-  // shrink: written where a row's slot has rank r, columns < r; everything else stays poisoned.
-  const x = p.floats(randn(nTokens * inDim), act), tmp = p.alloc(nTokens * maxRank * 4);
-  p.poison(tmp);
-  p.run((d, P) => d.loraShrink({ act, x: P(x), inDim, wt, aPtrs: P(seg.aPtrs), ranks: P(seg.ranks), nSlots, segIndptr: P(seg.segIndptr), segSlot: P(seg.segSlot), nSegs: seg.nSegs, nTokens, maxRank, tmp: P(tmp) }));
-  const written: number[] = [];
-  const gotBits = new Uint32Array(p.bytes(tmp, "g").buffer);
-  for (let t = 0; t < nTokens; t++)
-    for (let j = 0; j < maxRank; j++) {
-      const r = rowSlot[t] >= 0 ? ranks[rowSlot[t]] : 0;
-      if (j < r) written.push(t * maxRank + j);
-      else if (gotBits[t * maxRank + j] !== 0xffffffff) throw new Error(`lora_shrink wrote tmp[${t}, ${j}] outside its rank (${r})`);
-    }
-  compare(p, `lora_shrink ${inDim}`, tmp, "F32", tolFor("F32"), written);
-
-  // expand, from one shared tmp (NaN where it must not be read), with and without DoRA magnitudes.
-  const tmpHost = randn(nTokens * maxRank, 0.5);
-  for (let t = 0; t < nTokens; t++)
-    for (let j = 0; j < maxRank; j++) if (j >= (rowSlot[t] >= 0 ? ranks[rowSlot[t]] : 0)) tmpHost[t * maxRank + j] = NaN;
-  const tmpIn = p.from(tmpHost);
-  for (const dora of [false, true]) {
-    const y0 = encodeFloats(randn(nTokens * outDim), act), y = p.from(y0);
-    p.run((d, P) => d.loraExpand({ act, tmp: P(tmpIn), maxRank, wt, bPtrs: P(seg.bPtrs), ranks: P(seg.ranks), scales: P(seg.scales), doraMag: dora ? P(seg.doraMag) : null, nSlots, segIndptr: P(seg.segIndptr), segSlot: P(seg.segSlot), nSegs: seg.nSegs, nTokens, outDim, y: P(y) }));
-    const g = p.bytes(y, "g"), e = BYTES[act] * outDim;
-    for (let t = 0; t < nTokens; t++) // rows without an adapter (or of rank 0) are byte-identical to before
-      if (rowSlot[t] < 0 || ranks[rowSlot[t]] === 0)
-        expect(Buffer.compare(g.subarray(t * e, (t + 1) * e), y0.subarray(t * e, (t + 1) * e))).toBe(0);
-    compare(p, `lora_expand ${inDim}->${outDim}${dora ? " DoRA" : ""}`, y, act);
-  }
-}
 
 // ---------- sampling ----------
 
@@ -394,7 +339,7 @@ function timings(d: Device): void {
     time("linear f16 m=1 n=14336 k=4096", () => d.linear({ act, x, wt: act, w, m: 1, n: INTER, k: HIDDEN, y }));
     time("linear f16 m=8 n=14336 k=4096", () => d.linear({ act, x, wt: act, w, m: 8, n: INTER, k: HIDDEN, y }));
     time("rmsnorm f16 2048x4096", () => d.rmsnorm({ act, x, wt: act, w, nTokens: T, hidden: HIDDEN, eps: 1e-5, out: y }));
-    time("silu_mul f16 2048x14336", () => d.siluMul({ act, gate: x, up: x, nTokens: T, inter: INTER, out: y }));
+    time("silu_mul f16 1024x14336", () => d.siluMul({ act, gateUp: x, nTokens: T / 2, inter: INTER, out: y }));
 
     // attention: 32 decodes at 4k, and one 2048-token prefill; blocks 16, contiguous tables
     const bs = 16, maxBlocks = 512, width = KV_HEADS * HEAD_DIM, slots = 32 * maxBlocks * bs;
@@ -418,9 +363,10 @@ function timings(d: Device): void {
     d.upload(scales, new Float32Array(nSlots).fill(0.5));
     d.upload(segIndptr, Int32Array.from({ length: 9 }, (_, i) => i * 4));
     d.upload(segSlot, Int32Array.from({ length: 8 }, (_, i) => i));
-    const seg = { ranks, nSlots, segIndptr, segSlot, nSegs: 8, nTokens: 32, maxRank: r };
-    time("lora_shrink 32 tokens x 8 adapters r64 4096", () => d.loraShrink({ act, x, inDim: HIDDEN, wt: act, aPtrs: ptrs, tmp, ...seg }));
-    time("lora_expand 32 tokens x 8 adapters r64 4096", () => d.loraExpand({ act, tmp, wt: act, bPtrs: ptrs, scales, doraMag: null, outDim: HIDDEN, y, ...seg }));
+    const seg = { nSlots, segIndptr, segSlot, nSegs: 8, nTokens: 32, maxRank: r };
+    const modules = [{ aPtrs: ptrs, bPtrs: ptrs, ranks, scales, outOffset: 0, outDim: HIDDEN }];
+    time("lora_shrink 32 tokens x 8 adapters r64 4096", () => d.loraShrink({ act, x, inDim: HIDDEN, wt: act, modules, tmp, ...seg }));
+    time("lora_expand 32 tokens x 8 adapters r64 4096", () => d.loraExpand({ act, tmp, wt: act, modules, yWidth: HIDDEN, y, ...seg }));
 
     // sampling: 32 rows of a 152k vocabulary, top-p + top-k + 20 logprobs
     const vocab = 152064, rows = 32;
