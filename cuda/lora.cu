@@ -183,11 +183,29 @@ __global__ void __launch_bounds__(EXPAND_TO) expand_kernel(const float *tmp, Mod
   const int64_t out_dim = mod.out_dim, width = int64_t(mods.n) * sg.max_rank;
   const int64_t o0 = int64_t(blockIdx.z - mods.col_block[m]) * EXPAND_TO, o = o0 + threadIdx.x;
   tmp += int64_t(m) * sg.max_rank;
-  auto stage_b = [&](int c0) {  // B[o0:o0+128, c0:c0+rc]: one contiguous stretch of B where rc == r
+  // B[o0:o0+128, c0:c0+rc] into bs: thread i stages row o0 + i. Where rows are whole 16-byte vectors
+  // (r % VE == 0, B aligned), all of a thread's loads are issued before the first is used: one memory
+  // latency per stage instead of one per element.
+  constexpr int VE = 16 / sizeof(W);
+  const bool vec_b = r % VE == 0 && reinterpret_cast<uintptr_t>(bmat) % 16 == 0;
+  auto stage_b = [&](int c0) {
     const int rc = min(JC, r - c0);
-    for (int e = threadIdx.x; e < EXPAND_TO * rc; e += EXPAND_TO) {
-      const int ol = e / rc, cc = e % rc;
-      bs[ol][cc] = o0 + ol < out_dim ? lc::to_f(bmat[(o0 + ol) * r + c0 + cc]) : 0.0f;
+    const int64_t row = o0 + threadIdx.x;
+    const bool live = row < out_dim;
+    if (vec_b) {
+      uint4 v[JC / VE];
+#pragma unroll
+      for (int k = 0; k < JC / VE; ++k)
+        if (live && k * VE < rc) v[k] = *reinterpret_cast<const uint4 *>(bmat + row * r + c0 + k * VE);
+#pragma unroll
+      for (int k = 0; k < JC / VE; ++k) {
+        if (k * VE >= rc) break;
+        const W *e = reinterpret_cast<const W *>(&v[k]);
+#pragma unroll
+        for (int i = 0; i < VE; ++i) bs[threadIdx.x][k * VE + i] = live ? lc::to_f(e[i]) : 0.0f;
+      }
+    } else {
+      for (int cc = 0; cc < rc; ++cc) bs[threadIdx.x][cc] = live ? lc::to_f(bmat[row * r + c0 + cc]) : 0.0f;
     }
   };
   const bool resident = r <= JC;
