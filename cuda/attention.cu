@@ -5,7 +5,8 @@
 // tiles of 32 keys staged in shared memory (read through the block table once for all 16 rows);
 // lane k scores key k of the tile, then every lane accumulates its head_dim/32 output dimensions.
 // The grid depends on host arguments only (n_seqs, max_q_len, n_kv_heads): graph-capturable.
-// With a workspace large enough, lc_attention takes the split path instead (attention_split.cu).
+// With a workspace large enough, lc_attention takes the split path instead (attention_split.cu);
+// pure decode steps (max_q_len 1) take attention_decode.cu.
 #include "attention.cuh"
 
 namespace {
@@ -156,6 +157,11 @@ extern "C" lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_d
                         reinterpret_cast<uintptr_t>(workspace)) % 16 == 0;
   if (plan.n_splits > 1 && workspace && workspace_bytes >= plan.bytes && aligned)
     return lc_attn::attention_split(ctx, act, q, cache_dt, k_cache, v_cache, args, head_dim, plan, workspace, out);
+  if (max_q_len == 1 && lc_attn::decode_supported(act, cache_dt, head_dim, int(group), q, k_cache, v_cache)) {
+    const lc_attn::Split whole{1, max_context_len, nullptr, nullptr};  // one chunk, written straight to out
+    lc_attn::attention_decode(act, cache_dt, ctx->stream, q, k_cache, v_cache, args, head_dim, whole, out);
+    return lc::launched(ctx, "lc_attention");
+  }
   const dim3 grid(unsigned(row_tiles * n_seqs), unsigned(n_kv_heads));
   if (head_dim == 64)
     launch<64>(act, cache_dt, grid, ctx->stream, q, k_cache, v_cache, args, out);

@@ -90,6 +90,32 @@ inline SplitPlan split_plan(int64_t n_tokens, int32_t n_seqs, int32_t max_q_len,
   return plan;
 }
 
+// Partial results of a split: chunk c of every sequence covers keys [c * chunk, (c+1) * chunk).
+struct Split {
+  int n_splits, chunk;
+  float *acc;  // [n_splits][n_tokens][n_heads][D]
+  float2 *ml;  // [n_splits][n_tokens][n_heads]: (running max, sum of exp)
+};
+
+// The first key a query at position p sees (sliding window, or 0).
+__device__ __forceinline__ int first_key(const Args &a, int p) { return a.window > 0 ? max(0, p - a.window + 1) : 0; }
+
+// The metadata checks every path makes; false (and a device error from the caller) for an
+// out-of-contract sequence.
+__device__ __forceinline__ bool sequence_ok(const Args &a, int begin, int n_q, int ctx_len) {
+  return !(n_q < 0 || n_q > a.max_q_len || ctx_len < n_q || ctx_len > a.max_context_len || begin < 0 ||
+           int64_t(begin) + n_q > a.n_tokens ||
+           (int64_t(ctx_len) + a.block_size - 1) / a.block_size > a.max_blocks_per_seq);
+}
+
+// The decode path (attention_decode.cu): one query per sequence (max_q_len == 1), K/V read straight
+// into registers. With sp.n_splits > 1 it writes chunk partials for the split path's combine;
+// otherwise (sp.acc NULL, one chunk) the normalised output. decode_supported says which calls it takes.
+bool decode_supported(lc_dtype act, lc_dtype cache_dt, int head_dim, int group, const void *q, const void *k_cache,
+                      const void *v_cache);
+void attention_decode(lc_dtype act, lc_dtype cache_dt, cudaStream_t stream, const void *q, const void *k_cache,
+                      const void *v_cache, const Args &args, int head_dim, const Split &sp, void *out);
+
 // The split path (attention_split.cu): partial softmax per chunk into the workspace, then a combine.
 lc_status attention_split(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt, const void *k_cache,
                           const void *v_cache, const Args &args, int head_dim, const SplitPlan &plan,

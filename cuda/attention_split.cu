@@ -15,20 +15,9 @@ using lc_attn::Args;
 using lc_attn::ROWS;
 constexpr int WARPS = 4, THREADS = WARPS * 32, ROWS_PER_WARP = ROWS / WARPS, BK = 32;
 
-struct Split {
-  int n_splits, chunk;
-  float *acc;    // [n_splits][n_tokens][n_heads][D]
-  float2 *ml;    // [n_splits][n_tokens][n_heads]: (running max, sum of exp)
-};
-
-__device__ __forceinline__ int first_key(const Args &a, int p) { return a.window > 0 ? max(0, p - a.window + 1) : 0; }
-
-// The metadata checks of the unsplit kernel; false (and a device error) for an out-of-contract sequence.
-__device__ bool sequence_ok(const Args &a, int begin, int n_q, int ctx_len) {
-  return !(n_q < 0 || n_q > a.max_q_len || ctx_len < n_q || ctx_len > a.max_context_len || begin < 0 ||
-           int64_t(begin) + n_q > a.n_tokens ||
-           (int64_t(ctx_len) + a.block_size - 1) / a.block_size > a.max_blocks_per_seq);
-}
+using lc_attn::Split;
+using lc_attn::first_key;
+using lc_attn::sequence_ok;
 
 // out[t, h] over keys (p - window, p] of chunk c only, unnormalised:
 //   m = max_i score_i,  l = sum_i exp(score_i - m),  acc = sum_i exp(score_i - m) V[i]
@@ -218,11 +207,16 @@ void launch(lc_dtype act, lc_dtype cache_dt, cudaStream_t stream, const void *q,
   const dim3 combine_grid(unsigned(args.n_seqs * args.max_q_len), unsigned(args.n_heads));
   lc_dispatch(act, [&](auto at) {
     using A = decltype(at);
-    lc_dispatch(cache_dt, [&](auto ct) {
-      using C = decltype(ct);
-      split_kernel<A, C, D><<<grid, THREADS, 0, stream>>>(static_cast<const A *>(q), static_cast<const C *>(k_cache),
-                                                           static_cast<const C *>(v_cache), args, sp);
-    });
+    if (args.max_q_len == 1 && lc_attn::decode_supported(act, cache_dt, D, args.n_heads / args.n_kv_heads, q, k_cache,
+                                                            v_cache)) {
+      lc_attn::attention_decode(act, cache_dt, stream, q, k_cache, v_cache, args, D, sp, out);
+    } else {
+      lc_dispatch(cache_dt, [&](auto ct) {
+        using C = decltype(ct);
+        split_kernel<A, C, D><<<grid, THREADS, 0, stream>>>(static_cast<const A *>(q), static_cast<const C *>(k_cache),
+                                                             static_cast<const C *>(v_cache), args, sp);
+      });
+    }
     combine_kernel<A, D><<<combine_grid, THREADS, 0, stream>>>(args, sp, static_cast<A *>(out));
   });
 }

@@ -86,6 +86,17 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
     splitAttentionCase(p, "F16", "F16", seqs, { heads: 32, kvHeads: 32, headDim: 128, blockSize: 16 }, [0], false);
   }));
 
+  for (const act of ACTS) {
+    gpuTest(`attention ${act} decode steps (max_q_len 1): MHA, GQA 32/8 with windows, groups 2 and 8, head_dim 64 group 3 under a bf16 cache`, () => withPair((p) => {
+      const seqs = [{ nq: 1, ctx: 3000 }, { nq: 1, ctx: 1 }, { nq: 0, ctx: 50 }, { nq: 1, ctx: 129 }, { nq: 1, ctx: 700 }, { nq: 1, ctx: 17 }];
+      splitAttentionCase(p, act, act, seqs, { heads: 32, kvHeads: 32, headDim: 128, blockSize: 16 }, [0], false, true);
+      splitAttentionCase(p, act, act, seqs, { heads: 32, kvHeads: 8, headDim: 128, blockSize: 16 }, [0, 37, 300], true, true);
+      splitAttentionCase(p, act, act, seqs.slice(0, 4), { heads: 8, kvHeads: 4, headDim: 128, blockSize: 32 }, [0], false, true);
+      splitAttentionCase(p, act, act, seqs.slice(0, 4), { heads: 16, kvHeads: 2, headDim: 64, blockSize: 16 }, [0], false, true);
+      if (act === "F16") splitAttentionCase(p, act, "BF16", seqs, { heads: 12, kvHeads: 4, headDim: 64, blockSize: 32 }, [0, 500], true, true);
+    }));
+  }
+
   gpuTest("attention with workspace: head_dim 64, group 3, block 32, bf16 cache under f16 activations", () => withPair((p) => {
     const seqs = [{ nq: 1, ctx: 3000 }, { nq: 5, ctx: 2050 }, { nq: 30, ctx: 30 }, { nq: 1, ctx: 64 }];
     splitAttentionCase(p, "F16", "BF16", seqs, { heads: 12, kvHeads: 4, headDim: 64, blockSize: 32 }, [0, 500], true);
@@ -185,11 +196,12 @@ function attentionInputs(p: Pair, act: NumericDType, cacheDt: NumericDType, seqs
 
 /** Split path on the device under test vs the twin and vs its own unsplit path; with largerBound, also
  *  under a max_context_len bound twice the contexts (as a graph recorded for a bucket would see). */
-function splitAttentionCase(p: Pair, act: NumericDType, cacheDt: NumericDType, seqs: Seq[], geo: Geometry, windows: number[], largerBound: boolean): void {
+function splitAttentionCase(p: Pair, act: NumericDType, cacheDt: NumericDType, seqs: Seq[], geo: Geometry, windows: number[], largerBound: boolean, decode = false): void {
   const { heads, kvHeads, headDim, blockSize } = geo;
   const inp = attentionInputs(p, act, cacheDt, seqs, geo);
   const nSeqs = seqs.length, nTokens = inp.nTokens;
-  const maxQLen = Math.min(64, Math.max(...seqs.map((s) => s.nq)) + 5); // bounds, not exact
+  // bounds, not exact; a decode step (max_q_len 1) takes the decode kernel, split and whole
+  const maxQLen = decode ? 1 : Math.min(64, Math.max(...seqs.map((s) => s.nq)) + 5);
   const call = (d: Device, P: (b: Buf) => DevPtr, out: Buf, window: number, maxContextLen: number, ws?: Buf) =>
     d.attention({
       act, q: P(inp.q), cacheDtype: cacheDt, kCache: P(inp.kc), vCache: P(inp.vc), cacheSlots: inp.slots,
@@ -206,7 +218,7 @@ function splitAttentionCase(p: Pair, act: NumericDType, cacheDt: NumericDType, s
       p.poison(inp.out);
       p.run((d, P) => call(d, P, inp.out, window, bound, ws));
       compare(p, `split attention window ${window} bound ${bound}`, inp.out, act);
-      // the same device without a workspace (the unsplit kernel): both within 2 ulp of each other
+      // the same device without a workspace (the unsplit kernel, or the decode kernel in one chunk): within 2 ulp
       p.g.memset(unsplit.g, 0xff, unsplit.bytes);
       call(p.g, (b) => b.g, unsplit, window, bound);
       expectClose(`split vs unsplit window ${window}`, p.read(inp.out, act).g, p.read(unsplit, act).g, tolFor(act));
@@ -403,12 +415,16 @@ function timings(d: Device): void {
       const blocksPerSeq = nSeqs === 1 ? 32 * maxBlocks : maxBlocks; // one 8k sequence spans two sequences' blocks
       d.upload(qIndptr, Int32Array.from({ length: nSeqs + 1 }, (_, i) => i));
       d.upload(ctxLens, new Int32Array(nSeqs).fill(ctx));
-      const wsBytes = d.attentionWorkspaceBytes({ nTokens: nSeqs, nSeqs, maxQLen: 1, maxContextLen: ctx, nHeads: heads, headDim });
+      // max_q_len 1 takes the decode kernel; a bound of 2 on the same batch, the kernels it replaced (side by side)
+      const wsBytes = Math.max(...[1, 2].map((maxQLen) => d.attentionWorkspaceBytes({ nTokens: nSeqs, nSeqs, maxQLen, maxContextLen: ctx, nHeads: heads, headDim })));
       const ws = alloc(Math.max(16, wsBytes));
-      const run = (split: boolean) => () => d.attention({ act, q, cacheDtype: act, kCache: kc, vCache: vc, cacheSlots: slots, qIndptr, contextLens: ctxLens, blockTables: tables, maxBlocksPerSeq: blocksPerSeq, nSeqs, nTokens: nSeqs, maxQLen: 1, maxContextLen: ctx, blockSize: bs, nHeads: heads, nKvHeads: heads, headDim, slidingWindow: 0, scale: 0.088, out, workspace: split ? ws : undefined, workspaceBytes: split ? wsBytes : undefined });
+      const run = (split: boolean, maxQLen = 1) => () => d.attention({ act, q, cacheDtype: act, kCache: kc, vCache: vc, cacheSlots: slots, qIndptr, contextLens: ctxLens, blockTables: tables, maxBlocksPerSeq: blocksPerSeq, nSeqs, nTokens: nSeqs, maxQLen, maxContextLen: ctx, blockSize: bs, nHeads: heads, nKvHeads: heads, headDim, slidingWindow: 0, scale: 0.088, out, workspace: split ? ws : undefined, workspaceBytes: split ? wsBytes : undefined });
       const gb = (2 * nSeqs * ctx * width * 2) / 1e9;
-      time(`attention decode unsplit ${nSeqs} seqs x ctx ${ctx} MHA 32/32 (${gb.toFixed(2)} GB of KV)`, run(false));
-      time(`attention decode split ${nSeqs} seqs x ctx ${ctx} MHA 32/32 (workspace ${(wsBytes / 2 ** 20).toFixed(1)} MiB)`, run(true));
+      const kv = `${nSeqs} seqs x ctx ${ctx} MHA 32/32 (${gb.toFixed(2)} GB of KV)`;
+      time(`attention decode, previous unsplit kernel, ${kv}`, run(false, 2));
+      time(`attention decode, previous split kernel, ${kv}`, run(true, 2));
+      time(`attention decode, decode kernel in one chunk, ${kv}`, run(false));
+      time(`attention decode, decode kernel split (workspace ${(wsBytes / 2 ** 20).toFixed(1)} MiB), ${kv}`, run(true));
     }
 
     // LoRA rank 16, 4096 -> 4096: 32 decode tokens on one adapter vs on 32 adapters
