@@ -144,7 +144,7 @@ static void release(lc_ctx *ctx) {
   if (ctx->capture == lc_capture::recording) lc::abandon_capture(ctx);
   if (ctx->stream) cudaStreamSynchronize(ctx->stream);
   for (void *p : ctx->allocations) cudaFree(p);
-  for (void *p : ctx->host_allocations) cudaFreeHost(p);
+  for (auto &a : ctx->host_allocations) cudaFreeHost(const_cast<void *>(a.first));
   if (ctx->cublas) lc::cublas().destroy(ctx->cublas);
   if (ctx->cublas_ws) cudaFree(ctx->cublas_ws);
   if (ctx->dev_error) cudaFree(ctx->dev_error);
@@ -275,7 +275,7 @@ lc_status lc_host_alloc(lc_ctx *ctx, uint64_t bytes, void **out) {
                     (unsigned long long)bytes, cudaGetErrorString(err));
   }
   std::memset(p, 0, n);
-  ctx->host_allocations.insert(p);
+  ctx->host_allocations.emplace(p, uint64_t(n));
   *out = p;
   return LC_OK;
 }
@@ -299,6 +299,18 @@ lc_status lc_upload(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes
   LC_CUDA(ctx, cudaMemcpyAsync(dst, src_host, size_t(bytes), cudaMemcpyHostToDevice, ctx->stream));
   // The host buffer may be reused on return, even where it is pinned (then the copy is truly async).
   LC_CUDA(ctx, cudaStreamSynchronize(ctx->stream));
+  return LC_OK;
+}
+
+lc_status lc_upload_async(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes) {
+  LC_BEGIN(ctx);
+  if (ctx->capture == lc_capture::recording) return lc::refuse_while_recording(ctx, "lc_upload_async");
+  LC_REQUIRE(ctx, (dst && src_host) || bytes == 0, "lc_upload_async: NULL pointer");
+  if (!bytes) return LC_OK;
+  LC_REQUIRE(ctx, lc::in_host_allocation(ctx, src_host, bytes),
+             "lc_upload_async: %llu bytes at %p are not inside one lc_host_alloc'd buffer", (unsigned long long)bytes,
+             src_host);
+  LC_CUDA(ctx, cudaMemcpyAsync(dst, src_host, size_t(bytes), cudaMemcpyHostToDevice, ctx->stream));
   return LC_OK;
 }
 

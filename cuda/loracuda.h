@@ -77,6 +77,10 @@ lc_status lc_host_free(lc_ctx *ctx, void *ptr); /* NULL is a no-op; only lc_host
 /* Host -> device; the host buffer may be reused as soon as the call returns. From lc_host_alloc'd
  * memory it may be faster (CUDA: one DMA instead of a copy staged through a pinned buffer). */
 lc_status lc_upload(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes);
+/* Host -> device, enqueued in order with the ops; returns at once (CUDA: one DMA, no wait). src_host
+ * must lie inside one lc_host_alloc'd buffer and stay unchanged until the copy has run, i.e. until
+ * the next lc_sync or lc_download returns. The CPU twin copies at the call. */
+lc_status lc_upload_async(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes);
 /* Device -> host; waits for all work enqueued before it. */
 lc_status lc_download(lc_ctx *ctx, void *dst_host, const void *src, uint64_t bytes);
 lc_status lc_memset(lc_ctx *ctx, void *dst, int32_t byte_value, uint64_t bytes);

@@ -33,7 +33,7 @@ lc_status lc_ctx_create(int32_t device, lc_ctx **out) {
 void lc_ctx_destroy(lc_ctx *ctx) {
   if (!ctx) return;
   for (void *p : ctx->allocations) std::free(p);
-  for (void *p : ctx->host_allocations) std::free(p);
+  for (auto &a : ctx->host_allocations) std::free(const_cast<void *>(a.first));
   delete ctx;
 }
 
@@ -75,7 +75,7 @@ lc_status lc_host_alloc(lc_ctx *ctx, uint64_t bytes, void **out) {
   if (posix_memalign(&p, 64, n) != 0 || !p)
     return lc::fail(ctx, LC_ERR_OUT_OF_MEMORY, "lc_host_alloc: cannot allocate %llu bytes", (unsigned long long)bytes);
   std::memset(p, 0, n);
-  ctx->host_allocations.insert(p);
+  ctx->host_allocations.emplace(p, uint64_t(n));
   *out = p;
   return LC_OK;
 }
@@ -92,6 +92,18 @@ lc_status lc_upload(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes
   LC_REQUIRE_CTX(ctx);
   LC_REQUIRE(ctx, (dst && src_host) || bytes == 0, "lc_upload: NULL pointer");
   if (bytes) std::memcpy(dst, src_host, size_t(bytes));
+  return LC_OK;
+}
+
+// The same contract as the GPU's (checked, so CI catches a caller passing pageable memory); copied at once.
+lc_status lc_upload_async(lc_ctx *ctx, void *dst, const void *src_host, uint64_t bytes) {
+  LC_REQUIRE_CTX(ctx);
+  LC_REQUIRE(ctx, (dst && src_host) || bytes == 0, "lc_upload_async: NULL pointer");
+  if (!bytes) return LC_OK;
+  LC_REQUIRE(ctx, lc::in_host_allocation(ctx, src_host, bytes),
+             "lc_upload_async: %llu bytes at %p are not inside one lc_host_alloc'd buffer", (unsigned long long)bytes,
+             src_host);
+  std::memcpy(dst, src_host, size_t(bytes));
   return LC_OK;
 }
 

@@ -12,6 +12,7 @@ import { Workspace, type Capacities } from "../model/workspace.ts";
 import type { HostBatch } from "./batch-builder.ts";
 import { DecodeGraphs, bucketFor, isDecodeBatch, padDecodeBatch } from "./decode-graphs.ts";
 import { KvCache } from "./kv-cache.ts";
+import { MetadataStager } from "./metadata-stager.ts";
 
 export interface RunnerOptions {
   /** Activation, KV-cache and LoRA dtype: F32 on the CPU twin, F16/BF16 on a GPU. */
@@ -59,6 +60,7 @@ export class ModelRunner {
   private readonly invFreq: number;
 
   private readonly graphs: DecodeGraphs | null;
+  private readonly stager: MetadataStager;
   /** Replay pure decode steps from recorded graphs (where the backend has them). */
   useGraphs: boolean;
 
@@ -78,6 +80,7 @@ export class ModelRunner {
     const inv = ropeInverseFrequencies(config);
     this.invFreq = device.alloc(inv.byteLength);
     device.upload(this.invFreq, inv);
+    this.stager = new MetadataStager(device, stagingBytes(opts.caps));
     this.forward = new LlamaForward(device, config, this.weights, this.workspace, this.kv, this.lora, this.invFreq);
   }
 
@@ -107,15 +110,17 @@ export class ModelRunner {
     if (nTokens > caps.maxTokens || nSeqs > caps.maxSeqs || nRows > caps.maxLogitRows) {
       throw new Error(`batch of ${nTokens} tokens / ${nSeqs} sequences / ${nRows} logit rows exceeds the capacities ${JSON.stringify(caps)}`);
     }
-    d.upload(ws.tokenIds, batch.tokenIds);
-    d.upload(ws.positions, batch.positions);
-    d.upload(ws.slotMapping, batch.slotMapping);
-    d.upload(ws.qIndptr, batch.qIndptr);
-    d.upload(ws.contextLens, batch.contextLens);
-    d.upload(ws.blockTables, batch.blockTables);
-    d.upload(ws.segIndptr, batch.segIndptr);
-    d.upload(ws.segSlot, batch.segSlot);
-    d.upload(ws.logitRows, batch.logitRows);
+    const st = this.stager;
+    st.reset();
+    st.put(ws.tokenIds, batch.tokenIds);
+    st.put(ws.positions, batch.positions);
+    st.put(ws.slotMapping, batch.slotMapping);
+    st.put(ws.qIndptr, batch.qIndptr);
+    st.put(ws.contextLens, batch.contextLens);
+    st.put(ws.blockTables, batch.blockTables);
+    st.put(ws.segIndptr, batch.segIndptr);
+    st.put(ws.segSlot, batch.segSlot);
+    st.put(ws.logitRows, batch.logitRows);
   }
 
   /** Recorded decode graphs, and why recording failed (null if it did not). */
@@ -139,13 +144,14 @@ export class ModelRunner {
   /** Samples one token per logit row of the last run. */
   sample(rows: SampleRow[], nTop: number): StepSamples {
     const ws = this.workspace, d = this.device, n = rows.length;
-    d.upload(ws.temperature, Float32Array.from(rows, (r) => r.temperature));
-    d.upload(ws.topK, Int32Array.from(rows, (r) => r.topK));
-    d.upload(ws.topP, Float32Array.from(rows, (r) => r.topP));
-    d.upload(ws.uniforms, Float32Array.from(rows, (r) => r.uniform));
+    const st = this.stager;
+    st.put(ws.temperature, Float32Array.from(rows, (r) => r.temperature));
+    st.put(ws.topK, Int32Array.from(rows, (r) => r.topK));
+    st.put(ws.topP, Float32Array.from(rows, (r) => r.topP));
+    st.put(ws.uniforms, Float32Array.from(rows, (r) => r.uniform));
     const e = NUMERIC_DTYPE_BYTES[this.act], vocab = this.config.vocabSize;
     rows.forEach((r, i) => {
-      for (const id of r.banned ?? []) d.upload(ws.logits + (i * vocab + id) * e, MINUS_INFINITY[this.act]);
+      for (const id of r.banned ?? []) st.put(ws.logits + (i * vocab + id) * e, MINUS_INFINITY[this.act]);
     });
     d.sample({
       act: this.act, logits: ws.logits, nRows: n, vocab: this.config.vocabSize, temperature: ws.temperature, topK: ws.topK,
@@ -165,10 +171,19 @@ export class ModelRunner {
   }
 
   free(): void {
+    this.stager.free();
     this.graphs?.free();
     this.lora.free();
     this.kv.free();
     this.workspace.free();
     this.device.free(this.invFreq);
   }
+}
+
+/** Bytes of one step's metadata at these capacities (each array 16-byte aligned), plus the sampler's. */
+function stagingBytes(caps: Capacities): number {
+  const a = (n: number) => Math.ceil(n / 16) * 16;
+  const T = caps.maxTokens, S = caps.maxSeqs, R = caps.maxLogitRows;
+  const step = 3 * a(T * 4) + 2 * a((S + 1) * 4) + 2 * a(S * 4) + a(S * caps.maxBlocksPerSeq * 4) + a(R * 4);
+  return step + 4 * a(R * 4) + 4096; // the sampler's four arrays; slack for banned-token writes (restaged when full)
 }

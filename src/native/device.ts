@@ -55,6 +55,7 @@ function detach(view: Uint8Array): void {
 /** A context of one native backend: its memory and its ops. */
 export class Device {
   private closed = false;
+  private epoch = 0;
   /** Views handed out by hostAlloc, to their native address (what lc_host_free takes). */
   private readonly hostViews = new Map<Uint8Array, number>();
 
@@ -149,9 +150,24 @@ export class Device {
     this.check("lc_upload", this.lib.lc_upload(this.ctx, dst, src as Uint8Array, bytes));
   }
 
+  /**
+   * Enqueues a copy from hostAlloc'd memory (a view or a subarray of one) and returns at once. The
+   * bytes must stay unchanged until the next sync or download returns (syncEpoch then moves on).
+   */
+  uploadAsync(dst: DevPtr, src: Uint8Array, bytes = src.byteLength): void {
+    if (bytes === 0) return;
+    this.check("lc_upload_async", this.lib.lc_upload_async(this.ctx, dst, src, bytes));
+  }
+
   download(src: DevPtr, dst: ArrayBufferView, bytes = dst.byteLength): void {
     if (bytes === 0) return;
     this.check("lc_download", this.lib.lc_download(this.ctx, dst as Uint8Array, src, bytes));
+    this.epoch++;
+  }
+
+  /** Counts the waits for enqueued work (sync, download): an async upload made before the count moved has run. */
+  get syncEpoch(): number {
+    return this.epoch;
   }
 
   memset(dst: DevPtr, byteValue: number, bytes: number): void {
@@ -165,6 +181,7 @@ export class Device {
 
   sync(): void {
     this.check("lc_sync", this.lib.lc_sync(this.ctx));
+    this.epoch++;
   }
 
   /** p[i] = scale * (2u - 1), u from the header's counter-based hash of (seed, i): the same on every backend. */

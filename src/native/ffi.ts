@@ -19,6 +19,7 @@ export const LORACUDA_SYMBOLS = {
   lc_host_alloc: { args: [ctx, T.u64, host], returns: T.i32 },
   lc_host_free: { args: [ctx, ptr], returns: T.i32 },
   lc_upload: { args: [ctx, ptr, host, T.u64], returns: T.i32 },
+  lc_upload_async: { args: [ctx, ptr, host, T.u64], returns: T.i32 },
   lc_download: { args: [ctx, host, ptr, T.u64], returns: T.i32 },
   lc_memset: { args: [ctx, ptr, T.i32, T.u64], returns: T.i32 },
   lc_copy: { args: [ctx, ptr, ptr, T.u64], returns: T.i32 },

@@ -1,5 +1,6 @@
 // ABI v3: lc_host_alloc / lc_host_free on the CPU library and Device.hostAlloc / hostFree over it:
 // views over native memory, their round trip through upload / download, and what is refused.
+// ABI v4: lc_upload_async, which only takes bytes inside one hostAlloc'd buffer.
 import { afterAll, describe, expect, test } from "bun:test";
 import { ptr, toArrayBuffer } from "bun:ffi";
 import { Device, NativeError } from "../../src/native/device.ts";
@@ -85,6 +86,24 @@ describe("Device.hostAlloc / hostFree", () => {
     }
     device.hostFree(v);
     expectRefused(() => device.hostFree(v), "lc_host_free", /not a live view from hostAlloc/);
+  });
+
+  test("uploadAsync: from a view or a subarray of one; pageable memory or a range past the buffer is refused", () => {
+    const host = device.hostAlloc(4096), dst = device.alloc(4096), back = new Uint8Array(100);
+    try {
+      host.set(Uint8Array.from({ length: 4096 }, (_, i) => (i * 7) & 255));
+      const epoch = device.syncEpoch;
+      device.uploadAsync(dst, host.subarray(1000, 1100));
+      device.download(dst, back);
+      expect(device.syncEpoch).toBe(epoch + 1); // the download waited: staged bytes may be reused
+      expect([...back]).toEqual([...host.subarray(1000, 1100)]);
+      expectRefused(() => device.uploadAsync(dst, new Uint8Array(64)), "lc_upload_async", /not inside one lc_host_alloc'd buffer/);
+      const past = new Uint8Array(toArrayBuffer(ptr(host) + 4000, 0, 200)); // 96 bytes past its end
+      expectRefused(() => device.uploadAsync(dst, past), "lc_upload_async", /not inside one lc_host_alloc'd buffer/);
+    } finally {
+      device.hostFree(host);
+      device.free(dst);
+    }
   });
 
   test("closing the device frees and detaches what is still allocated", async () => {
