@@ -120,12 +120,14 @@ __device__ void shrink_piece(const A *x, int64_t in_dim, const W *amat, const Pi
       }
     }
 #pragma unroll
-    for (int tt = 0; tt < TG; ++tt)
+    for (int tt = 0; tt < TG; ++tt) {
+      if (t0 + tt >= n) break;  // uniform across the block: a decode piece reduces one token, not TG
 #pragma unroll
       for (int jj = 0; jj < RJ; ++jj) {
         const float v = lc::warp_sum(acc[tt][jj]);
         if (lane == 0) red[warp][tt * RJ + jj] = v;
       }
+    }
     __syncthreads();
     if (threadIdx.x < TG * RJ) {
       const int tt = threadIdx.x / RJ, jj = threadIdx.x % RJ;
@@ -224,7 +226,8 @@ __global__ void __launch_bounds__(EXPAND_TO) expand_kernel(const float *tmp, Mod
       for (int cc = 0; cc < rc; ++cc) {
         const float bv = bs[threadIdx.x][cc];
 #pragma unroll
-        for (int tt = 0; tt < TG; ++tt) acc[tt] += ts[tt][cc] * bv;
+        for (int tt = 0; tt < TG; ++tt)
+          if (t0 + tt < n) acc[tt] += ts[tt][cc] * bv;  // uniform: a decode piece does one token's FMAs
       }
     }
     if (o >= out_dim) continue;
