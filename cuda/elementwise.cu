@@ -2,11 +2,14 @@
 #include "common.cuh"
 
 // out[t, i] = silu(g) * u = g / (1 + exp(-g)) * u   with g = gate_up[t, i], u = gate_up[t, inter + i]
-template <typename A> __global__ void silu_mul_kernel(const A *gate_up, int64_t inter, int64_t n, A *out) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t t = i / inter, at = i + t * inter;  // t * 2 * inter + (i - t * inter)
-    const float g = lc::to_f(gate_up[at]);
-    out[i] = lc::from_f<A>(g / (1.0f + expf(-g)) * lc::to_f(gate_up[at + inter]));
+// Grid (column blocks, token rows): no division per element; rows past gridDim.y loop.
+template <typename A> __global__ void silu_mul_kernel(const A *gate_up, int64_t inter, int64_t n_tokens, A *out) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= inter) return;
+  for (int64_t t = blockIdx.y; t < n_tokens; t += gridDim.y) {
+    const A *row = gate_up + t * 2 * inter;
+    const float g = lc::to_f(row[i]);
+    out[t * inter + i] = lc::from_f<A>(g / (1.0f + expf(-g)) * lc::to_f(row[inter + i]));
   }
 }
 
@@ -34,12 +37,13 @@ extern "C" lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate_up,
   LC_REQUIRE_DTYPE(ctx, act);
   LC_REQUIRE(ctx, gate_up && out, "lc_silu_mul: NULL pointer");
   LC_REQUIRE(ctx, n_tokens >= 0 && inter > 0, "lc_silu_mul: bad shape");
-  const int64_t n = n_tokens * inter;
-  if (n == 0) return LC_OK;
+  if (n_tokens == 0) return LC_OK;
+  LC_REQUIRE(ctx, (inter + 255) / 256 <= INT32_MAX, "lc_silu_mul: inter %lld too large", (long long)inter);
+  const dim3 grid(lc::blocks_for(inter, 256), unsigned(n_tokens < 65535 ? n_tokens : 65535));
   lc_dispatch(act, [&](auto a) {
     using A = decltype(a);
-    silu_mul_kernel<A><<<stride_grid(n), 256, 0, ctx->stream>>>(static_cast<const A *>(gate_up), inter, n,
-                                                                static_cast<A *>(out));
+    silu_mul_kernel<A><<<grid, 256, 0, ctx->stream>>>(static_cast<const A *>(gate_up), inter, n_tokens,
+                                                      static_cast<A *>(out));
   });
   return lc::launched(ctx, "lc_silu_mul");
 }
