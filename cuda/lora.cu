@@ -281,9 +281,10 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
   for (int32_t m = 0; m < n_mods; ++m) LC_REQUIRE(ctx, mods[m].a_ptrs, "lc_lora_shrink: module %d has no A table", m);
   if (n_tokens == 0 || n_segs == 0 || max_rank == 0) return LC_OK;
   const Segments sg{seg_indptr, seg_slot, n_segs, n_slots, max_rank, n_tokens};
-  // Decode-sized batches: one rank row per block (most blocks, x re-read from L2 per row); larger
-  // ones: four rows per block, reading x a quarter as often.
-  const bool wide = n_tokens > 256;
+  // Few (segment, rank row) pairs: one rank row per block (most blocks, x re-read from L2 per row).
+  // Many tokens, or enough pairs to fill the GPU several times over (32 rank-64 adapters on q|k|v:
+  // 6144 one-row blocks, mostly waiting on their loads): four rows per block, x read a quarter as often.
+  const bool wide = n_tokens > 256 || int64_t(n_segs) * n_mods * max_rank >= 2048;
   const int rj = wide ? 4 : 1;
   const unsigned rank_blocks = lc::blocks_for(max_rank, rj);
   const dim3 grid(unsigned(n_segs), lc::blocks_for(n_tokens, SEG_TILE), rank_blocks * unsigned(n_mods));
