@@ -5,7 +5,8 @@
 // tiles of 32 keys staged in shared memory (read through the block table once for all 16 rows);
 // lane k scores key k of the tile, then every lane accumulates its head_dim/32 output dimensions.
 // The grid depends on host arguments only (n_seqs, max_q_len, n_kv_heads): graph-capturable.
-// With a workspace large enough, lc_attention takes the split path instead (attention_split.cu).
+// With a workspace large enough, lc_attention takes the split path instead (attention_split.cu); for
+// prefill-sized f16/bf16 batches, the tensor-core kernel (attention_prefill.cu).
 #include "attention.cuh"
 
 namespace {
@@ -156,6 +157,13 @@ extern "C" lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_d
                         reinterpret_cast<uintptr_t>(workspace)) % 16 == 0;
   if (plan.n_splits > 1 && workspace && workspace_bytes >= plan.bytes && aligned)
     return lc_attn::attention_split(ctx, act, q, cache_dt, k_cache, v_cache, args, head_dim, plan, workspace, out);
+  // Tensor cores (attention_prefill.cu) once a sequence may have more rows (queries x group) than one
+  // 16-row tile of this kernel: with fewer (decode-sized steps), three of its four 16-row warps would idle.
+  const bool halves = (act == LC_F16 || act == LC_BF16) && (cache_dt == LC_F16 || cache_dt == LC_BF16);
+  const bool aligned16 = (reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(out) |
+                          reinterpret_cast<uintptr_t>(k_cache) | reinterpret_cast<uintptr_t>(v_cache)) % 16 == 0;
+  if (halves && aligned16 && int64_t(max_q_len) * group > ROWS && lc_attn::prefill_blocks(args) <= INT32_MAX)
+    return lc_attn::attention_prefill(ctx, act, q, cache_dt, k_cache, v_cache, args, head_dim, out);
   const dim3 grid(unsigned(row_tiles * n_seqs), unsigned(n_kv_heads));
   if (head_dim == 64)
     launch<64>(act, cache_dt, grid, ctx->stream, q, k_cache, v_cache, args, out);

@@ -1,4 +1,5 @@
-// Shared by the two attention paths (attention.cu unsplit, attention_split.cu flash-decoding).
+// Shared by the attention paths (attention.cu unsplit, attention_split.cu flash-decoding,
+// attention_prefill.cu tensor cores).
 #pragma once
 #include <algorithm>
 
@@ -89,6 +90,13 @@ inline SplitPlan split_plan(int64_t n_tokens, int32_t n_seqs, int32_t max_q_len,
   plan.bytes = uint64_t(n_splits) * uint64_t(n_tokens) * uint64_t(n_heads) * uint64_t(head_dim + 2) * 4;
   return plan;
 }
+
+// The tensor-core prefill path (attention_prefill.cu): blocks of PREFILL_ROWS flat rows, f16/bf16
+// activations and caches, q / out / caches 16-byte aligned. Its grid: prefill_blocks(args) blocks.
+constexpr int PREFILL_ROWS = 64;
+int64_t prefill_blocks(const Args &args);
+lc_status attention_prefill(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt, const void *k_cache,
+                            const void *v_cache, const Args &args, int head_dim, void *out);
 
 // The split path (attention_split.cu): partial softmax per chunk into the workspace, then a combine.
 lc_status attention_split(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt, const void *k_cache,
