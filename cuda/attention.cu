@@ -5,8 +5,9 @@
 // tiles of 32 keys staged in shared memory (read through the block table once for all 16 rows);
 // lane k scores key k of the tile, then every lane accumulates its head_dim/32 output dimensions.
 // The grid depends on host arguments only (n_seqs, max_q_len, n_kv_heads): graph-capturable.
-// With a workspace large enough, lc_attention takes the split path instead (attention_split.cu);
-// pure decode steps (max_q_len 1) take attention_decode.cu.
+// With a workspace large enough, lc_attention takes the split path instead (attention_split.cu); pure
+// decode steps (max_q_len 1), attention_decode.cu; prefill-sized f16/bf16 batches, the tensor-core
+// kernel (attention_prefill.cu).
 #include "attention.cuh"
 
 namespace {
@@ -34,15 +35,14 @@ __global__ void __launch_bounds__(THREADS) attention_kernel(const A *q, const C 
     lc::report(a.err, LC_DEV_ATTN_SHAPE);
 
   const int begin = a.q_indptr[s], n_q = a.q_indptr[s + 1] - begin, ctx_len = a.context_lens[s];
-  if (n_q < 0 || n_q > a.max_q_len || ctx_len < n_q || ctx_len > a.max_context_len || begin < 0 ||
-      int64_t(begin) + n_q > a.n_tokens || (int64_t(ctx_len) + a.block_size - 1) / a.block_size > a.max_blocks_per_seq) {
+  if (!lc_attn::sequence_ok(a, begin, n_q, ctx_len)) {
     if (threadIdx.x == 0) lc::report(a.err, LC_DEV_ATTN_SHAPE);
     return;
   }
   const int f0 = tile * ROWS;  // flat row index f = j * group + (head within group)
   if (f0 / group >= n_q) return;  // this tile lies past the sequence's queries
   const int j_last = min(n_q - 1, (f0 + ROWS - 1) / group);
-  auto first_key = [&](int p) { return a.window > 0 ? max(0, p - a.window + 1) : 0; };
+  auto first_key = [&](int p) { return lc_attn::first_key(a, p); };
   const int key_lo = first_key(ctx_len - n_q + f0 / group), key_hi = ctx_len - n_q + j_last;
   const int64_t q_width = int64_t(a.n_heads) * D, kv_width = int64_t(a.n_kv_heads) * D;
 
@@ -162,6 +162,13 @@ extern "C" lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_d
     lc_attn::attention_decode(act, cache_dt, ctx->stream, q, k_cache, v_cache, args, head_dim, whole, out);
     return lc::launched(ctx, "lc_attention");
   }
+  // Tensor cores (attention_prefill.cu) once a sequence may have more rows (queries x group) than one
+  // 16-row tile of this kernel: with fewer (decode-sized steps), three of its four 16-row warps would idle.
+  const bool halves = (act == LC_F16 || act == LC_BF16) && (cache_dt == LC_F16 || cache_dt == LC_BF16);
+  const bool aligned16 = (reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(out) |
+                          reinterpret_cast<uintptr_t>(k_cache) | reinterpret_cast<uintptr_t>(v_cache)) % 16 == 0;
+  if (halves && aligned16 && int64_t(max_q_len) * group > ROWS && lc_attn::prefill_blocks(args) <= INT32_MAX)
+    return lc_attn::attention_prefill(ctx, act, q, cache_dt, k_cache, v_cache, args, head_dim, out);
   const dim3 grid(unsigned(row_tiles * n_seqs), unsigned(n_kv_heads));
   if (head_dim == 64)
     launch<64>(act, cache_dt, grid, ctx->stream, q, k_cache, v_cache, args, out);

@@ -1,4 +1,5 @@
-// Shared by the two attention paths (attention.cu unsplit, attention_split.cu flash-decoding).
+// Shared by the attention paths (attention.cu unsplit, attention_split.cu flash-decoding,
+// attention_prefill.cu tensor cores).
 #pragma once
 #include <algorithm>
 
@@ -115,6 +116,13 @@ bool decode_supported(lc_dtype act, lc_dtype cache_dt, int head_dim, int group, 
                       const void *v_cache);
 void attention_decode(lc_dtype act, lc_dtype cache_dt, cudaStream_t stream, const void *q, const void *k_cache,
                       const void *v_cache, const Args &args, int head_dim, const Split &sp, void *out);
+
+// The tensor-core prefill path (attention_prefill.cu): blocks of PREFILL_ROWS flat rows, f16/bf16
+// activations and caches, q / out / caches 16-byte aligned. Its grid: prefill_blocks(args) blocks.
+constexpr int PREFILL_ROWS = 64;
+int64_t prefill_blocks(const Args &args);
+lc_status attention_prefill(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt, const void *k_cache,
+                            const void *v_cache, const Args &args, int head_dim, void *out);
 
 // The split path (attention_split.cu): partial softmax per chunk into the workspace, then a combine.
 lc_status attention_split(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt, const void *k_cache,

@@ -5,6 +5,8 @@
 #   GPU_TESTS="..."       what `bun test` runs (default: test/gpu)
 #   BUN_FLAGS="..."       flags before `test`, e.g. --config=other-bunfig.toml
 #   GPU_TEST_SEED=n       fixed random inputs for test/gpu/ops.test.ts
+#   GPU_PROFILE=1         also profile decode (batch 1 and 32) under Nsight Systems, where nsys exists:
+#                         per-kernel totals in $OUT/kernels_cuda_gpu_kern_sum.csv (GPU_PROFILE_TIMEOUT, 150 s)
 # Exit status: that of the tests (the build's, if it fails). Bounded by GPU_CHECK_TIMEOUT (240 s) for the tests and GPU_BENCH_TIMEOUT (200 s) for `bench --synthetic`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,19 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   [ "$rc" = 0 ] && rc=$brc
 fi
 t3=$(date +%s)
+# where the decode time goes, kernel by kernel (optional: it adds a minute or two)
+if [ -n "${GPU_PROFILE:-}" ]; then
+  nsys_bin="$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)"
+  if [ -n "$nsys_bin" ]; then
+    timeout "${GPU_PROFILE_TIMEOUT:-150}" "$nsys_bin" profile --trace cuda --force-overwrite true -o "$dest/decode" \
+      "$BUN" src/cli/main.ts bench --synthetic "${BENCH_PRESET:-llama-2-7b}" --device cuda --batch-sizes 1,32 --steps 20 \
+      >"$dest/profile.log" 2>&1 &&
+      "$nsys_bin" stats --report cuda_gpu_kern_sum --format csv -o "$dest/kernels" "$dest/decode.nsys-rep" >>"$dest/profile.log" 2>&1
+    rm -f "$dest/decode.nsys-rep" "$dest/decode.sqlite"
+  else
+    echo "GPU_PROFILE: no nsys on this host" >"$dest/profile.log"
+  fi
+fi
 
 count() { local n; n=$(grep -Eo "^ *[0-9]+ $1\$" "$log" | tail -1 | tr -dc 0-9); echo "${n:-0}"; }
 {

@@ -7,7 +7,7 @@ import { describe, expect } from "bun:test";
 import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { encodeFloats } from "../../src/model/convert.ts";
-import { BYTES, DUT, compare, expectClose, expectSameBytes, gpuSuite, pairWith, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
+import { BYTES, DUT, attentionTolFor, compare, expectClose, expectSameBytes, gpuSuite, pairWith, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
 import { loraCase } from "./lora-case.ts";
 
 const { dut, cpu, gpuTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
@@ -218,10 +218,11 @@ function splitAttentionCase(p: Pair, act: NumericDType, cacheDt: NumericDType, s
       p.poison(inp.out);
       p.run((d, P) => call(d, P, inp.out, window, bound, ws));
       compare(p, `split attention window ${window} bound ${bound}`, inp.out, act);
-      // the same device without a workspace (the unsplit kernel, or the decode kernel in one chunk): within 2 ulp
+      // the same device without a workspace (the unsplit kernel, the decode kernel in one chunk, or the
+      // prefill kernel past 16 rows a sequence: its softmax weights rounded to act take attentionTolFor)
       p.g.memset(unsplit.g, 0xff, unsplit.bytes);
       call(p.g, (b) => b.g, unsplit, window, bound);
-      expectClose(`split vs unsplit window ${window}`, p.read(inp.out, act).g, p.read(unsplit, act).g, tolFor(act));
+      expectClose(`split vs unsplit window ${window}`, p.read(inp.out, act).g, p.read(unsplit, act).g, attentionTolFor(act));
     }
   }
 }
