@@ -101,6 +101,15 @@ struct Split {
 // The first key a query at position p sees (sliding window, or 0).
 __device__ __forceinline__ int first_key(const Args &a, int p) { return a.window > 0 ? max(0, p - a.window + 1) : 0; }
 
+// Cache slot of key i through a sequence's block table row, or -1 (and a device error) for an entry
+// outside the cache.
+__device__ __forceinline__ int64_t key_slot(const Args &a, const int32_t *table, int i) {
+  const int64_t slot = int64_t(table[i / a.block_size]) * a.block_size + i % a.block_size;
+  if (slot >= 0 && slot < a.cache_slots) return slot;
+  lc::report(a.err, LC_DEV_ATTN_SLOT);
+  return -1;
+}
+
 // The metadata checks every path makes; false (and a device error from the caller) for an
 // out-of-contract sequence.
 __device__ __forceinline__ bool sequence_ok(const Args &a, int begin, int n_q, int ctx_len) {

@@ -78,15 +78,8 @@ __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int i = k0 + u * KPB + warp * KPW + sub;
-      live[u] = i <= hi;
-      int64_t slot = -1;
-      if (live[u]) {
-        slot = int64_t(table[i / a.block_size]) * a.block_size + i % a.block_size;
-        if (slot < 0 || slot >= a.cache_slots) {
-          if (part == 0) lc::report(a.err, LC_DEV_ATTN_SLOT);
-          live[u] = false;
-        }
-      }
+      const int64_t slot = i <= hi ? lc_attn::key_slot(a, table, i) : -1;
+      live[u] = slot >= 0;
       const int64_t off = slot * kv_width + int64_t(kvh) * D + part * VEC;
       kr[u] = live[u] ? *reinterpret_cast<const uint4 *>(k_cache + off) : make_uint4(0, 0, 0, 0);
       vr[u] = live[u] ? *reinterpret_cast<const uint4 *>(v_cache + off) : make_uint4(0, 0, 0, 0);

@@ -154,14 +154,7 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
     __syncthreads();  // the previous tile is consumed
     if (threadIdx.x < BN) {  // warps 0 and 1: one key each
       const int i = k0 + threadIdx.x;
-      int64_t slot = -1;
-      if (i <= key_hi) {
-        slot = int64_t(table[i / a.block_size]) * a.block_size + i % a.block_size;
-        if (slot < 0 || slot >= a.cache_slots) {
-          lc::report(a.err, LC_DEV_ATTN_SLOT);
-          slot = -1;
-        }
-      }
+      const int64_t slot = i <= key_hi ? lc_attn::key_slot(a, table, i) : -1;
       slots[threadIdx.x] = slot;
       const unsigned ok = __ballot_sync(0xffffffffu, slot >= 0);
       if (lane == 0) slot_ok[warp] = ok;

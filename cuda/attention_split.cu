@@ -73,13 +73,7 @@ __global__ void __launch_bounds__(THREADS) split_kernel(const A *q, const C *k_c
   }
 
   // Slot of key i (or -1 past hi / for an entry outside the cache).
-  auto slot_of = [&](int i) -> int64_t {
-    if (i > hi) return -1;
-    const int64_t slot = int64_t(table[i / a.block_size]) * a.block_size + i % a.block_size;
-    if (slot >= 0 && slot < a.cache_slots) return slot;
-    lc::report(a.err, LC_DEV_ATTN_SLOT);
-    return -1;
-  };
+  auto slot_of = [&](int i) -> int64_t { return i > hi ? -1 : lc_attn::key_slot(a, table, i); };
   uint4 kreg[VPT], vreg[VPT];
   auto issue = [&](const int64_t *tile_slots) {  // loads one tile into registers
 #pragma unroll

@@ -7,12 +7,12 @@
 #include <cstdarg>
 #include <cstdint>
 #include <string>
-#include <map>
 #include <unordered_set>
 
 // Only the ABI is exported (-fvisibility=hidden otherwise): the CPU twin, loaded in the same process
 // by the GPU tests, defines internal functions of the same names (lc::fail) over another lc_ctx.
 #pragma GCC visibility push(default)
+#include "host_allocations.h"
 #include "loracuda.h"
 #pragma GCC visibility pop
 
@@ -65,22 +65,13 @@ struct lc_ctx {
   int sm_count = 0;
   std::string last_error;
   std::unordered_set<void *> allocations;       // lc_alloc'd (cudaMalloc)
-  std::map<const void *, uint64_t> host_allocations;  // lc_host_alloc'd (cudaHostAlloc): base -> bytes
+  lc::HostAllocations host_allocations;  // lc_host_alloc'd (cudaHostAlloc): base -> bytes
   lc_capture capture = lc_capture::idle;
   lc_status capture_status = LC_OK;  // why a capture failed, reported by lc_graph_end
   std::string capture_error;
 };
 
 namespace lc {
-
-// Whether [p, p + bytes) lies inside one lc_host_alloc'd buffer of ctx.
-inline bool in_host_allocation(const lc_ctx *ctx, const void *p, uint64_t bytes) {
-  auto it = ctx->host_allocations.upper_bound(p);
-  if (it == ctx->host_allocations.begin()) return false;
-  --it;
-  const char *base = static_cast<const char *>(it->first), *q = static_cast<const char *>(p);
-  return q >= base && uint64_t(q - base) <= it->second && bytes <= it->second - uint64_t(q - base);
-}
 
 // Sets the context's last error and returns status; while recording a graph it also abandons the capture.
 lc_status fail(lc_ctx *ctx, lc_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -6,28 +6,19 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <map>
 #include <unordered_set>
 #include <vector>
 
+#include "../host_allocations.h"
 #include "../loracuda.h"
 
 struct lc_ctx {
   std::string last_error;
   std::unordered_set<void *> allocations;       // lc_alloc'd
-  std::map<const void *, uint64_t> host_allocations;  // lc_host_alloc'd: base -> bytes
+  lc::HostAllocations host_allocations;  // lc_host_alloc'd: base -> bytes
 };
 
 namespace lc {
-
-// Whether [p, p + bytes) lies inside one lc_host_alloc'd buffer of ctx.
-inline bool in_host_allocation(const lc_ctx *ctx, const void *p, uint64_t bytes) {
-  auto it = ctx->host_allocations.upper_bound(p);
-  if (it == ctx->host_allocations.begin()) return false;
-  --it;
-  const char *base = static_cast<const char *>(it->first), *q = static_cast<const char *>(p);
-  return q >= base && uint64_t(q - base) <= it->second && bytes <= it->second - uint64_t(q - base);
-}
 
 lc_status fail(lc_ctx *ctx, lc_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -100,7 +100,7 @@ lc_status lc_upload_async(lc_ctx *ctx, void *dst, const void *src_host, uint64_t
   LC_REQUIRE_CTX(ctx);
   LC_REQUIRE(ctx, (dst && src_host) || bytes == 0, "lc_upload_async: NULL pointer");
   if (!bytes) return LC_OK;
-  LC_REQUIRE(ctx, lc::in_host_allocation(ctx, src_host, bytes),
+  LC_REQUIRE(ctx, lc::in_host_allocation(ctx->host_allocations, src_host, bytes),
              "lc_upload_async: %llu bytes at %p are not inside one lc_host_alloc'd buffer", (unsigned long long)bytes,
              src_host);
   std::memcpy(dst, src_host, size_t(bytes));
