@@ -30,6 +30,29 @@ build/cuda/%.o: cuda/%.cu $(CUDA_HDR)
 build/libloracuda.so: $(CUDA_OBJ)
 	$(NVCC) $(CUDA_ARCH) -cudart static -shared -o $@ $(CUDA_OBJ) -ldl
 
+# The CUDA sources built for a CPU emulator (tools/cuda-emu: each CUDA thread a fiber, cuBLAS done on
+# the host) into build/emu/libloracuda.so, so test/gpu can check the kernels on machines without a GPU.
+EMU_DIR := tools/cuda-emu
+EMU_OBJ := $(patsubst cuda/%.cu,build/emu/%.o,$(CUDA_SRC)) build/emu/emu.o
+EMU_HDR := $(CUDA_HDR) $(wildcard $(EMU_DIR)/include/*.h)
+EMU_CXXFLAGS := -O2 -std=c++17 -fPIC -fvisibility=hidden -fno-strict-aliasing -w -I$(EMU_DIR)/include -Icuda
+
+build/emu/%.cpp: cuda/%.cu $(EMU_DIR)/prep.ts
+	@mkdir -p build/emu
+	$(BUN) $(EMU_DIR)/prep.ts $< $@
+
+build/emu/%.o: build/emu/%.cpp $(EMU_HDR)
+	$(CXX) $(EMU_CXXFLAGS) -include emu.h -Ddlopen=emu_dlopen -Ddlsym=emu_dlsym -Ddlerror=emu_dlerror -x c++ -c $< -o $@
+
+build/emu/emu.o: $(EMU_DIR)/emu.cpp $(EMU_HDR)
+	@mkdir -p build/emu
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+build/emu/libloracuda.so: $(EMU_OBJ)
+	$(CXX) -shared -o $@ $(EMU_OBJ)
+
+emu: build/emu/libloracuda.so
+
 build: all
 	$(BUN) build --compile src/cli/main.ts $(wildcard build/libloracpu.so build/libloracuda.so) --outfile dist/lora-serve
 
@@ -40,4 +63,4 @@ gpu-check:
 clean:
 	rm -rf build dist
 
-.PHONY: all build clean gpu-check
+.PHONY: all build clean emu gpu-check

@@ -1,12 +1,15 @@
 // Shared by the test/gpu op files: the device under test beside the CPU twin, seeded random inputs,
 // buffers held on both, and the comparison rule (its tolerances are argued in ops.test.ts).
-// LORA_SERVE_GPU_TEST_DEVICE=cpu makes the CPU twin the device under test (a self-check of the tests).
+// LORA_SERVE_GPU_TEST_DEVICE=cpu makes the CPU twin the device under test (a self-check of the tests);
+// LORA_SERVE_GPU_EMULATED=1 says the CUDA library is the CPU emulator's (`npm run test:emu`).
 import { afterAll, expect, test } from "bun:test";
 import { Device, NativeError, type DevPtr, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { decodeHalfFloats, encodeFloats } from "../../src/model/convert.ts";
 
 export const DUT = process.env.LORA_SERVE_GPU_TEST_DEVICE === "cpu" ? "cpu" : "cuda";
+/** Why timings would mean nothing here (the twin, or the emulator), or "" on a real GPU. */
+export const UNTIMED = DUT !== "cuda" ? "the device under test is the CPU twin" : process.env.LORA_SERVE_GPU_EMULATED ? "the CUDA library is emulated on the CPU" : "";
 
 /** The device under test and the twin, or a reason to skip (no GPU / no libloracuda.so). */
 export async function openBackends(file: string): Promise<{ dut?: Device; cpu?: Device; skipReason: string }> {
@@ -215,12 +218,19 @@ export function timeMedian(d: Device, name: string, fn: () => void): void {
  */
 export async function gpuSuite(label: string) {
   const { dut, cpu } = await openBackends(label);
-  const gpuTest = (name: string, fn: () => void, timeoutMs = 180_000) => (dut ? test : test.skip)(name, fn, timeoutMs);
+  // the emulator runs a CUDA thread at a time: allow it 5x a GPU host's bound (the twin's share is the same)
+  const gpuTest = (name: string, fn: () => void, timeoutMs = process.env.LORA_SERVE_GPU_EMULATED ? 900_000 : 180_000) =>
+    (dut ? test : test.skip)(name, fn, timeoutMs);
+  /** A test that only times: skipped, with the reason printed, where timings mean nothing. */
+  const timingTest = (name: string, fn: () => void) => {
+    if (dut && UNTIMED) console.log(`SKIP ${label} "${name}": ${UNTIMED}`);
+    (dut && !UNTIMED ? test : test.skip)(name, fn, 180_000);
+  };
   afterAll(() => {
     dut?.close();
     cpu?.close();
   });
   const seed = Number(process.env.GPU_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
   if (dut) console.log(`${label}: device ${DUT}, seed ${seed}`);
-  return { dut, cpu, gpuTest, ...makeRng(seed) };
+  return { dut, cpu, gpuTest, timingTest, ...makeRng(seed) };
 }

@@ -10,7 +10,7 @@ import { encodeFloats } from "../../src/model/convert.ts";
 import { BYTES, DUT, attentionTolFor, compare, expectClose, expectSameBytes, gpuSuite, pairWith, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
 import { loraCase } from "./lora-case.ts";
 
-const { dut, cpu, gpuTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
+const { dut, cpu, gpuTest, timingTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
 const statusOf = (fn: () => void): Status => {
   try {
@@ -151,8 +151,7 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
     graphErrorCase(dut!);
   });
 
-  gpuTest("timings v2 (device under test, median of 10 after warm-up)", () => {
-    if (DUT !== "cuda") return; // the twin's timings mean nothing here
+  timingTest("timings v2 (device under test, median of 10 after warm-up)", () => {
     timings(dut!);
   });
 });

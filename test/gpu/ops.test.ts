@@ -28,7 +28,7 @@ import { loraCase } from "./lora-case.ts";
 
 // ---------- device under test ----------
 
-const { dut, cpu, gpuTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu tests");
+const { dut, cpu, gpuTest, timingTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu tests");
 
 /** Runs body with a fresh Pair, freeing its buffers afterwards. */
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
@@ -195,8 +195,7 @@ describe(`ops on ${DUT} vs the CPU twin`, () => {
     }
   }));
 
-  gpuTest("timings (device under test, median of 10 after warm-up)", () => withPair((p) => {
-    if (DUT !== "cuda") return; // the twin's timings mean nothing here
+  timingTest("timings (device under test, median of 10 after warm-up)", () => withPair((p) => {
     timings(p.g);
   }));
 });
