@@ -30,9 +30,9 @@ build/cuda/%.o: cuda/%.cu $(CUDA_HDR)
 build/libloracuda.so: $(CUDA_OBJ)
 	$(NVCC) $(CUDA_ARCH) -cudart static -shared -o $@ $(CUDA_OBJ) -ldl
 
-# The CUDA sources built for a CPU emulator (tools/cuda-emu: each CUDA thread a fiber, cuBLAS done on
+# The CUDA sources built for a CPU emulator (test/cuda-emu: each CUDA thread a fiber, cuBLAS done on
 # the host) into build/emu/libloracuda.so, so test/gpu can check the kernels on machines without a GPU.
-EMU_DIR := tools/cuda-emu
+EMU_DIR := test/cuda-emu
 EMU_OBJ := $(patsubst cuda/%.cu,build/emu/%.o,$(CUDA_SRC)) build/emu/emu.o
 EMU_HDR := $(CUDA_HDR) $(wildcard $(EMU_DIR)/include/*.h)
 EMU_CXXFLAGS := -O2 -std=c++17 -fPIC -fvisibility=hidden -fno-strict-aliasing -w -I$(EMU_DIR)/include -Icuda

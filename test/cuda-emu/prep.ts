@@ -1,6 +1,6 @@
 // Rewrites a .cu file for the emulator: `kernel<<<cfg>>>(args)` becomes `emu::launch(kernel,
 // emu::cfg(cfg), args)`, and `extern __shared__ T name[];` a pointer to the emulated dynamic shared memory.
-//   bun tools/cuda-emu/prep.ts in.cu out.cpp
+//   bun test/cuda-emu/prep.ts in.cu out.cpp
 import { readFileSync, writeFileSync } from "node:fs";
 
 const [input, output] = process.argv.slice(2);
