@@ -27,6 +27,8 @@ export interface BatchShape {
 export class LlamaForward {
   readonly act: NumericDType;
   private readonly layouts: Record<Projection, ReturnType<typeof projectionLayout>>;
+  /** Per layer and projection, each module's slot tables and output columns (fixed device addresses). */
+  private readonly loraTables: Record<Projection, LoraModuleTables[]>[];
 
   constructor(
     private readonly device: Device,
@@ -39,7 +41,11 @@ export class LlamaForward {
     private readonly attentionScaling = 1,
   ) {
     this.act = ws.act;
-    this.layouts = Object.fromEntries((Object.keys(PROJECTIONS) as Projection[]).map((p) => [p, projectionLayout(config, p)])) as typeof this.layouts;
+    const projections = Object.keys(PROJECTIONS) as Projection[];
+    this.layouts = Object.fromEntries(projections.map((p) => [p, projectionLayout(config, p)])) as typeof this.layouts;
+    this.loraTables = Array.from({ length: config.numLayers }, (_, layer) => Object.fromEntries(projections.map((p) => [
+      p, this.layouts[p].parts.map((part) => ({ ...lora.tables(layer, part.module), outOffset: part.offset, outDim: part.rows })),
+    ])) as Record<Projection, LoraModuleTables[]>);
   }
 
   /** Runs the batch and leaves logits [nLogitRows, vocab] in ws.logits. */
@@ -83,9 +89,9 @@ export class LlamaForward {
     const W = this.weights.layers[layer][p], { parts, out, in: inDim } = this.layouts[p];
     this.device.linear({ act: this.act, x, wt: W.dtype, w: W.ptr, m: b.nTokens, n: out, k: inDim, y });
     if (!b.hasLora) return;
-    const targeted = b.loraEverywhere ? parts : parts.filter((part) => this.lora.isTargeted(layer, part.module));
-    if (targeted.length === 0) return;
-    const modules: LoraModuleTables[] = targeted.map((part) => ({ ...this.lora.tables(layer, part.module), outOffset: part.offset, outDim: part.rows }));
+    const all = this.loraTables[layer][p];
+    const modules = b.loraEverywhere ? all : all.filter((_, i) => this.lora.isTargeted(layer, parts[i].module));
+    if (modules.length === 0) return;
     const seg = { nSlots: this.lora.numSlots, segIndptr: this.ws.segIndptr, segSlot: this.ws.segSlot, nSegs: b.nSegs, nTokens: b.nTokens };
     const maxRank = this.ws.caps.maxLoraRank;
     this.device.loraShrink({ act: this.act, x, inDim, wt: this.lora.dtype, modules, ...seg, maxRank, tmp: this.ws.loraTmp });
