@@ -47,7 +47,7 @@ export function checkSamplingParams(p: SamplingParams): void {
 const MASK64 = (1n << 64n) - 1n;
 
 // splitmix64: a well-mixed 64-bit hash, so (seed, step) pairs give independent uniforms.
-function splitmix64(x: bigint): bigint {
+export function splitmix64(x: bigint): bigint {
   x = (x + 0x9e3779b97f4a7c15n) & MASK64;
   x = ((x ^ (x >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
   x = ((x ^ (x >> 27n)) * 0x94d049bb133111ebn) & MASK64;

@@ -12,6 +12,7 @@ import { openCheckpoint, openSafetensors } from "../../src/model/safetensors.ts"
 import { tensorToFloat32 } from "../../src/model/tensor.ts";
 import { projectionName } from "../../src/model/weights.ts";
 import { adaptersDir, modelDir, type FixtureModel } from "../helpers/fixtures.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "lora-serve-adapters-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -25,12 +26,7 @@ const L2 = adaptersDir("tiny-llama2");
 const load = (dir: string, name: string, maxLoraRank = 64): LoraAdapter => loadLoraAdapter(dir, name, llama2, { maxLoraRank });
 
 function expectAdapterError(fn: () => unknown, adapter: string, ...reason: (string | RegExp)[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
+  const err = thrown(() => fn());
   expect(err).toBeInstanceOf(AdapterError);
   expect((err as AdapterError).adapter).toBe(adapter);
   expect((err as Error).message).toContain(`adapter "${adapter}"`);

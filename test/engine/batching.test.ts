@@ -8,6 +8,7 @@ import { SamplingError, type SamplingParams } from "../../src/engine/sampling.ts
 import type { GeneratedToken, Sequence } from "../../src/engine/sequence.ts";
 import { readModelConfig } from "../../src/model/config.ts";
 import { MODEL_NAMES, greedyParams, loadFixtureModel, modelDir, readReference, type ReferenceCase } from "../helpers/fixtures.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 // The CPU twin computes every token row on its own (same loops, same summation order whatever the
 // batch holds; attention reads only its own sequence's blocks; LoRA applies per segment), so a
@@ -157,12 +158,7 @@ describe("Engine.add request errors", async () => {
   ];
   for (const [label, fn, cls, message] of bad) {
     test(`${label}, then a valid request is served correctly`, () => {
-      let err: unknown;
-      try {
-        fn();
-      } catch (e) {
-        err = e;
-      }
+      const err = thrown(fn);
       expect(err).toBeInstanceOf(cls);
       expect((err as Error).message).toMatch(message);
       expect(engine.hasWork).toBe(false); // nothing half-queued

@@ -6,16 +6,12 @@ import { join } from "node:path";
 import { ModelConfigError, parseModelConfig, readGenerationDefaults, readModelConfig } from "../../src/model/config.ts";
 import { ropeInverseFrequencies } from "../../src/model/rope.ts";
 import { modelDir, type FixtureModel } from "../helpers/fixtures.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 const rawConfig = (m: FixtureModel): Record<string, unknown> => JSON.parse(readFileSync(join(modelDir(m), "config.json"), "utf8"));
 
 function expectConfigError(c: Record<string, unknown>, ...parts: string[]): void {
-  let err: unknown;
-  try {
-    parseModelConfig(c);
-  } catch (e) {
-    err = e;
-  }
+  const err = thrown(() => parseModelConfig(c));
   expect(err).toBeInstanceOf(ModelConfigError);
   for (const p of parts) expect((err as Error).message).toContain(p);
 }

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { openCheckpoint, openSafetensors, WeightsFormatError } from "../../src/model/safetensors.ts";
 import { tensorToFloat32, type TensorView } from "../../src/model/tensor.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 const MODELS = resolve(import.meta.dir, "../fixtures/hf/models");
 const tmp = mkdtempSync(join(tmpdir(), "lora-serve-safetensors-"));
@@ -31,12 +32,7 @@ function writeRaw(bytes: Uint8Array): string {
 
 /** Runs fn, expects a WeightsFormatError whose message contains every part. */
 function expectError(fn: () => unknown, ...parts: (string | RegExp)[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
+  const err = thrown(() => fn());
   expect(err).toBeInstanceOf(WeightsFormatError);
   const msg = (err as Error).message;
   for (const p of parts) typeof p === "string" ? expect(msg).toContain(p) : expect(msg).toMatch(p);

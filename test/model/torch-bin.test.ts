@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { readTorchBin } from "../../src/model/torch-bin.ts";
 import { tensorToFloat32, WeightsFormatError } from "../../src/model/tensor.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 const RU = resolve(import.meta.dir, "../fixtures/hf/models/tiny-llama2/adapters/ru/adapter_model.bin");
 const tmp = mkdtempSync(join(tmpdir(), "lora-serve-torchbin-"));
@@ -17,12 +18,7 @@ function writeTmp(bytes: Uint8Array): string {
 }
 
 function expectError(fn: () => unknown, ...parts: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
+  const err = thrown(() => fn());
   expect(err).toBeInstanceOf(WeightsFormatError);
   for (const p of parts) expect((err as Error).message).toContain(p);
 }

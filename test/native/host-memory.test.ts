@@ -5,17 +5,13 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { ptr, toArrayBuffer } from "bun:ffi";
 import { Device, NativeError } from "../../src/native/device.ts";
 import { LC_ABI_VERSION, Status, openLoracuda } from "../../src/native/ffi.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 const device = await Device.open("cpu");
 afterAll(() => device.close());
 
 function expectRefused(fn: () => unknown, op: string, pattern: RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
+  const err = thrown(() => fn());
   expect(err).toBeInstanceOf(NativeError);
   expect((err as NativeError).op).toBe(op);
   expect((err as NativeError).status).toBe(Status.InvalidArgument);

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { Device, NativeError, type DevPtr, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { decodeHalfFloats, encodeFloats } from "../../src/model/convert.ts";
+import { splitmix64 } from "../../src/engine/sampling.ts";
 
 const device = await Device.open("cpu");
 const bufs: DevPtr[] = [];
@@ -30,16 +31,9 @@ const download = (p: DevPtr, bytes: number) => {
 
 // ---------- lc_fill_random ----------
 
-const M64 = (1n << 64n) - 1n;
-function splitmix64(x: bigint): bigint {
-  x = (x + 0x9e3779b97f4a7c15n) & M64;
-  x = ((x ^ (x >> 30n)) * 0xbf58476d1ce4e5b9n) & M64;
-  x = ((x ^ (x >> 27n)) * 0x94d049bb133111ebn) & M64;
-  return x ^ (x >> 31n);
-}
 /** The header's definition: p[i] = scale * (2u - 1), u = (splitmix64(splitmix64(seed) ^ i) >> 40) * 2^-24, in fp32. */
 function expectedRandom(n: number, seed: bigint, scale: number): Float32Array {
-  const key = splitmix64(seed & M64);
+  const key = splitmix64(BigInt.asUintN(64, seed));
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const u = Number(splitmix64(key ^ BigInt(i)) >> 40n) / 2 ** 24;

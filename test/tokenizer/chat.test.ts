@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ChatTemplate, ChatTemplateError, type ChatMessage } from "../../src/tokenizer/chat.ts";
 import { TextTokenizer } from "../../src/tokenizer/tokenizer.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 const HF = join(import.meta.dir, "../fixtures/hf");
 interface ChatCase { messages: ChatMessage[]; add_generation_prompt: boolean; text?: string; ids?: number[]; error?: string }
@@ -38,12 +39,7 @@ describe("ChatTemplate", () => {
 
   test("raise_exception carries the template's message exactly", () => {
     const t = new ChatTemplate({ chat_template: "{{ raise_exception('no ' + messages[0].role + 's here') }}" });
-    let err: unknown;
-    try {
-      t.render(msgs, { addGenerationPrompt: false });
-    } catch (e) {
-      err = e;
-    }
+    const err = thrown(() => t.render(msgs, { addGenerationPrompt: false }));
     expect(err).toBeInstanceOf(ChatTemplateError);
     expect((err as Error).message).toBe("no users here");
   });
