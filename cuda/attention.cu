@@ -15,6 +15,7 @@ namespace {
 using lc_attn::Args;
 using lc_attn::ROWS;
 constexpr int WARPS = 4, THREADS = WARPS * 32, ROWS_PER_WARP = ROWS / WARPS, BK = 32;
+static_assert(WARPS == lc_attn::QueryRows<64>::WARPS, "QueryRows lays rows out over these warps");
 
 // Sequence s owns query rows [q_indptr[s], q_indptr[s+1]); query j sits at p = context_lens[s] - n_q + j and
 //   out[t, h] = sum_i softmax_i(scale * q[t, h] . K[i, h / group]) V[i, h / group]   over i in (p - window, p],
@@ -46,26 +47,8 @@ __global__ void __launch_bounds__(THREADS) attention_kernel(const A *q, const C 
   const int key_lo = first_key(ctx_len - n_q + f0 / group), key_hi = ctx_len - n_q + j_last;
   const int64_t q_width = int64_t(a.n_heads) * D, kv_width = int64_t(a.n_kv_heads) * D;
 
-  // Stage the 16 query rows (zeros for rows past n_q).
-  for (int e = threadIdx.x; e < ROWS * D; e += THREADS) {
-    const int r = e / D, d = e % D, f = f0 + r, j = f / group;
-    qs[r][d] = j < n_q ? lc::to_f(q[(begin + j) * q_width + int64_t(kvh * group + f % group) * D + d]) : 0.0f;
-  }
-  // Per-row state of this warp's rows r = warp + WARPS * rr.
-  bool valid[ROWS_PER_WARP];
-  int first[ROWS_PER_WARP], last[ROWS_PER_WARP];
-  float m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][PER_LANE];
-#pragma unroll
-  for (int rr = 0; rr < ROWS_PER_WARP; ++rr) {
-    const int j = (f0 + warp + WARPS * rr) / group;
-    valid[rr] = j < n_q;
-    last[rr] = ctx_len - n_q + j;
-    first[rr] = first_key(last[rr]);
-    m[rr] = -INFINITY;
-    l[rr] = 0.0f;
-#pragma unroll
-    for (int c = 0; c < PER_LANE; ++c) acc[rr][c] = 0.0f;
-  }
+  lc_attn::QueryRows<D> rows;  // the 16 query rows in qs, this warp's softmax state
+  rows.load(qs, q, a, begin, n_q, ctx_len, f0, kvh, group, warp);
   const int32_t *table = a.block_tables + int64_t(s) * a.max_blocks_per_seq;
 
   for (int k0 = key_lo; k0 <= key_hi; k0 += BK) {
@@ -86,20 +69,20 @@ __global__ void __launch_bounds__(THREADS) attention_kernel(const A *q, const C 
     __syncthreads();
 #pragma unroll
     for (int rr = 0; rr < ROWS_PER_WARP; ++rr) {
-      if (!valid[rr]) continue;  // uniform across the warp
+      if (!rows.valid[rr]) continue;  // uniform across the warp
       const int r = warp + WARPS * rr, i = k0 + lane;
-      const bool live = i >= first[rr] && i <= last[rr] && slots[lane] >= 0;
-      lc_attn::softmax_tile(qs[r], ks, vs, lane, live, a.scale, m[rr], l[rr], acc[rr]);
+      const bool live = i >= rows.first[rr] && i <= rows.last[rr] && slots[lane] >= 0;
+      lc_attn::softmax_tile(qs[r], ks, vs, lane, live, a.scale, rows.m[rr], rows.l[rr], rows.acc[rr]);
     }
   }
 #pragma unroll
   for (int rr = 0; rr < ROWS_PER_WARP; ++rr) {
-    if (!valid[rr]) continue;
+    if (!rows.valid[rr]) continue;
     const int f = f0 + warp + WARPS * rr, j = f / group, h = kvh * group + f % group;
-    const float inv = l[rr] > 0.0f ? 1.0f / l[rr] : 0.0f;  // l == 0 only if every key was skipped as invalid
+    const float inv = rows.l[rr] > 0.0f ? 1.0f / rows.l[rr] : 0.0f;  // l == 0 only if every key was skipped as invalid
     A *o = out + (begin + j) * q_width + int64_t(h) * D;
 #pragma unroll
-    for (int c = 0; c < PER_LANE; ++c) o[lane + 32 * c] = lc::from_f<A>(acc[rr][c] * inv);
+    for (int c = 0; c < PER_LANE; ++c) o[lane + 32 * c] = lc::from_f<A>(rows.acc[rr][c] * inv);
   }
 }
 

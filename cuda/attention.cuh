@@ -118,6 +118,39 @@ __device__ __forceinline__ bool sequence_ok(const Args &a, int begin, int n_q, i
            (int64_t(ctx_len) + a.block_size - 1) / a.block_size > a.max_blocks_per_seq);
 }
 
+// The 16 query rows of a block (flat rows f0 + r, r < ROWS, of one sequence and kv head) as fp32 in
+// shared memory (zeros past the sequence's queries), and the online-softmax state of the rows a warp
+// owns (r = warp + 4 * rr), as the unsplit and split kernels (4 warps) keep them.
+template <int D> struct QueryRows {
+  static constexpr int WARPS = 4, PER_WARP = ROWS / WARPS, PER_LANE = D / 32;
+  bool valid[PER_WARP];
+  int first[PER_WARP], last[PER_WARP];  // the row's key window
+  float m[PER_WARP], l[PER_WARP], acc[PER_WARP][PER_LANE];
+
+  // Stages the block's query rows (all threads; a barrier must follow before qs is read) and sets up
+  // this warp's rows: query j = f / group sits at position context_len - n_q + j.
+  template <typename A>
+  __device__ __forceinline__ void load(float (&qs)[ROWS][D], const A *q, const Args &a, int begin, int n_q,
+                                        int ctx_len, int f0, int kvh, int group, int warp) {
+    const int64_t q_width = int64_t(a.n_heads) * D;
+    for (int e = threadIdx.x; e < ROWS * D; e += WARPS * 32) {
+      const int r = e / D, d = e % D, f = f0 + r, j = f / group;
+      qs[r][d] = j < n_q ? lc::to_f(q[(begin + j) * q_width + int64_t(kvh * group + f % group) * D + d]) : 0.0f;
+    }
+#pragma unroll
+    for (int rr = 0; rr < PER_WARP; ++rr) {
+      const int j = (f0 + warp + WARPS * rr) / group;
+      valid[rr] = j < n_q;
+      last[rr] = ctx_len - n_q + j;
+      first[rr] = first_key(a, last[rr]);
+      m[rr] = -INFINITY;
+      l[rr] = 0.0f;
+#pragma unroll
+      for (int c = 0; c < PER_LANE; ++c) acc[rr][c] = 0.0f;
+    }
+  }
+};
+
 // The decode path (attention_decode.cu): one query per sequence (max_q_len == 1), K/V read straight
 // into registers. With sp.n_splits > 1 it writes chunk partials for the split path's combine;
 // otherwise (sp.acc NULL, one chunk) the normalised output. decode_supported says which calls it takes.

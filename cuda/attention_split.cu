@@ -14,6 +14,7 @@ namespace {
 using lc_attn::Args;
 using lc_attn::ROWS;
 constexpr int WARPS = 4, THREADS = WARPS * 32, ROWS_PER_WARP = ROWS / WARPS, BK = 32;
+static_assert(WARPS == lc_attn::QueryRows<64>::WARPS, "QueryRows lays rows out over these warps");
 
 using lc_attn::Split;
 using lc_attn::first_key;
@@ -50,28 +51,11 @@ __global__ void __launch_bounds__(THREADS) split_kernel(const A *q, const C *k_c
   const int c_lo = c * sp.chunk, c_hi = c_lo + sp.chunk - 1;
   const int lo = max(first_key(a, ctx_len - n_q + f0 / group), c_lo), hi = min(ctx_len - n_q + j_last, c_hi);
   if (lo > hi) return;  // no key of this chunk for any row of the tile
-  const int64_t q_width = int64_t(a.n_heads) * D, kv_width = int64_t(a.n_kv_heads) * D;
+  const int64_t kv_width = int64_t(a.n_kv_heads) * D;
   const int32_t *table = a.block_tables + int64_t(s) * a.max_blocks_per_seq;
 
-  for (int e = threadIdx.x; e < ROWS * D; e += THREADS) {
-    const int r = e / D, d = e % D, f = f0 + r, j = f / group;
-    qs[r][d] = j < n_q ? lc::to_f(q[(begin + j) * q_width + int64_t(kvh * group + f % group) * D + d]) : 0.0f;
-  }
-  bool valid[ROWS_PER_WARP];
-  int first[ROWS_PER_WARP], last[ROWS_PER_WARP];
-  float m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][PER_LANE];
-#pragma unroll
-  for (int rr = 0; rr < ROWS_PER_WARP; ++rr) {
-    const int j = (f0 + warp + WARPS * rr) / group;
-    valid[rr] = j < n_q;
-    last[rr] = ctx_len - n_q + j;
-    first[rr] = first_key(a, last[rr]);
-    m[rr] = -INFINITY;
-    l[rr] = 0.0f;
-#pragma unroll
-    for (int cc = 0; cc < PER_LANE; ++cc) acc[rr][cc] = 0.0f;
-  }
-
+  lc_attn::QueryRows<D> rows;  // the 16 query rows in qs, this warp's softmax state
+  rows.load(qs, q, a, begin, n_q, ctx_len, f0, kvh, group, warp);
   // Slot of key i (or -1 past hi / for an entry outside the cache).
   auto slot_of = [&](int i) -> int64_t { return i > hi ? -1 : lc_attn::key_slot(a, table, i); };
   uint4 kreg[VPT], vreg[VPT];
@@ -110,22 +94,22 @@ __global__ void __launch_bounds__(THREADS) split_kernel(const A *q, const C *k_c
     if (k0 + BK <= hi) issue(slots[buf ^ 1]);
 #pragma unroll
     for (int rr = 0; rr < ROWS_PER_WARP; ++rr) {
-      if (!valid[rr]) continue;  // uniform across the warp
+      if (!rows.valid[rr]) continue;  // uniform across the warp
       const int r = warp + WARPS * rr, i = k0 + lane;
-      const bool live = i >= first[rr] && i <= last[rr] && slots[buf][lane] >= 0;
-      lc_attn::softmax_tile(qs[r], ks, vs, lane, live, a.scale, m[rr], l[rr], acc[rr]);
+      const bool live = i >= rows.first[rr] && i <= rows.last[rr] && slots[buf][lane] >= 0;
+      lc_attn::softmax_tile(qs[r], ks, vs, lane, live, a.scale, rows.m[rr], rows.l[rr], rows.acc[rr]);
     }
     __syncthreads();  // this tile consumed before the next commit overwrites it
   }
 
 #pragma unroll
   for (int rr = 0; rr < ROWS_PER_WARP; ++rr) {
-    if (!valid[rr] || first[rr] > c_hi || last[rr] < c_lo) continue;  // the combine skips this chunk too
+    if (!rows.valid[rr] || rows.first[rr] > c_hi || rows.last[rr] < c_lo) continue;  // the combine skips this chunk too
     const int f = f0 + warp + WARPS * rr, j = f / group, h = kvh * group + f % group;
     const int64_t row = (int64_t(c) * a.n_tokens + begin + j) * a.n_heads + h;
 #pragma unroll
-    for (int cc = 0; cc < PER_LANE; ++cc) sp.acc[row * D + lane + 32 * cc] = acc[rr][cc];
-    if (lane == 0) sp.ml[row] = make_float2(m[rr], l[rr]);
+    for (int cc = 0; cc < PER_LANE; ++cc) sp.acc[row * D + lane + 32 * cc] = rows.acc[rr][cc];
+    if (lane == 0) sp.ml[row] = make_float2(rows.m[rr], rows.l[rr]);
   }
 }
 
