@@ -14,7 +14,8 @@ tar -cJf .carry/node_modules.tar.xz node_modules/@huggingface node_modules/citty
 tree_kb=$(git ls-files -z | du -ck --files0-from=- | tail -1 | cut -f1)
 carry_kb=$(du -sk .carry | cut -f1)
 echo ".carry $((carry_kb / 1024)) MiB + tracked files $((tree_kb / 1024)) MiB (limit 64 MiB)"
+# the run returns at most 8 files: the logs come back as one logs.tar.xz
 cat <<'CMD'
-run (carry [".carry"]):
-xz -dc .carry/bun.xz >/tmp/bun && chmod +x /tmp/bun && tar -xJf .carry/node_modules.tar.xz || exit 9; BUN=/tmp/bun GPU_CHECK_TIMEOUT=240 GPU_BENCH_TIMEOUT=200 scripts/gpu-check.sh >$OUT/check.txt 2>&1
+run (carry [".carry"]; Hopper only, with GPU_PROFILE=1):
+xz -dc .carry/bun.xz >/tmp/bun && chmod +x /tmp/bun && tar -xJf .carry/node_modules.tar.xz || exit 9; export CUDA_ARCH=-gencode=arch=compute_90,code=sm_90 BUN=/tmp/bun GPU_PROFILE=1 GPU_CHECK_TIMEOUT=240 GPU_BENCH_TIMEOUT=200; scripts/gpu-check.sh >$OUT/check.txt 2>&1; rc=$?; cd $OUT && tar -cJf logs.tar.xz *.log *.csv; rm -f *.log *.csv; exit $rc
 CMD

@@ -5,8 +5,8 @@
 #   GPU_TESTS="..."       what `bun test` runs (default: test/gpu)
 #   BUN_FLAGS="..."       flags before `test`, e.g. --config=other-bunfig.toml
 #   GPU_TEST_SEED=n       fixed random inputs for test/gpu/ops.test.ts
-#   GPU_PROFILE=1         also profile decode (batch 1 and 32) under Nsight Systems, where nsys exists:
-#                         per-kernel totals in $OUT/kernels_cuda_gpu_kern_sum.csv (GPU_PROFILE_TIMEOUT, 150 s)
+#   GPU_PROFILE=1         also time each kernel of one step per figure under Nsight Compute (ncu), where it
+#                         exists: per-kernel totals in $OUT/kernels.txt (GPU_PROFILE_TIMEOUT, 150 s)
 # Exit status: that of the tests (the build's, if it fails). Bounded by GPU_CHECK_TIMEOUT (240 s) for the tests and GPU_BENCH_TIMEOUT (200 s) for `bench --synthetic`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,32 +49,35 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   [ "$rc" = 0 ] && rc=$brc
 fi
 t3=$(date +%s)
-# where the decode time goes, kernel by kernel (optional: it adds a minute or two)
+# where the time goes, kernel by kernel (optional: about two minutes): one eager step of each decode
+# figure (batch 1 and 32) and the prefill under Nsight Compute, summed per kernel into kernels.txt
 if [ -n "${GPU_PROFILE:-}" ]; then
-  nsys_bin="$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)"
-  if [ -n "$nsys_bin" ]; then
-    timeout "${GPU_PROFILE_TIMEOUT:-150}" "$nsys_bin" profile --trace cuda --force-overwrite true -o "$dest/decode" \
-      "$BUN" src/cli/main.ts bench --synthetic "${BENCH_PRESET:-llama-2-7b}" --device cuda --batch-sizes 1,32 --steps 20 \
-      >"$dest/profile.log" 2>&1 &&
-      "$nsys_bin" stats --report cuda_gpu_kern_sum --format csv -o "$dest/kernels" "$dest/decode.nsys-rep" >>"$dest/profile.log" 2>&1
-    rm -f "$dest/decode.nsys-rep" "$dest/decode.sqlite"
+  ncu_bin="$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
+  if [ -n "$ncu_bin" ]; then
+    timeout "${GPU_PROFILE_TIMEOUT:-150}" "$ncu_bin" --profile-from-start off --metrics gpu__time_duration.sum \
+      --cache-control none --clock-control none --csv --page raw --print-units base --print-kernel-base function \
+      --log-file "$dest/ncu.csv" "$BUN" src/cli/main.ts bench --synthetic "${BENCH_PRESET:-llama-2-7b}" --device cuda \
+      --batch-sizes 1,32 --steps 2 --profile --out "$dest/profile-bench.json" >"$dest/profile.log" 2>&1
+    "$BUN" scripts/kernel-breakdown.ts "$dest/ncu.csv" "$dest/profile-bench.json" >"$dest/kernels.txt" 2>>"$dest/profile.log"
   else
-    echo "GPU_PROFILE: no nsys on this host" >"$dest/profile.log"
+    echo "GPU_PROFILE: no ncu on this host" >"$dest/profile.log"
   fi
 fi
+t4=$(date +%s)
 
 count() { local n; n=$(grep -Eo "^ *[0-9]+ $1\$" "$log" | tail -1 | tr -dc 0-9); echo "${n:-0}"; }
 {
   echo "lora-serve gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)"
   echo "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'nvidia-smi unavailable')"
   echo "cublas: $(ldconfig -p 2>/dev/null | grep -o 'libcublas\.so\.1[23] ' | head -1)${LD_LIBRARY_PATH:+ (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)}"
-  echo "build: $((t1 - t0)) s; tests: $((t2 - t1)) s; bench: $((t3 - t2)) s; exit status $rc$([ "$rc" = 124 ] && echo ' (timed out)')"
+  echo "build: $((t1 - t0)) s; tests: $((t2 - t1)) s; bench: $((t3 - t2)) s; profile: $((t4 - t3)) s; exit status $rc$([ "$rc" = 124 ] && echo ' (timed out)')"
   echo "pass $(count pass) fail $(count fail) skip $(count skip)"
   grep -E '^gpu (ops v2 )?tests:|^SKIP' "$log"
   grep -E '^\(fail\)' "$log"
   grep -E '^TIME ' "$log"
   grep -E '^\((pass|fail)\)' "$log" | grep -Eo '[^>]*\[[0-9.]+m?s\]$' | sed 's/^ */test: /'
   [ -f "$bench" ] && cat "$bench" && tail -3 "$dest/bench.log"
+  [ -f "$dest/profile.log" ] && tail -5 "$dest/profile.log"
 } >"$report"
 echo "---- $report"
 cat "$report"

@@ -8,6 +8,7 @@ import { BlockManager } from "../engine/block-manager.ts";
 import { buildBatch, type ScheduledSeq } from "../engine/batch-builder.ts";
 import { ModelRunner } from "../engine/model-runner.ts";
 import { Sequence } from "../engine/sequence.ts";
+import type { ProfileRanges } from "./profile-ranges.ts";
 import { randomWeights, syntheticConfig } from "./synthetic-model.ts";
 
 export interface SyntheticBenchOptions {
@@ -19,6 +20,8 @@ export interface SyntheticBenchOptions {
   adapters: number;
   prefillLen: number;
   log?: (line: string) => void;
+  /** profile one eager step of each decode figure and the prefill (see profile-ranges.ts) */
+  profile?: ProfileRanges;
 }
 
 export interface DecodeFigure {
@@ -42,6 +45,8 @@ export interface SyntheticReport {
   prefill: { tokens: number; ms: number; tokensPerSecond: number; ceilingTokensPerSecond: number; ratio: number };
   adapterLoad: { rank: number; modules: string; bytes: number; firstMs: number; medianMs: number };
   checks: { what: string; target: string; measured: string; pass: boolean }[];
+  /** with --profile: the profiled ranges, in order */
+  profiledRanges?: string[];
 }
 
 const QKVO: LoraModule[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
@@ -163,6 +168,10 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
         });
         decode.push({ batch: batchSize, adapters: mode.name, graphs, stepMs: ms, tokensPerSecond: batchSize / (ms / 1000), bytesPerStep, bandwidthRatio: bytesPerStep / (ms / 1000) / bandwidth });
         log(`decode batch ${batchSize}, adapters ${mode.name}, graphs ${graphs}: ${ms.toFixed(3)} ms/step`);
+        if (!graphs) o.profile?.range(`decode batch ${batchSize}, ${mode.name}`, () => {
+          runner.run(batch);
+          runner.sample(rows, 0);
+        });
       }
       for (const seq of seqs) blocks.release(seq);
     }
@@ -174,6 +183,10 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
   blocks.ensure(prompt, o.prefillLen);
   const prefillBatch = buildBatch([{ seq: prompt, numTokens: o.prefillLen, slot: -1, sample: true }], blockSize, maxBlocksPerSeq);
   const prefillMs = time(device, 3, () => {
+    runner.run(prefillBatch);
+    runner.sample([{ temperature: 0, topK: 0, topP: 1, uniform: 0 }], 0);
+  });
+  o.profile?.range(`prefill ${o.prefillLen}`, () => {
     runner.run(prefillBatch);
     runner.sample([{ temperature: 0, topK: 0, topP: 1, uniform: 0 }], 0);
   });
@@ -217,6 +230,6 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
   if (graphFailure !== null) checks.push({ what: "decode graphs recorded", target: "no failure", measured: graphFailure, pass: false });
   return {
     device: device.kind, model: typeof o.preset === "string" ? o.preset : "config.json", dtype, weightBytes: weights.bytes,
-    ceilings, decode, prefill, adapterLoad, checks,
+    ceilings, decode, prefill, adapterLoad, checks, profiledRanges: o.profile?.labels,
   };
 }

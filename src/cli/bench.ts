@@ -2,6 +2,7 @@
 import { defineCommand } from "citty";
 import { readFileSync, writeFileSync } from "node:fs";
 import { runSchedulerBench } from "../bench/scheduler-bench.ts";
+import { openProfileRanges } from "../bench/profile-ranges.ts";
 import { runSyntheticBench, type SyntheticReport } from "../bench/synthetic-bench.ts";
 import { log } from "../log.ts";
 import { openDevice, type DeviceChoice } from "../native/open-device.ts";
@@ -22,6 +23,7 @@ export const benchCommand = defineCommand({
     adapters: { type: "string", description: "Distinct adapters among them (default 32)" },
     steps: { type: "string", description: "Decode steps to time (default 200)" },
     json: { type: "boolean", description: "Print the result as JSON" },
+    profile: { type: "boolean", description: "With --synthetic on cuda: bracket one step of each figure for `ncu --profile-from-start off`" },
   },
   async run({ args }) {
     if (args.synthetic) return synthetic(args);
@@ -44,6 +46,7 @@ export const benchCommand = defineCommand({
 async function synthetic(args: Record<string, unknown>): Promise<void> {
   const preset = String(args.synthetic);
   const device = await openDevice((args.device as DeviceChoice) ?? "auto");
+  const profile = args.profile ? openProfileRanges(device) : undefined;
   try {
     const sizes = String(args["batch-sizes"] ?? "1,8,32,64").split(",").map((x) => intArg(x, "--batch-sizes")!);
     const report = runSyntheticBench({
@@ -55,11 +58,13 @@ async function synthetic(args: Record<string, unknown>): Promise<void> {
       adapters: intArg(args["lora-count"] as string | undefined, "--lora-count") ?? 32,
       prefillLen: intArg(args.prefill as string | undefined, "--prefill") ?? 2048,
       log: (line) => log.info(line),
+      profile,
     });
     if (args.out) writeFileSync(String(args.out), JSON.stringify(report, null, 2));
     if (args.json) console.log(JSON.stringify(report));
     else printReport(report);
   } finally {
+    profile?.free();
     device.close();
   }
 }
