@@ -6,7 +6,8 @@
 // every token of its tile, so a decode segment (up to SEG_TILE tokens on one adapter) reads A and B
 // once per step. The grid comes from host shapes only (graph-capturable): token tiles past a
 // segment's end, rank rows past the slot's rank, base-model and rank-0 segments exit at once, so a
-// rank-8 slot costs rank-8 work whatever max_rank is.
+// rank-8 slot costs rank-8 work whatever max_rank is. Decode-sized launches (up to SMALL_MAX_TOKENS
+// tokens) take the per-token kernels below instead.
 #include "common.cuh"
 
 namespace {
@@ -243,6 +244,163 @@ __global__ void __launch_bounds__(EXPAND_TO) expand_kernel(const float *tmp, Mod
   }
 }
 
+// ---------- decode-sized launches (n_tokens <= SMALL_MAX_TOKENS): a block per token, warps over rows ----------
+// A decode batch has a token or a few per adapter. The kernels above stage weights in shared memory
+// per 64-token tile and held few blocks per SM; these give each token its own blocks (BGMV, as
+// Punica), find the token's segment with one warp-wide search, and compute whole rows per warp with
+// up to SU 16-byte loads per lane in flight and no shared memory or barrier. Tokens that share an
+// adapter re-read its rows, mostly from L2.
+constexpr int64_t SMALL_MAX_TOKENS = 128;
+constexpr int SMALL_WARPS = 4, SMALL_THREADS = SMALL_WARPS * 32, SU = 8;
+
+struct TokenSlot {
+  int slot, rank;
+  bool skip;
+};
+
+// Token t's slot and rank in one module (skip: base model, no segment, rank 0, or a bad table entry).
+__device__ TokenSlot token_slot(const Segments &sg, int64_t t, const int32_t *ranks, const void *const *mats, int *err) {
+  const int lane = threadIdx.x & 31;
+  int seg = -1;
+  for (int g0 = 0; g0 < sg.n_segs && seg < 0; g0 += 32) {  // segments are ordered: at most one holds t
+    const int g = g0 + lane;
+    const unsigned hit = __ballot_sync(~0u, g < sg.n_segs && sg.indptr[g] <= t && t < sg.indptr[g + 1]);
+    if (hit) seg = g0 + __ffs(int(hit)) - 1;
+  }
+  TokenSlot ts{seg < 0 ? -1 : sg.slot[seg], 0, true};
+  if (ts.slot < 0) return ts;
+  const bool ok_slot = ts.slot < sg.n_slots;
+  ts.rank = ok_slot ? ranks[ts.slot] : 0;
+  if (!ok_slot || ts.rank < 0 || ts.rank > sg.max_rank || (ts.rank > 0 && !mats[ts.slot])) {
+    if (threadIdx.x == 0) lc::report(err, LC_DEV_LORA_SEGMENT);
+    return ts;
+  }
+  ts.skip = ts.rank == 0;
+  return ts;
+}
+
+template <typename T> __device__ __forceinline__ void unpack8(const uint4 &v, float (&out)[8]) {
+  static_assert(sizeof(T) == 2, "eight values to a 16-byte vector");
+  const T *e = reinterpret_cast<const T *>(&v);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) out[i] = lc::to_f(e[i]);
+}
+
+// x_row . a_row over in_dim, summed across the warp. VEC: both rows 16-byte aligned, in_dim % 8 == 0
+// (taken for 2-byte types, eight values a vector).
+template <bool VEC, typename A, typename W>
+__device__ float warp_dot(const A *x_row, const W *a_row, int64_t in_dim) {
+  const int lane = threadIdx.x & 31;
+  float acc = 0.0f;
+  if constexpr (VEC && sizeof(A) == 2 && sizeof(W) == 2) {
+    const uint4 *xv = reinterpret_cast<const uint4 *>(x_row), *av = reinterpret_cast<const uint4 *>(a_row);
+    const int64_t n_vec = in_dim / 8;
+    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * SU) {
+      uint4 a[SU], b[SU];
+#pragma unroll
+      for (int u = 0; u < SU; ++u)
+        if (v0 + 32 * u < n_vec) a[u] = av[v0 + 32 * u], b[u] = xv[v0 + 32 * u];
+#pragma unroll
+      for (int u = 0; u < SU; ++u) {
+        if (v0 + 32 * u >= n_vec) break;
+        float fa[8], fb[8];
+        unpack8<W>(a[u], fa);
+        unpack8<A>(b[u], fb);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc += fa[i] * fb[i];
+      }
+    }
+  } else {
+    for (int64_t c = lane; c < in_dim; c += 32) acc += lc::to_f(x_row[c]) * lc::to_f(a_row[c]);
+  }
+  return lc::warp_sum(acc);
+}
+
+// tmp[t, m * max_rank + j] = x[t, :] . A_m[slot(t)][j, :]: block (t, module m x rank-row block), a row per warp.
+template <typename A, typename W>
+__global__ void __launch_bounds__(SMALL_THREADS) shrink_small_kernel(const A *x, int64_t in_dim, bool x_vec,
+                                                                     Modules mods, int rank_blocks, Segments sg,
+                                                                     float *tmp, int *err) {
+  check_segments(sg, err);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = blockIdx.x;
+  const int m = blockIdx.y / rank_blocks, j = (blockIdx.y % rank_blocks) * SMALL_WARPS + warp;
+  const lc_lora_module mod = module_at(mods, m);
+  const TokenSlot ts = token_slot(sg, t, mod.ranks, mod.a_ptrs, err);
+  if (ts.skip || j >= ts.rank) return;  // uniform across the warp
+  const W *a_row = static_cast<const W *>(mod.a_ptrs[ts.slot]) + int64_t(j) * in_dim;
+  const A *x_row = x + t * in_dim;
+  const float v = x_vec && reinterpret_cast<uintptr_t>(a_row) % 16 == 0 ? warp_dot<true>(x_row, a_row, in_dim)
+                                                                         : warp_dot<false>(x_row, a_row, in_dim);
+  if (lane == 0) tmp[t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank + j] = v;
+}
+
+// y[t, out_offset + o] += scale * u . B[slot(t)][o, :] (DoRA: times mag[o]) for u = tmp[t, m * max_rank + (0:r)]:
+// block (t, column block z of module m), warp w rows o0 + 32w + (0:32). Where r = 8C with C a power of two
+// up to 32 and B is 16-byte aligned (2-byte weights), the warp's 32 rows are 32C contiguous vectors: lane l loads vectors
+// l + 32k (row (l + 32k) / C, rank chunk l % C), coalesced, and a row's C lanes sum by xor shuffles.
+// Other ranks: a row per lane, scalar.
+template <typename A, typename W>
+__global__ void __launch_bounds__(SMALL_THREADS) expand_small_kernel(const float *tmp, Modules mods, Segments sg,
+                                                                     int64_t y_width, A *y, int *err) {
+  check_segments(sg, err);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = blockIdx.x;
+  int m = 0;
+  while (m + 1 < mods.n && int(blockIdx.y) >= mods.col_block[m + 1]) ++m;
+  const lc_lora_module mod = module_at(mods, m);
+  const TokenSlot ts = token_slot(sg, t, mod.ranks, mod.b_ptrs, err);
+  if (ts.skip) return;
+  const int64_t out_dim = mod.out_dim, w0 = int64_t(blockIdx.y - mods.col_block[m]) * EXPAND_TO + warp * 32;
+  if (w0 >= out_dim) return;
+  const W *bmat = static_cast<const W *>(mod.b_ptrs[ts.slot]);
+  const int r = ts.rank, C = r / 8;
+  const float *u = tmp + t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank;
+  const float scale = mod.scales[ts.slot];
+  const float *mag = mod.dora_mag ? mod.dora_mag[ts.slot] : nullptr;
+  A *y_row = y + t * y_width + mod.out_offset;
+  auto finish = [&](int64_t o, float dot) {
+    const float v = lc::to_f(y_row[o]) + scale * dot;
+    y_row[o] = lc::from_f<A>(mag ? mag[o] * v : v);
+  };
+  if constexpr (sizeof(W) == 2) {
+    if (r % 8 == 0 && C <= 32 && (C & (C - 1)) == 0 && reinterpret_cast<uintptr_t>(bmat) % 16 == 0) {
+      const int chunk = lane % C;
+      float uv[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) uv[i] = u[chunk * 8 + i];
+      const uint4 *bv = reinterpret_cast<const uint4 *>(bmat + w0 * r);
+      for (int k0 = 0; k0 < C; k0 += SU) {  // at most SU loads in flight per lane (C = 32: four passes)
+        uint4 b[SU];
+#pragma unroll
+        for (int k = 0; k < SU; ++k) {
+          const int q = lane + 32 * (k0 + k);
+          if (k0 + k < C && w0 + q / C < out_dim) b[k] = bv[q];
+        }
+#pragma unroll
+        for (int k = 0; k < SU; ++k) {
+          if (k0 + k >= C) break;  // uniform
+          const int q = lane + 32 * (k0 + k);
+          const int64_t o = w0 + q / C;
+          float fb[8], dot = 0.0f;
+          unpack8<W>(b[k], fb);
+#pragma unroll
+          for (int i = 0; i < 8; ++i) dot += uv[i] * fb[i];
+          if (o >= out_dim) dot = 0.0f;  // the warp's last rows may lie past out_dim; every lane still shuffles
+          for (int off = C / 2; off >= 1; off >>= 1) dot += __shfl_xor_sync(~0u, dot, off);
+          if (chunk == 0 && o < out_dim) finish(o, dot);
+        }
+      }
+      return;
+    }
+  }
+  const int64_t o = w0 + lane;
+  if (o >= out_dim) return;
+  float dot = 0.0f;
+  for (int j = 0; j < r; ++j) dot += u[j] * lc::to_f(bmat[o * r + j]);
+  finish(o, dot);
+}
+
 lc_status check_common(lc_ctx *ctx, const char *op, const lc_lora_module *mods, int32_t n_mods,
                        const int32_t *seg_indptr, const int32_t *seg_slot, int32_t n_segs, int32_t n_slots,
                        int32_t max_rank, int64_t n_tokens) {
@@ -281,6 +439,21 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
   for (int32_t m = 0; m < n_mods; ++m) LC_REQUIRE(ctx, mods[m].a_ptrs, "lc_lora_shrink: module %d has no A table", m);
   if (n_tokens == 0 || n_segs == 0 || max_rank == 0) return LC_OK;
   const Segments sg{seg_indptr, seg_slot, n_segs, n_slots, max_rank, n_tokens};
+  const bool x_vec = in_dim % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const Modules ms = modules_of(mods, n_mods);
+  if (n_tokens <= SMALL_MAX_TOKENS) {
+    const unsigned rank_blocks = lc::blocks_for(max_rank, SMALL_WARPS);
+    const dim3 grid(unsigned(n_tokens), rank_blocks * unsigned(n_mods));
+    lc_dispatch(act, [&](auto at) {
+      lc_dispatch(wt, [&](auto wtag) {
+        using A = decltype(at);
+        using W = decltype(wtag);
+        shrink_small_kernel<A, W><<<grid, SMALL_THREADS, 0, ctx->stream>>>(
+            static_cast<const A *>(x), in_dim, x_vec, ms, int(rank_blocks), sg, tmp, ctx->dev_error);
+      });
+    });
+    return lc::launched(ctx, "lc_lora_shrink");
+  }
   // Few (segment, rank row) pairs: one rank row per block (most blocks, x re-read from L2 per row).
   // Many tokens, or enough pairs to fill the GPU several times over (32 rank-64 adapters on q|k|v:
   // 6144 one-row blocks, mostly waiting on their loads): four rows per block, x read a quarter as often.
@@ -288,8 +461,6 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
   const int rj = wide ? 4 : 1;
   const unsigned rank_blocks = lc::blocks_for(max_rank, rj);
   const dim3 grid(unsigned(n_segs), lc::blocks_for(n_tokens, SEG_TILE), rank_blocks * unsigned(n_mods));
-  const bool x_vec = in_dim % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  const Modules ms = modules_of(mods, n_mods);
   lc_dispatch(act, [&](auto at) {
     lc_dispatch(wt, [&](auto wtag) {
       using A = decltype(at);
@@ -325,12 +496,18 @@ extern "C" lc_status lc_lora_expand(lc_ctx *ctx, lc_dtype act, const float *tmp,
   const Modules ms = modules_of(mods, n_mods);
   LC_REQUIRE(ctx, ms.col_block[n_mods] <= 65535, "lc_lora_expand: output columns too many");
   const Segments sg{seg_indptr, seg_slot, n_segs, n_slots, max_rank, n_tokens};
-  const dim3 grid(unsigned(n_segs), lc::blocks_for(n_tokens, SEG_TILE), unsigned(ms.col_block[n_mods]));
+  const bool small = n_tokens <= SMALL_MAX_TOKENS;
+  const dim3 grid = small ? dim3(unsigned(n_tokens), unsigned(ms.col_block[n_mods]))
+                          : dim3(unsigned(n_segs), lc::blocks_for(n_tokens, SEG_TILE), unsigned(ms.col_block[n_mods]));
   lc_dispatch(act, [&](auto at) {
     lc_dispatch(wt, [&](auto wtag) {
       using A = decltype(at);
       using W = decltype(wtag);
-      expand_kernel<A, W><<<grid, EXPAND_TO, 0, ctx->stream>>>(tmp, ms, sg, y_width, static_cast<A *>(y),
+      if (small)
+        expand_small_kernel<A, W><<<grid, SMALL_THREADS, 0, ctx->stream>>>(tmp, ms, sg, y_width, static_cast<A *>(y),
+                                                                           ctx->dev_error);
+      else
+        expand_kernel<A, W><<<grid, EXPAND_TO, 0, ctx->stream>>>(tmp, ms, sg, y_width, static_cast<A *>(y),
                                                                ctx->dev_error);
     });
   });

@@ -30,7 +30,7 @@ const labels: string[] = benchPath ? (JSON.parse(readFileSync(benchPath, "utf8")
 const ranges: { label: string; kernels: Map<string, { n: number; ns: number }> }[] = [];
 for (const line of lines.slice(1)) {
   const cells = parseCsvLine(line);
-  const ns = Number(cells[timeCol]);
+  const ns = Number(cells[timeCol].replaceAll(",", "")); // ncu groups thousands
   if (!Number.isFinite(ns)) continue; // the units row
   const name = cells[nameCol];
   if (name.startsWith("fill_random")) {

@@ -90,6 +90,7 @@ inline unsigned __ballot_sync(unsigned m, int pred) {
   for (int o = 16; o > 0; o >>= 1) v |= __shfl_xor_sync(m, v, o);
   return v;
 }
+inline int __ffs(int x) { return __builtin_ffs(x); }
 
 // ---- runtime API ----
 typedef int cudaError_t;
