@@ -1,7 +1,9 @@
-// Dense projection: cuBLAS GemmEx where activations and weights share a dtype, else a tiled kernel.
+// Dense projection: one row (decode at batch 1) through gemv.cu; cuBLAS GemmEx where activations and
+// weights share a dtype; else a tiled kernel.
 #include <type_traits>
 
 #include "common.cuh"
+#include "gemv.cuh"
 
 namespace {
 
@@ -69,6 +71,7 @@ extern "C" lc_status lc_linear(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtyp
              (long long)k);
   LC_REQUIRE(ctx, m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX, "lc_linear: a dimension exceeds INT32_MAX");
   if (m == 0) return LC_OK;
+  if (lc::gemv_fits(act, wt, m, k, x, w)) return lc::linear_gemv(ctx, act, x, w, n, k, accumulate, y);
   if (act == wt) {
     // Row-major y[m,n] = x[m,k] W[n,k]^T is column-major y^T[n,m] = op_T(W as [k,n]) * (x^T as [k,m]).
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;

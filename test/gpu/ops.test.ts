@@ -63,8 +63,10 @@ describe(`ops on ${DUT} vs the CPU twin`, () => {
       }
     }));
 
-    gpuTest(`linear ${act} (cuBLAS): prefill, decode, accumulate, odd shapes`, () => withPair((p) => {
-      const shapes = [[257, 4096, 4096, false], [1, INTER, HIDDEN, false], [64, 1024, INTER, true], [3, 4096, INTER, true], [8, 1000, HIDDEN, false], [9, 1024, HIDDEN, false], [5, 7, 24, true]] as const;
+    gpuTest(`linear ${act} (cuBLAS; one row through the GEMV): prefill, decode, accumulate, odd shapes`, () => withPair((p) => {
+      // m = 1 with k % 8 == 0 takes gemv.cu (odd n: a warp's second row past the end); k = 4100 stays on cuBLAS
+      const shapes = [[257, 4096, 4096, false], [1, INTER, HIDDEN, false], [1, 1001, HIDDEN, true], [1, HIDDEN, INTER, true], [1, 77, 4100, false],
+        [64, 1024, INTER, true], [3, 4096, INTER, true], [8, 1000, HIDDEN, false], [9, 1024, HIDDEN, false], [5, 7, 24, true]] as const;
       for (const [m, n, k, accumulate] of shapes) {
         const x = p.floats(randn(m * k), act), w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act);
         const y = p.alloc(m * n * 2);
@@ -351,7 +353,8 @@ function timings(d: Device): void {
     const x = alloc(T * INTER * 2, randn(T * INTER)), w = alloc(INTER * HIDDEN * 2, randn(INTER * HIDDEN, 0.02)), y = alloc(T * INTER * 2);
     time("linear f16 m=2048 n=4096 k=4096", () => d.linear({ act, x, wt: act, w, m: T, n: HIDDEN, k: HIDDEN, y }));
     time("linear f16 m=32 n=14336 k=4096", () => d.linear({ act, x, wt: act, w, m: 32, n: INTER, k: HIDDEN, y }));
-    time("linear f16 m=1 n=14336 k=4096", () => d.linear({ act, x, wt: act, w, m: 1, n: INTER, k: HIDDEN, y }));
+    time("linear f16 m=1 n=14336 k=4096 (GEMV)", () => d.linear({ act, x, wt: act, w, m: 1, n: INTER, k: HIDDEN, y }));
+    time("linear f16 m=2 n=14336 k=4096 (cuBLAS)", () => d.linear({ act, x, wt: act, w, m: 2, n: INTER, k: HIDDEN, y }));
     time("linear f16 m=8 n=14336 k=4096", () => d.linear({ act, x, wt: act, w, m: 8, n: INTER, k: HIDDEN, y }));
     time("rmsnorm f16 2048x4096", () => d.rmsnorm({ act, x, wt: act, w, nTokens: T, hidden: HIDDEN, eps: 1e-5, out: y }));
     time("silu_mul f16 1024x14336", () => d.siluMul({ act, gateUp: x, nTokens: T / 2, inter: INTER, out: y }));
