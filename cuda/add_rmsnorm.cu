@@ -8,36 +8,73 @@ constexpr int THREADS = 512, CACHE = 16;  // rows up to 8192 wide never re-read 
 
 // residual[t] += x[t];  out[t] = residual[t] * rsqrt(mean(residual[t]^2) + eps) * w
 // (the norm reads the sum rounded to A, as lc_add then lc_rmsnorm would; out may alias x)
-template <typename A, typename W>
-__global__ void __launch_bounds__(THREADS, 1) add_rmsnorm_kernel(const A *x, A *residual, const W *w, int64_t hidden,
-                                                               float eps, A *out) {
+// Each thread owns vectors of VEC values (16 bytes, or 1 value where the row is not aligned) and loads
+// all its cached x, residual and w before its first store: the pointers may alias, so the compiler
+// would not move a load above a store, and each element would cost a memory round trip.
+// Two blocks an SM on the vector path (64 registers, no spills); the scalar path needs more registers.
+template <typename A, typename W, int VEC>
+__global__ void __launch_bounds__(THREADS, VEC > 1 ? 2 : 1)
+    add_rmsnorm_kernel(const A *x, A *residual, const W *w, int64_t hidden, float eps, A *out) {
+  using AV = lc::Pack<A, VEC>;
+  using WV = lc::Pack<W, VEC>;
+  constexpr int CACHED = CACHE / VEC;  // vectors a thread keeps
   __shared__ float scratch[32];
-  const int64_t row = int64_t(blockIdx.x) * hidden;
-  auto add = [&](int64_t i) {
-    const A sum = lc::from_f<A>(lc::to_f(residual[row + i]) + lc::to_f(x[row + i]));
-    residual[row + i] = sum;
-    return lc::to_f(sum);
-  };
-  float v[CACHE], ss = 0.0f;
+  const int64_t row = int64_t(blockIdx.x) * hidden, n = hidden / VEC;
+  const AV *xv = reinterpret_cast<const AV *>(x + row);
+  AV *rv = reinterpret_cast<AV *>(residual + row), *ov = reinterpret_cast<AV *>(out + row);
+  const WV *wv = reinterpret_cast<const WV *>(w);
+  auto add = [](AV r, const AV a) {  // the sum rounded to A
 #pragma unroll
-  for (int k = 0; k < CACHE; ++k) {
-    const int64_t i = threadIdx.x + int64_t(k) * THREADS;
-    v[k] = i < hidden ? add(i) : 0.0f;
-    ss += v[k] * v[k];
+    for (int e = 0; e < VEC; ++e) r.v[e] = lc::from_f<A>(lc::to_f(r.v[e]) + lc::to_f(a.v[e]));
+    return r;
+  };
+  auto squares = [](const AV r) {
+    float s = 0.0f;
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) s += lc::to_f(r.v[e]) * lc::to_f(r.v[e]);
+    return s;
+  };
+  AV xr[CACHED], sr[CACHED];
+  WV wr[CACHED];
+#pragma unroll
+  for (int k = 0; k < CACHED; ++k) {
+    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
+    if (j < n) {
+      xr[k] = xv[j];
+      sr[k] = rv[j];
+      wr[k] = wv[j];
+    }
   }
-  for (int64_t i = threadIdx.x + int64_t(CACHE) * THREADS; i < hidden; i += THREADS) {
-    const float s = add(i);
-    ss += s * s;
+  float ss = 0.0f;
+#pragma unroll
+  for (int k = 0; k < CACHED; ++k) {
+    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
+    if (j < n) {
+      sr[k] = add(sr[k], xr[k]);
+      rv[j] = sr[k];
+      ss += squares(sr[k]);
+    }
+  }
+  for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS) {
+    const AV s = add(rv[j], xv[j]);
+    rv[j] = s;
+    ss += squares(s);
   }
   ss = lc::block_sum(ss, scratch);  // its barrier orders every read of x before any write of out
   const float inv = 1.0f / sqrtf(ss / float(hidden) + eps);
+  auto norm = [inv](const AV s, const WV wt) {
+    AV o;
 #pragma unroll
-  for (int k = 0; k < CACHE; ++k) {
-    const int64_t i = threadIdx.x + int64_t(k) * THREADS;
-    if (i < hidden) out[row + i] = lc::from_f<A>(v[k] * inv * lc::to_f(w[i]));
+    for (int e = 0; e < VEC; ++e) o.v[e] = lc::from_f<A>(lc::to_f(s.v[e]) * inv * lc::to_f(wt.v[e]));
+    return o;
+  };
+#pragma unroll
+  for (int k = 0; k < CACHED; ++k) {
+    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
+    if (j < n) ov[j] = norm(sr[k], wr[k]);
   }
-  for (int64_t i = threadIdx.x + int64_t(CACHE) * THREADS; i < hidden; i += THREADS)
-    out[row + i] = lc::from_f<A>(lc::to_f(residual[row + i]) * inv * lc::to_f(w[i]));  // this thread's own write
+  for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS)
+    ov[j] = norm(rv[j], wv[j]);  // this thread's own write
 }
 
 }  // namespace
@@ -54,9 +91,14 @@ extern "C" lc_status lc_add_rmsnorm(lc_ctx *ctx, lc_dtype act, const void *x, vo
     lc_dispatch(wt, [&](auto wtag) {
       using A = decltype(a);
       using W = decltype(wtag);
-      add_rmsnorm_kernel<A, W><<<unsigned(n_tokens), THREADS, 0, ctx->stream>>>(
-          static_cast<const A *>(x), static_cast<A *>(residual), static_cast<const W *>(w), hidden, eps,
-          static_cast<A *>(out));
+      constexpr int VEC = 16 / sizeof(A);
+      const auto xa = static_cast<const A *>(x);
+      const auto ra = static_cast<A *>(residual), oa = static_cast<A *>(out);
+      const auto wa = static_cast<const W *>(w);
+      if (hidden % VEC == 0 && lc::aligned16(x) && lc::aligned16(residual) && lc::aligned16(w) && lc::aligned16(out))
+        add_rmsnorm_kernel<A, W, VEC><<<unsigned(n_tokens), THREADS, 0, ctx->stream>>>(xa, ra, wa, hidden, eps, oa);
+      else
+        add_rmsnorm_kernel<A, W, 1><<<unsigned(n_tokens), THREADS, 0, ctx->stream>>>(xa, ra, wa, hidden, eps, oa);
     });
   });
   return lc::launched(ctx, "lc_add_rmsnorm");

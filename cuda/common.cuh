@@ -100,6 +100,13 @@ template <> __device__ __forceinline__ float from_f<float>(float v) { return v; 
 template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
+// N values of T moved by one load or store (a 16-byte vector for 8 halves; 32 bytes of float are two).
+// Pass it by value: a copy is one vector access, a reference may be read element by element.
+template <typename T, int N> struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N : 16) Pack {
+  T v[N];
+};
+inline bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 // Records the first device-side contract violation (a plain store: any one code is enough).
 __device__ __forceinline__ void report(int *err, int code) {
   if (*(volatile int *)err == 0) *(volatile int *)err = code;

@@ -1,21 +1,62 @@
-// RMSNorm, one block per token.
+// RMSNorm, one block per token: x is read once and stays in registers (up to CACHE values a thread).
 #include "common.cuh"
 
+namespace {
+
+constexpr int THREADS = 512, CACHE = 16;  // rows up to 8192 wide never re-read x
+
 // out[t] = x[t] * rsqrt(mean(x[t]^2) + eps) * w   (computed as x * (1 / sqrt(ms + eps)) * w, like the twin)
-template <typename A, typename W>
-__global__ void rmsnorm_kernel(const A *x, const W *w, int64_t hidden, float eps, A *out) {
+// Each thread owns vectors of VEC values (16 bytes, or 1 value where the row is not aligned) and loads
+// all its cached x and w at once, before the reduction.
+template <typename A, typename W, int VEC>
+__global__ void __launch_bounds__(THREADS) rmsnorm_kernel(const A *x, const W *w, int64_t hidden, float eps, A *out) {
+  using AV = lc::Pack<A, VEC>;
+  using WV = lc::Pack<W, VEC>;
+  constexpr int CACHED = CACHE / VEC;  // vectors a thread keeps
   __shared__ float scratch[32];
-  const A *row = x + int64_t(blockIdx.x) * hidden;
-  float ss = 0.0f;
-  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
-    const float v = lc::to_f(row[i]);
-    ss += v * v;
+  const int64_t n = hidden / VEC;
+  const AV *xv = reinterpret_cast<const AV *>(x + int64_t(blockIdx.x) * hidden);
+  AV *ov = reinterpret_cast<AV *>(out + int64_t(blockIdx.x) * hidden);  // may alias x
+  const WV *wv = reinterpret_cast<const WV *>(w);
+  auto squares = [](const AV r) {
+    float s = 0.0f;
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) s += lc::to_f(r.v[e]) * lc::to_f(r.v[e]);
+    return s;
+  };
+  AV xr[CACHED];
+  WV wr[CACHED];
+#pragma unroll
+  for (int k = 0; k < CACHED; ++k) {
+    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
+    if (j < n) {
+      xr[k] = xv[j];
+      wr[k] = wv[j];
+    }
   }
-  ss = lc::block_sum(ss, scratch);
+  float ss = 0.0f;
+#pragma unroll
+  for (int k = 0; k < CACHED; ++k)
+    if (threadIdx.x + int64_t(k) * THREADS < n) ss += squares(xr[k]);
+  for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS) ss += squares(xv[j]);
+  ss = lc::block_sum(ss, scratch);  // its barrier orders every read of x before any write of out
   const float inv = 1.0f / sqrtf(ss / float(hidden) + eps);
-  A *o = out + int64_t(blockIdx.x) * hidden;  // may alias x: each element is read before it is written
-  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) o[i] = lc::from_f<A>(lc::to_f(row[i]) * inv * lc::to_f(w[i]));
+  auto norm = [inv](const AV s, const WV wt) {
+    AV o;
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) o.v[e] = lc::from_f<A>(lc::to_f(s.v[e]) * inv * lc::to_f(wt.v[e]));
+    return o;
+  };
+#pragma unroll
+  for (int k = 0; k < CACHED; ++k) {
+    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
+    if (j < n) ov[j] = norm(xr[k], wr[k]);
+  }
+  for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS)
+    ov[j] = norm(xv[j], wv[j]);  // x[j] is read by this thread just before it writes out[j]
 }
+
+}  // namespace
 
 extern "C" lc_status lc_rmsnorm(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w,
                                 int64_t n_tokens, int64_t hidden, float eps, void *out) {
@@ -29,8 +70,14 @@ extern "C" lc_status lc_rmsnorm(lc_ctx *ctx, lc_dtype act, const void *x, lc_dty
     lc_dispatch(wt, [&](auto wtag) {
       using A = decltype(a);
       using W = decltype(wtag);
-      rmsnorm_kernel<A, W><<<unsigned(n_tokens), 512, 0, ctx->stream>>>(
-          static_cast<const A *>(x), static_cast<const W *>(w), hidden, eps, static_cast<A *>(out));
+      constexpr int VEC = 16 / sizeof(A);
+      const auto xa = static_cast<const A *>(x);
+      const auto wa = static_cast<const W *>(w);
+      const auto oa = static_cast<A *>(out);
+      if (hidden % VEC == 0 && lc::aligned16(x) && lc::aligned16(w) && lc::aligned16(out))
+        rmsnorm_kernel<A, W, VEC><<<unsigned(n_tokens), THREADS, 0, ctx->stream>>>(xa, wa, hidden, eps, oa);
+      else
+        rmsnorm_kernel<A, W, 1><<<unsigned(n_tokens), THREADS, 0, ctx->stream>>>(xa, wa, hidden, eps, oa);
     });
   });
   return lc::launched(ctx, "lc_rmsnorm");

@@ -55,6 +55,61 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
     }));
   }
 
+  // The norms move 16 bytes at a time where hidden % (16 / act bytes) == 0 and every row is 16-byte aligned;
+  // an odd width or a row start 2 bytes off takes the scalar path; f32 activations move 4 at a time.
+  gpuTest("rmsnorm, add_rmsnorm: scalar path (width 1001, rows 2 bytes off), f32 activations (8200 wide), out aliasing x", () => withPair((p) => {
+    const cases: [NumericDType, NumericDType, number, number][] = [["F16", "F32", 1001, 0], ["BF16", "BF16", 4096, 2], ["F32", "F16", 4096, 0], ["F32", "F32", 8200, 0]];
+    for (const [act, wt, hidden, off] of cases) {
+      const n = 3, pad = off / BYTES[act], what = `${act} w ${wt} hidden ${hidden}${off ? ` at +${off} bytes` : ""}`;
+      const idx = Array.from({ length: n * hidden }, (_, i) => pad + i); // the padding element stays poisoned
+      const x = p.floats(randn(pad + n * hidden, 2), act), res = p.floats(randn(pad + n * hidden, 3), act);
+      const w = p.floats(randn(pad + hidden, 0.2).map((v) => 1 + v), wt), out = p.alloc((pad + n * hidden) * BYTES[act]);
+      const args = (P: (b: Buf) => DevPtr, o: Buf) => ({ act, x: P(x) + off, wt, w: P(w) + off, nTokens: n, hidden, eps: 1e-5, out: P(o) + off });
+      p.poison(out);
+      p.run((d, P) => d.rmsnorm(args(P, out)));
+      compare(p, `rmsnorm ${what}`, out, act, tolFor(act), idx);
+      p.poison(out);
+      p.run((d, P) => d.addRmsnorm({ ...args(P, out), residual: P(res) + off }));
+      expectSameBytes(`add_rmsnorm residual ${what}`, p.bytes(res, "g"), p.bytes(res, "c"), BYTES[act]);
+      compare(p, `add_rmsnorm out ${what}`, out, act, tolFor(act), idx);
+      p.run((d, P) => d.rmsnorm(args(P, x)));
+      compare(p, `rmsnorm out = x ${what}`, x, act, tolFor(act), idx);
+    }
+  }));
+
+  // Blocks of 128 threads hold whole heads (16 of 128 with 16-byte accesses); an odd half takes the scalar path.
+  gpuTest("rope_store: 14 + 2 + 2 heads of 128 (a part-filled block), f32 cache; 5 + 3 + 3 heads of 2100 (scalar, over 1024 pairs); padding; a bad slot is reported, q still written", () => withPair((p) => {
+    const shapes: [number, number, number, NumericDType][] = [[14, 2, 128, "F32"], [5, 3, 2100, "F16"]];
+    for (const [heads, kvHeads, headDim, cacheDt] of shapes) {
+      const act = "BF16", half = headDim / 2, n = 4, slots = 64, what = `${heads}/${kvHeads} heads of ${headDim}`;
+      const qw = heads * headDim, kvw = kvHeads * headDim;
+      const inv = p.from(Float32Array.from({ length: half }, (_, i) => 1 / 10000 ** ((2 * i) / headDim)));
+      const pos = p.from(Int32Array.from({ length: n }, () => randInt(8192))), mapping = p.from(Int32Array.from([7, -1, 30, 63]));
+      const qkv = p.floats(randn(n * (qw + 2 * kvw)), act), qOut = p.alloc(n * qw * 2);
+      const kc = p.floats(randn(slots * kvw), cacheDt), vc = p.floats(randn(slots * kvw), cacheDt);
+      const args = (P: (b: Buf) => DevPtr) => ({
+        act, qkv: P(qkv), positions: P(pos), slotMapping: P(mapping), nTokens: n, nHeads: heads, nKvHeads: kvHeads, headDim,
+        invFreq: P(inv), attentionScaling: 1.1, qOut: P(qOut), cacheDtype: cacheDt, kCache: P(kc), vCache: P(vc), cacheSlots: slots,
+      } as const);
+      p.poison(qOut);
+      p.run((d, P) => d.ropeStore(args(P)));
+      compare(p, `rope_store q, ${what}`, qOut, act);
+      compare(p, `rope_store k cache, ${what}`, kc, cacheDt, tolFor(act));
+      expectSameBytes(`rope_store v cache, ${what}`, p.bytes(vc, "g"), p.bytes(vc, "c"), BYTES[cacheDt]);
+      // token 2's slot past the cache: the GPU skips its keys and values and says so at the next sync (the
+      // twin refuses at the call, so it is given -1 there: the same writes)
+      p.g.upload(mapping.g, Int32Array.from([7, -1, slots, 63]));
+      p.c.upload(mapping.c, Int32Array.from([7, -1, -1, 63]));
+      p.poison(qOut);
+      p.g.ropeStore(args((b) => b.g));
+      expect(statusOf(() => p.g.sync())).toBe(Status.InvalidArgument);
+      p.c.ropeStore(args((b) => b.c));
+      compare(p, `rope_store q (bad slot), ${what}`, qOut, act);
+      compare(p, `rope_store k cache (bad slot), ${what}`, kc, cacheDt, tolFor(act));
+      expectSameBytes(`rope_store v cache (bad slot), ${what}`, p.bytes(vc, "g"), p.bytes(vc, "c"), BYTES[cacheDt]);
+    }
+  }));
+
   gpuTest("fill_random: identical values on both backends (fp32 exactly, fp16 / bf16 after rounding)", () => withPair((p) => {
     const n = 1_000_003;
     for (const dt of ["F32", "F16", "BF16"] as NumericDType[])
