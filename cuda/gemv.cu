@@ -6,7 +6,7 @@
 
 namespace {
 
-constexpr int WARPS = 4, THREADS = WARPS * 32, R = 2, U = 4;
+constexpr int WARPS = 4, THREADS = WARPS * 32, R = 2, U = 8;
 
 template <typename T> __device__ __forceinline__ void unpack8(const uint4 &v, float (&out)[8]) {
   const T *e = reinterpret_cast<const T *>(&v);

@@ -377,18 +377,29 @@ __global__ void __launch_bounds__(SMALL_THREADS) expand_small_kernel(const float
           const int q = lane + 32 * (k0 + k);
           if (k0 + k < C && w0 + q / C < out_dim) b[k] = bv[q];
         }
+        float dot[SU];
 #pragma unroll
         for (int k = 0; k < SU; ++k) {
           if (k0 + k >= C) break;  // uniform
-          const int q = lane + 32 * (k0 + k);
-          const int64_t o = w0 + q / C;
-          float fb[8], dot = 0.0f;
+          float fb[8];
           unpack8<W>(b[k], fb);
+          dot[k] = 0.0f;
 #pragma unroll
-          for (int i = 0; i < 8; ++i) dot += uv[i] * fb[i];
-          if (o >= out_dim) dot = 0.0f;  // the warp's last rows may lie past out_dim; every lane still shuffles
-          for (int off = C / 2; off >= 1; off >>= 1) dot += __shfl_xor_sync(~0u, dot, off);
-          if (chunk == 0 && o < out_dim) finish(o, dot);
+          for (int i = 0; i < 8; ++i) dot[k] += uv[i] * fb[i];
+          for (int off = C / 2; off >= 1; off >>= 1) dot[k] += __shfl_xor_sync(~0u, dot[k], off);
+        }
+        // a row's first lane updates y: every y (and magnitude) of the pass loaded before the first store,
+        // one memory round trip per pass instead of one per row
+        float yv[SU], gv[SU];
+#pragma unroll
+        for (int k = 0; k < SU; ++k) {
+          const int64_t o = w0 + (lane + 32 * (k0 + k)) / C;
+          if (k0 + k < C && chunk == 0 && o < out_dim) yv[k] = lc::to_f(y_row[o]), gv[k] = mag ? mag[o] : 1.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < SU; ++k) {
+          const int64_t o = w0 + (lane + 32 * (k0 + k)) / C;
+          if (k0 + k < C && chunk == 0 && o < out_dim) y_row[o] = lc::from_f<A>(gv[k] * (yv[k] + scale * dot[k]));
         }
       }
       return;
