@@ -286,37 +286,55 @@ template <typename T> __device__ __forceinline__ void unpack8(const uint4 &v, fl
   for (int i = 0; i < 8; ++i) out[i] = lc::to_f(e[i]);
 }
 
-// x_row . a_row over in_dim, summed across the warp. VEC: both rows 16-byte aligned, in_dim % 8 == 0
-// (taken for 2-byte types, eight values a vector).
+// x_row . A[j0 + r, :] for the warp's SR rows (r < rows), summed across the warp into out[r]: each x
+// vector serves both rows, and SR * SU / 2 loads of A are in flight per lane. VEC: x and A 16-byte
+// aligned, in_dim % 8 == 0 (taken for 2-byte types, eight values a vector).
+constexpr int SR = 2;
 template <bool VEC, typename A, typename W>
-__device__ float warp_dot(const A *x_row, const W *a_row, int64_t in_dim) {
+__device__ void warp_dots(const A *x_row, const W *a0, int64_t in_dim, int rows, float (&out)[SR]) {
   const int lane = threadIdx.x & 31;
-  float acc = 0.0f;
+  float acc[SR] = {};
   if constexpr (VEC && sizeof(A) == 2 && sizeof(W) == 2) {
-    const uint4 *xv = reinterpret_cast<const uint4 *>(x_row), *av = reinterpret_cast<const uint4 *>(a_row);
+    constexpr int HU = SU / 2;
+    const uint4 *xv = reinterpret_cast<const uint4 *>(x_row);
     const int64_t n_vec = in_dim / 8;
-    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * SU) {
-      uint4 a[SU], b[SU];
+    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * HU) {
+      uint4 a[SR][HU], b[HU];
 #pragma unroll
-      for (int u = 0; u < SU; ++u)
-        if (v0 + 32 * u < n_vec) a[u] = av[v0 + 32 * u], b[u] = xv[v0 + 32 * u];
-#pragma unroll
-      for (int u = 0; u < SU; ++u) {
+      for (int u = 0; u < HU; ++u) {
         if (v0 + 32 * u >= n_vec) break;
-        float fa[8], fb[8];
-        unpack8<W>(a[u], fa);
+        b[u] = xv[v0 + 32 * u];
+#pragma unroll
+        for (int r = 0; r < SR; ++r)
+          if (r < rows) a[r][u] = reinterpret_cast<const uint4 *>(a0 + r * in_dim)[v0 + 32 * u];
+      }
+#pragma unroll
+      for (int u = 0; u < HU; ++u) {
+        if (v0 + 32 * u >= n_vec) break;
+        float fb[8];
         unpack8<A>(b[u], fb);
 #pragma unroll
-        for (int i = 0; i < 8; ++i) acc += fa[i] * fb[i];
+        for (int r = 0; r < SR; ++r) {
+          float fa[8];
+          unpack8<W>(a[r][u], fa);
+#pragma unroll
+          for (int i = 0; i < 8; ++i) acc[r] += fa[i] * fb[i];
+        }
       }
     }
   } else {
-    for (int64_t c = lane; c < in_dim; c += 32) acc += lc::to_f(x_row[c]) * lc::to_f(a_row[c]);
+    for (int64_t c = lane; c < in_dim; c += 32) {
+      const float xc = lc::to_f(x_row[c]);
+#pragma unroll
+      for (int r = 0; r < SR; ++r)
+        if (r < rows) acc[r] += xc * lc::to_f(a0[r * in_dim + c]);
+    }
   }
-  return lc::warp_sum(acc);
+#pragma unroll
+  for (int r = 0; r < SR; ++r) out[r] = lc::warp_sum(acc[r]);
 }
 
-// tmp[t, m * max_rank + j] = x[t, :] . A_m[slot(t)][j, :]: block (t, module m x rank-row block), a row per warp.
+// tmp[t, m * max_rank + j] = x[t, :] . A_m[slot(t)][j, :]: block (t, module m x rank-row block), SR rows a warp.
 template <typename A, typename W>
 __global__ void __launch_bounds__(SMALL_THREADS) shrink_small_kernel(const A *x, int64_t in_dim, bool x_vec,
                                                                      Modules mods, int rank_blocks, Segments sg,
@@ -324,15 +342,22 @@ __global__ void __launch_bounds__(SMALL_THREADS) shrink_small_kernel(const A *x,
   check_segments(sg, err);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
-  const int m = blockIdx.y / rank_blocks, j = (blockIdx.y % rank_blocks) * SMALL_WARPS + warp;
+  const int m = blockIdx.y / rank_blocks, j0 = ((blockIdx.y % rank_blocks) * SMALL_WARPS + warp) * SR;
   const lc_lora_module mod = module_at(mods, m);
   const TokenSlot ts = token_slot(sg, t, mod.ranks, mod.a_ptrs, err);
-  if (ts.skip || j >= ts.rank) return;  // uniform across the warp
-  const W *a_row = static_cast<const W *>(mod.a_ptrs[ts.slot]) + int64_t(j) * in_dim;
+  if (ts.skip || j0 >= ts.rank) return;  // uniform across the warp
+  const int rows = min(SR, ts.rank - j0);
+  const W *a0 = static_cast<const W *>(mod.a_ptrs[ts.slot]) + int64_t(j0) * in_dim;
   const A *x_row = x + t * in_dim;
-  const float v = x_vec && reinterpret_cast<uintptr_t>(a_row) % 16 == 0 ? warp_dot<true>(x_row, a_row, in_dim)
-                                                                         : warp_dot<false>(x_row, a_row, in_dim);
-  if (lane == 0) tmp[t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank + j] = v;
+  float v[SR];
+  if (x_vec && reinterpret_cast<uintptr_t>(a0) % 16 == 0)
+    warp_dots<true>(x_row, a0, in_dim, rows, v);
+  else
+    warp_dots<false>(x_row, a0, in_dim, rows, v);
+  float *out = tmp + t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank + j0;
+#pragma unroll
+  for (int r = 0; r < SR; ++r)
+    if (lane == 0 && r < rows) out[r] = v[r];
 }
 
 // y[t, out_offset + o] += scale * u . B[slot(t)][o, :] (DoRA: times mag[o]) for u = tmp[t, m * max_rank + (0:r)]:
@@ -453,7 +478,7 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
   const bool x_vec = in_dim % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   const Modules ms = modules_of(mods, n_mods);
   if (n_tokens <= SMALL_MAX_TOKENS) {
-    const unsigned rank_blocks = lc::blocks_for(max_rank, SMALL_WARPS);
+    const unsigned rank_blocks = lc::blocks_for(max_rank, SMALL_WARPS * SR);
     const dim3 grid(unsigned(n_tokens), rank_blocks * unsigned(n_mods));
     lc_dispatch(act, [&](auto at) {
       lc_dispatch(wt, [&](auto wtag) {

@@ -172,12 +172,12 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
     }));
 
     gpuTest(`lora ${act}: decode-sized batches (per-token kernels): ranks 8-256, odd ranks, empty and base segments, DoRA`, () => withPair((p) => {
-      // up to 128 tokens: a block per token. Ranks 24 and 48 (not 8 x a power of two) take the scalar
+      // up to 128 tokens: a block per token. Ranks 24, 48 and 127 (not 8 x a power of two) take the scalar
       // expand; 256 the four-pass vector one; in_dim 4100 the scalar shrink; an empty segment holds no token.
       const ranks = [64, 8, 24, 16, 32, 8, 0, 48];
       const segs: [number, number][] = [[3, 1], [-1, 1], [1, 1], [7, 1], [0, 2], [6, 1], [2, 0], [2, 1], [5, 1], [4, 5], [-1, 1], [0, 1]];
       loraCase(p, act, randn, { inDim: HIDDEN, outDims: [HIDDEN, 1024, 1000], ranks, segs, maxRank: 64, tail: 2 }); // q|k|v-shaped
-      loraCase(p, act, randn, { inDim: 4100, outDims: [300], ranks: [256, 128, 8], segs: [[1, 2], [0, 1], [2, 3], [0, 1]], maxRank: 256, tail: 1 });
+      loraCase(p, act, randn, { inDim: 4100, outDims: [300], ranks: [256, 127, 8], segs: [[1, 2], [0, 1], [2, 3], [0, 1]], maxRank: 256, tail: 1 });
       loraCase(p, act, randn, { inDim: HIDDEN, outDims: [HIDDEN], ranks: [16], segs: [[0, 128]], maxRank: 16, tail: 0 }); // the largest batch it takes
     }));
   }
