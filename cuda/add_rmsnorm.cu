@@ -15,6 +15,8 @@ constexpr int THREADS = 512, CACHE = 16;  // rows up to 8192 wide never re-read 
 template <typename A, typename W, int VEC>
 __global__ void __launch_bounds__(THREADS, VEC > 1 ? 2 : 1)
     add_rmsnorm_kernel(const A *x, A *residual, const W *w, int64_t hidden, float eps, A *out) {
+  lc::pdl_trigger();  // see lc::launch_pdl
+  lc::pdl_wait();
   using AV = lc::Pack<A, VEC>;
   using WV = lc::Pack<W, VEC>;
   constexpr int CACHED = CACHE / VEC;  // vectors a thread keeps
@@ -96,9 +98,9 @@ extern "C" lc_status lc_add_rmsnorm(lc_ctx *ctx, lc_dtype act, const void *x, vo
       const auto ra = static_cast<A *>(residual), oa = static_cast<A *>(out);
       const auto wa = static_cast<const W *>(w);
       if (hidden % VEC == 0 && lc::aligned16(x) && lc::aligned16(residual) && lc::aligned16(w) && lc::aligned16(out))
-        add_rmsnorm_kernel<A, W, VEC><<<unsigned(n_tokens), THREADS, 0, ctx->stream>>>(xa, ra, wa, hidden, eps, oa);
+        lc::launch_pdl(ctx, add_rmsnorm_kernel<A, W, VEC>, dim3(unsigned(n_tokens)), dim3(THREADS), 0, xa, ra, wa, hidden, eps, oa);
       else
-        add_rmsnorm_kernel<A, W, 1><<<unsigned(n_tokens), THREADS, 0, ctx->stream>>>(xa, ra, wa, hidden, eps, oa);
+        lc::launch_pdl(ctx, add_rmsnorm_kernel<A, W, 1>, dim3(unsigned(n_tokens)), dim3(THREADS), 0, xa, ra, wa, hidden, eps, oa);
     });
   });
   return lc::launched(ctx, "lc_add_rmsnorm");

@@ -135,7 +135,7 @@ extern "C" lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_d
     return lc_attn::attention_split(ctx, act, q, cache_dt, k_cache, v_cache, args, head_dim, plan, workspace, out);
   if (max_q_len == 1 && lc_attn::decode_supported(act, cache_dt, head_dim, int(group), q, k_cache, v_cache)) {
     const lc_attn::Split whole{1, max_context_len, nullptr, nullptr};  // one chunk, written straight to out
-    lc_attn::attention_decode(act, cache_dt, ctx->stream, q, k_cache, v_cache, args, head_dim, whole, out);
+    lc_attn::attention_decode(act, cache_dt, ctx, q, k_cache, v_cache, args, head_dim, whole, out);
     return lc::launched(ctx, "lc_attention");
   }
   // Tensor cores (attention_prefill.cu) once a sequence may have more rows (queries x group) than one

@@ -156,7 +156,7 @@ template <int D> struct QueryRows {
 // otherwise (sp.acc NULL, one chunk) the normalised output. decode_supported says which calls it takes.
 bool decode_supported(lc_dtype act, lc_dtype cache_dt, int head_dim, int group, const void *q, const void *k_cache,
                       const void *v_cache);
-void attention_decode(lc_dtype act, lc_dtype cache_dt, cudaStream_t stream, const void *q, const void *k_cache,
+void attention_decode(lc_dtype act, lc_dtype cache_dt, const lc_ctx *ctx, const void *q, const void *k_cache,
                       const void *v_cache, const Args &args, int head_dim, const Split &sp, void *out);
 
 // The tensor-core prefill path (attention_prefill.cu): blocks of PREFILL_ROWS flat rows, f16/bf16

@@ -29,18 +29,14 @@ template <int N> __device__ __forceinline__ void merge(float &m, float &l, float
   m = top;
 }
 
-template <typename T> __device__ __forceinline__ void unpack(const uint4 &v, float (&out)[VEC]) {
-  const T *e = reinterpret_cast<const T *>(&v);
-#pragma unroll
-  for (int i = 0; i < VEC; ++i) out[i] = lc::to_f(e[i]);
-}
-
 // For query head h = kvh * group + g (g < group) of the sequence's one query at p = context_len - 1:
 //   over keys i in (p - window, p] within chunk c:  m = max score_i, l = sum exp(score_i - m),
 //   acc = sum exp(score_i - m) V[i],  score_i = scale * q[t, h] . K[i, kvh]
 template <typename A, typename C, int D, int G>
 __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_cache, const C *v_cache, Args a, Split sp,
                                                           A *out) {
+  lc::pdl_trigger();  // see lc::launch_pdl
+  lc::pdl_wait();
   constexpr int LPK = D / VEC, KPW = 32 / LPK, KPB = WARPS * KPW;
   constexpr int U = G >= 4 ? 2 : 4;  // keys in flight per lane; wide groups spend the registers on q and acc
   __shared__ float sm_m[WARPS][G], sm_l[WARPS][G], sm_acc[WARPS][G][D];
@@ -68,7 +64,7 @@ __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_
     l[g] = 0.0f;
 #pragma unroll
     for (int i = 0; i < VEC; ++i) qf[g][i] = acc[g][i] = 0.0f;
-    if (g < group) unpack<A>(*reinterpret_cast<const uint4 *>(q + begin * q_width + int64_t(kvh * group + g) * D + part * VEC), qf[g]);
+    if (g < group) lc::unpack8<A>(*reinterpret_cast<const uint4 *>(q + begin * q_width + int64_t(kvh * group + g) * D + part * VEC), qf[g]);
   }
 
   // Keys k0 + u * KPB + warp * KPW + sub: the loop bounds are uniform, so every lane reaches the shuffles.
@@ -87,7 +83,7 @@ __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       float kf[VEC], score[G];
-      unpack<C>(kr[u], kf);
+      lc::unpack8<C>(kr[u], kf);
 #pragma unroll
       for (int g = 0; g < G; ++g) {
         float d0 = 0.0f, d1 = 0.0f;
@@ -99,7 +95,7 @@ __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_
       }
       if (!live[u]) continue;  // uniform across the key's lanes
       float vf[VEC];
-      unpack<C>(vr[u], vf);
+      lc::unpack8<C>(vr[u], vf);
 #pragma unroll
       for (int g = 0; g < G; ++g) {
         if (g >= group) break;
@@ -157,13 +153,12 @@ __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_
 }
 
 template <typename A, typename C, int D>
-void launch(int group, dim3 grid, cudaStream_t stream, const void *q, const void *k_cache, const void *v_cache,
+void launch(int group, dim3 grid, const lc_ctx *ctx, const void *q, const void *k_cache, const void *v_cache,
             const Args &args, const Split &sp, void *out) {
   auto go = [&](auto g_tag) {
     constexpr int G = decltype(g_tag)::value;
-    decode_kernel<A, C, D, G><<<grid, THREADS, 0, stream>>>(static_cast<const A *>(q), static_cast<const C *>(k_cache),
-                                                             static_cast<const C *>(v_cache), args, sp,
-                                                             static_cast<A *>(out));
+    lc::launch_pdl(ctx, decode_kernel<A, C, D, G>, grid, dim3(THREADS), 0, static_cast<const A *>(q),
+                   static_cast<const C *>(k_cache), static_cast<const C *>(v_cache), args, sp, static_cast<A *>(out));
   };
   if (group == 1)
     go(std::integral_constant<int, 1>{});
@@ -186,7 +181,7 @@ bool lc_attn::decode_supported(lc_dtype act, lc_dtype cache_dt, int head_dim, in
          aligned;
 }
 
-void lc_attn::attention_decode(lc_dtype act, lc_dtype cache_dt, cudaStream_t stream, const void *q, const void *k_cache,
+void lc_attn::attention_decode(lc_dtype act, lc_dtype cache_dt, const lc_ctx *ctx, const void *q, const void *k_cache,
                                const void *v_cache, const Args &args, int head_dim, const Split &sp, void *out) {
   const dim3 grid(unsigned(args.n_seqs), unsigned(args.n_kv_heads), unsigned(sp.acc ? sp.n_splits : 1));
   const int group = args.n_heads / args.n_kv_heads;
@@ -194,9 +189,9 @@ void lc_attn::attention_decode(lc_dtype act, lc_dtype cache_dt, cudaStream_t str
     using A = decltype(at);
     using C = decltype(ct);
     if (head_dim == 64)
-      launch<A, C, 64>(group, grid, stream, q, k_cache, v_cache, args, sp, out);
+      launch<A, C, 64>(group, grid, ctx, q, k_cache, v_cache, args, sp, out);
     else
-      launch<A, C, 128>(group, grid, stream, q, k_cache, v_cache, args, sp, out);
+      launch<A, C, 128>(group, grid, ctx, q, k_cache, v_cache, args, sp, out);
   };
   // decode_supported admits f16 / bf16 only: four type pairs
   if (act == LC_F16 && cache_dt == LC_F16) typed(__half{}, __half{});

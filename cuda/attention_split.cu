@@ -129,6 +129,8 @@ constexpr int MAX_SPLITS = 256;
 // over the row's live chunks c (zero if no key was valid, as the unsplit kernel).
 template <typename A, int D>
 __global__ void __launch_bounds__(THREADS) combine_kernel(Args a, Split sp, A *out) {
+  lc::pdl_trigger();  // see lc::launch_pdl
+  lc::pdl_wait();
   constexpr int QUADS = D / 4, GROUPS = THREADS / QUADS;  // float4 columns; chunk groups summed apart
   __shared__ float weight[MAX_SPLITS];
   __shared__ float scratch[32];
@@ -179,7 +181,7 @@ __global__ void __launch_bounds__(THREADS) combine_kernel(Args a, Split sp, A *o
 }
 
 template <int D>
-void launch(lc_dtype act, lc_dtype cache_dt, cudaStream_t stream, const void *q, const void *k_cache,
+void launch(lc_dtype act, lc_dtype cache_dt, const lc_ctx *ctx, const void *q, const void *k_cache,
             const void *v_cache, const Args &args, const Split &sp, void *out) {
   const dim3 grid(unsigned(args.row_tiles * args.n_seqs), unsigned(args.n_kv_heads), unsigned(sp.n_splits));
   const dim3 combine_grid(unsigned(args.n_seqs * args.max_q_len), unsigned(args.n_heads));
@@ -187,15 +189,15 @@ void launch(lc_dtype act, lc_dtype cache_dt, cudaStream_t stream, const void *q,
     using A = decltype(at);
     if (args.max_q_len == 1 && lc_attn::decode_supported(act, cache_dt, D, args.n_heads / args.n_kv_heads, q, k_cache,
                                                             v_cache)) {
-      lc_attn::attention_decode(act, cache_dt, stream, q, k_cache, v_cache, args, D, sp, out);
+      lc_attn::attention_decode(act, cache_dt, ctx, q, k_cache, v_cache, args, D, sp, out);
     } else {
       lc_dispatch(cache_dt, [&](auto ct) {
         using C = decltype(ct);
-        split_kernel<A, C, D><<<grid, THREADS, 0, stream>>>(static_cast<const A *>(q), static_cast<const C *>(k_cache),
+        split_kernel<A, C, D><<<grid, THREADS, 0, ctx->stream>>>(static_cast<const A *>(q), static_cast<const C *>(k_cache),
                                                              static_cast<const C *>(v_cache), args, sp);
       });
     }
-    combine_kernel<A, D><<<combine_grid, THREADS, 0, stream>>>(args, sp, static_cast<A *>(out));
+    lc::launch_pdl(ctx, combine_kernel<A, D>, combine_grid, dim3(THREADS), 0, args, sp, static_cast<A *>(out));
   });
 }
 
@@ -211,8 +213,8 @@ lc_status lc_attn::attention_split(lc_ctx *ctx, lc_dtype act, const void *q, lc_
   const int64_t rows = int64_t(plan.n_splits) * args.n_tokens * args.n_heads;
   const Split sp{plan.n_splits, plan.chunk, acc, reinterpret_cast<float2 *>(acc + rows * head_dim)};
   if (head_dim == 64)
-    launch<64>(act, cache_dt, ctx->stream, q, k_cache, v_cache, args, sp, out);
+    launch<64>(act, cache_dt, ctx, q, k_cache, v_cache, args, sp, out);
   else
-    launch<128>(act, cache_dt, ctx->stream, q, k_cache, v_cache, args, sp, out);
+    launch<128>(act, cache_dt, ctx, q, k_cache, v_cache, args, sp, out);
   return lc::launched(ctx, "lc_attention");
 }

@@ -7,6 +7,7 @@
 #include <cstdarg>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <unordered_set>
 
 // Only the ABI is exported (-fvisibility=hidden otherwise): the CPU twin, loaded in the same process
@@ -63,6 +64,7 @@ struct lc_ctx {
   int *dev_error = nullptr;     // one lc_device_error in device memory
   int *host_error = nullptr;    // pinned mirror, copied after each sync
   int sm_count = 0;
+  bool pdl = false;  // programmatic dependent launch for lc::launch_pdl (Hopper on; LORA_SERVE_CUDA_PDL=0 off)
   std::string last_error;
   std::unordered_set<void *> allocations;       // lc_alloc'd (cudaMalloc)
   lc::HostAllocations host_allocations;  // lc_host_alloc'd (cudaHostAlloc): base -> bytes
@@ -87,6 +89,39 @@ lc_status begin(lc_ctx *ctx, const char *op);
 // After a launch: a launch failure (bad configuration, no kernel image for this GPU) -> LC_ERR_BACKEND.
 lc_status launched(lc_ctx *ctx, const char *op);
 
+// Programmatic dependent launch (sm_90+). A kernel launched by launch_pdl may start while its stream
+// predecessor finishes: it must call pdl_wait() before it reads anything an earlier kernel wrote or
+// writes anything, in every block (so no grid completes before its predecessor, and completion stays
+// ordered down the stream). pdl_trigger() lets the next kernel launch once every block of this one has
+// started. Both are no-ops below sm_90 and where the launch had no attribute.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void prefetch_l2(const void *p) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#endif
+}
+
+// kernel<<<grid, block, smem, ctx->stream>>>(args...), allowed to overlap its predecessor where ctx->pdl.
+template <typename... P, typename... A>
+void launch_pdl(const lc_ctx *ctx, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A &&...args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  // {gridDim, blockDim, dynamicSmemBytes, stream, attrs, numAttrs}, by position (the emulator's gridDim is a macro)
+  const cudaLaunchConfig_t cfg = {grid, block, smem, ctx->stream, attr, ctx->pdl ? 1u : 0u};
+  cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
+}
+
 inline bool valid_dtype(lc_dtype dt) { return dt == LC_F32 || dt == LC_F16 || dt == LC_BF16; }
 inline int64_t dtype_bytes(lc_dtype dt) { return dt == LC_F32 ? 4 : 2; }
 inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + threads - 1) / threads); }
@@ -99,6 +134,13 @@ template <typename T> __device__ __forceinline__ T from_f(float v);
 template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+// The eight 2-byte values of one 16-byte vector, as floats.
+template <typename T> __device__ __forceinline__ void unpack8(const uint4 &v, float (&out)[8]) {
+  static_assert(sizeof(T) == 2, "eight values to a 16-byte vector");
+  const T *e = reinterpret_cast<const T *>(&v);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) out[i] = to_f(e[i]);
+}
 
 // N values of T moved by one load or store (a 16-byte vector for 8 halves; 32 bytes of float are two).
 // Pass it by value: a copy is one vector access, a reference may be read element by element.

@@ -186,6 +186,11 @@ lc_status lc_ctx_create(int32_t device, lc_ctx **out) {
     return cuda_failed("cudaStreamCreate", err);
   if ((err = cudaDeviceGetAttribute(&ctx->sm_count, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess)
     return cuda_failed("cudaDeviceGetAttribute", err);
+  int cc_major = 0;
+  if ((err = cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device)) != cudaSuccess)
+    return cuda_failed("cudaDeviceGetAttribute", err);
+  const char *pdl_env = getenv("LORA_SERVE_CUDA_PDL");  // "0": off, to measure what it saves
+  ctx->pdl = cc_major >= 9 && !(pdl_env && strcmp(pdl_env, "0") == 0);
   if ((err = cudaMalloc(&ctx->dev_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMalloc", err);
   if ((err = cudaMallocHost(&ctx->host_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMallocHost", err);
   *ctx->host_error = 0;

@@ -4,6 +4,8 @@
 // out[t, i] = silu(g) * u = g / (1 + exp(-g)) * u   with g = gate_up[t, i], u = gate_up[t, inter + i]
 // Grid (column blocks, token rows): no division per element; rows past gridDim.y loop.
 template <typename A> __global__ void silu_mul_kernel(const A *gate_up, int64_t inter, int64_t n_tokens, A *out) {
+  lc::pdl_trigger();  // see lc::launch_pdl
+  lc::pdl_wait();
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= inter) return;
   for (int64_t t = blockIdx.y; t < n_tokens; t += gridDim.y) {
@@ -42,8 +44,8 @@ extern "C" lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate_up,
   const dim3 grid(lc::blocks_for(inter, 256), unsigned(n_tokens < 65535 ? n_tokens : 65535));
   lc_dispatch(act, [&](auto a) {
     using A = decltype(a);
-    silu_mul_kernel<A><<<grid, 256, 0, ctx->stream>>>(static_cast<const A *>(gate_up), inter, n_tokens,
-                                                      static_cast<A *>(out));
+    lc::launch_pdl(ctx, silu_mul_kernel<A>, grid, dim3(256), 0, static_cast<const A *>(gate_up), inter, n_tokens,
+                   static_cast<A *>(out));
   });
   return lc::launched(ctx, "lc_silu_mul");
 }

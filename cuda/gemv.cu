@@ -8,12 +8,6 @@ namespace {
 
 constexpr int WARPS = 4, THREADS = WARPS * 32, R = 2, U = 8;
 
-template <typename T> __device__ __forceinline__ void unpack8(const uint4 &v, float (&out)[8]) {
-  const T *e = reinterpret_cast<const T *>(&v);
-#pragma unroll
-  for (int i = 0; i < 8; ++i) out[i] = lc::to_f(e[i]);
-}
-
 // Rows n0 + (0:R) for n0 = (blockIdx.x * WARPS + warp) * R: each x vector (from L1: x is a few KB
 // that every warp reads) serves R rows, and R * U loads of W are in flight per lane.
 template <typename T>
@@ -21,10 +15,18 @@ __global__ void __launch_bounds__(THREADS) gemv_kernel(const T *__restrict__ x, 
                                                         int64_t k, int accumulate, T *y) {
   const int lane = threadIdx.x & 31;
   const int64_t n0 = (int64_t(blockIdx.x) * WARPS + (threadIdx.x >> 5)) * R;
-  if (n0 >= n) return;  // uniform across the warp
-  const int rows = int(min(int64_t(R), n - n0));
+  const int rows = int(max(int64_t(0), min(int64_t(R), n - n0)));
   const uint4 *xv = reinterpret_cast<const uint4 *>(x);
   const int64_t n_vec = k / 8;
+  // While the previous kernel finishes (launch_pdl), pull this warp's first weights into L2: W is no
+  // kernel's output, so it may be read before the wait.
+  lc::pdl_trigger();
+  for (int r = 0; r < rows; ++r)
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (lane + 32 * u < n_vec) lc::prefetch_l2(reinterpret_cast<const uint4 *>(w + (n0 + r) * k) + lane + 32 * u);
+  lc::pdl_wait();
+  if (rows == 0) return;  // uniform across the warp
   float acc[R] = {};
   for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * U) {
     uint4 a[R][U], b[U];
@@ -40,11 +42,11 @@ __global__ void __launch_bounds__(THREADS) gemv_kernel(const T *__restrict__ x, 
     for (int u = 0; u < U; ++u) {
       if (v0 + 32 * u >= n_vec) break;
       float fb[8];
-      unpack8<T>(b[u], fb);
+      lc::unpack8<T>(b[u], fb);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         float fa[8];
-        unpack8<T>(a[r][u], fa);
+        lc::unpack8<T>(a[r][u], fa);
 #pragma unroll
         for (int i = 0; i < 8; ++i) acc[r] += fa[i] * fb[i];
       }
@@ -71,8 +73,8 @@ lc_status linear_gemv(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, i
   lc_dispatch(act, [&](auto a) {
     using T = decltype(a);
     if constexpr (sizeof(T) == 2)
-      gemv_kernel<T><<<blocks_for(n, WARPS * R), THREADS, 0, ctx->stream>>>(
-          static_cast<const T *>(x), static_cast<const T *>(w), n, k, accumulate, static_cast<T *>(y));
+      launch_pdl(ctx, gemv_kernel<T>, dim3(blocks_for(n, WARPS * R)), dim3(THREADS), 0, static_cast<const T *>(x),
+                 static_cast<const T *>(w), n, k, accumulate, static_cast<T *>(y));
   });
   return launched(ctx, "lc_linear");
 }

@@ -279,13 +279,6 @@ __device__ TokenSlot token_slot(const Segments &sg, int64_t t, const int32_t *ra
   return ts;
 }
 
-template <typename T> __device__ __forceinline__ void unpack8(const uint4 &v, float (&out)[8]) {
-  static_assert(sizeof(T) == 2, "eight values to a 16-byte vector");
-  const T *e = reinterpret_cast<const T *>(&v);
-#pragma unroll
-  for (int i = 0; i < 8; ++i) out[i] = lc::to_f(e[i]);
-}
-
 // x_row . A[j0 + r, :] for the warp's SR rows (r < rows), summed across the warp into out[r]: each x
 // vector serves both rows, and SR * SU / 2 loads of A are in flight per lane. VEC: x and A 16-byte
 // aligned, in_dim % 8 == 0 (taken for 2-byte types, eight values a vector).
@@ -312,11 +305,11 @@ __device__ void warp_dots(const A *x_row, const W *a0, int64_t in_dim, int rows,
       for (int u = 0; u < HU; ++u) {
         if (v0 + 32 * u >= n_vec) break;
         float fb[8];
-        unpack8<A>(b[u], fb);
+        lc::unpack8<A>(b[u], fb);
 #pragma unroll
         for (int r = 0; r < SR; ++r) {
           float fa[8];
-          unpack8<W>(a[r][u], fa);
+          lc::unpack8<W>(a[r][u], fa);
 #pragma unroll
           for (int i = 0; i < 8; ++i) acc[r] += fa[i] * fb[i];
         }
@@ -339,6 +332,8 @@ template <typename A, typename W>
 __global__ void __launch_bounds__(SMALL_THREADS) shrink_small_kernel(const A *x, int64_t in_dim, bool x_vec,
                                                                      Modules mods, int rank_blocks, Segments sg,
                                                                      float *tmp, int *err) {
+  lc::pdl_trigger();  // see lc::launch_pdl
+  lc::pdl_wait();
   check_segments(sg, err);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
@@ -368,6 +363,8 @@ __global__ void __launch_bounds__(SMALL_THREADS) shrink_small_kernel(const A *x,
 template <typename A, typename W>
 __global__ void __launch_bounds__(SMALL_THREADS) expand_small_kernel(const float *tmp, Modules mods, Segments sg,
                                                                      int64_t y_width, A *y, int *err) {
+  lc::pdl_trigger();  // see lc::launch_pdl
+  lc::pdl_wait();
   check_segments(sg, err);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
@@ -407,7 +404,7 @@ __global__ void __launch_bounds__(SMALL_THREADS) expand_small_kernel(const float
         for (int k = 0; k < SU; ++k) {
           if (k0 + k >= C) break;  // uniform
           float fb[8];
-          unpack8<W>(b[k], fb);
+          lc::unpack8<W>(b[k], fb);
           dot[k] = 0.0f;
 #pragma unroll
           for (int i = 0; i < 8; ++i) dot[k] += uv[i] * fb[i];
@@ -484,8 +481,8 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
       lc_dispatch(wt, [&](auto wtag) {
         using A = decltype(at);
         using W = decltype(wtag);
-        shrink_small_kernel<A, W><<<grid, SMALL_THREADS, 0, ctx->stream>>>(
-            static_cast<const A *>(x), in_dim, x_vec, ms, int(rank_blocks), sg, tmp, ctx->dev_error);
+        lc::launch_pdl(ctx, shrink_small_kernel<A, W>, grid, dim3(SMALL_THREADS), 0, static_cast<const A *>(x), in_dim,
+                       x_vec, ms, int(rank_blocks), sg, tmp, ctx->dev_error);
       });
     });
     return lc::launched(ctx, "lc_lora_shrink");
@@ -540,8 +537,8 @@ extern "C" lc_status lc_lora_expand(lc_ctx *ctx, lc_dtype act, const float *tmp,
       using A = decltype(at);
       using W = decltype(wtag);
       if (small)
-        expand_small_kernel<A, W><<<grid, SMALL_THREADS, 0, ctx->stream>>>(tmp, ms, sg, y_width, static_cast<A *>(y),
-                                                                           ctx->dev_error);
+        lc::launch_pdl(ctx, expand_small_kernel<A, W>, grid, dim3(SMALL_THREADS), 0, tmp, ms, sg, y_width,
+                       static_cast<A *>(y), ctx->dev_error);
       else
         expand_kernel<A, W><<<grid, EXPAND_TO, 0, ctx->stream>>>(tmp, ms, sg, y_width, static_cast<A *>(y),
                                                                ctx->dev_error);

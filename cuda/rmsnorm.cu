@@ -10,6 +10,8 @@ constexpr int THREADS = 512, CACHE = 16;  // rows up to 8192 wide never re-read 
 // all its cached x and w at once, before the reduction.
 template <typename A, typename W, int VEC>
 __global__ void __launch_bounds__(THREADS) rmsnorm_kernel(const A *x, const W *w, int64_t hidden, float eps, A *out) {
+  lc::pdl_trigger();  // see lc::launch_pdl
+  lc::pdl_wait();
   using AV = lc::Pack<A, VEC>;
   using WV = lc::Pack<W, VEC>;
   constexpr int CACHED = CACHE / VEC;  // vectors a thread keeps
@@ -75,9 +77,9 @@ extern "C" lc_status lc_rmsnorm(lc_ctx *ctx, lc_dtype act, const void *x, lc_dty
       const auto wa = static_cast<const W *>(w);
       const auto oa = static_cast<A *>(out);
       if (hidden % VEC == 0 && lc::aligned16(x) && lc::aligned16(w) && lc::aligned16(out))
-        rmsnorm_kernel<A, W, VEC><<<unsigned(n_tokens), THREADS, 0, ctx->stream>>>(xa, wa, hidden, eps, oa);
+        lc::launch_pdl(ctx, rmsnorm_kernel<A, W, VEC>, dim3(unsigned(n_tokens)), dim3(THREADS), 0, xa, wa, hidden, eps, oa);
       else
-        rmsnorm_kernel<A, W, 1><<<unsigned(n_tokens), THREADS, 0, ctx->stream>>>(xa, wa, hidden, eps, oa);
+        lc::launch_pdl(ctx, rmsnorm_kernel<A, W, 1>, dim3(unsigned(n_tokens)), dim3(THREADS), 0, xa, wa, hidden, eps, oa);
     });
   });
   return lc::launched(ctx, "lc_rmsnorm");

@@ -13,6 +13,8 @@ template <typename A, typename C, int VEC>
 __global__ void rope_store_kernel(const A *qkv, const int32_t *positions, const int32_t *slot_mapping, int n_heads,
                                   int n_kv_heads, int head_dim, const float *inv_freq, float scaling, A *q_out,
                                   C *k_cache, C *v_cache, int64_t cache_slots, int *err) {
+  lc::pdl_trigger();  // see lc::launch_pdl
+  lc::pdl_wait();
   using AV = lc::Pack<A, VEC>;
   using CV = lc::Pack<C, VEC>;
   extern __shared__ float cs[];  // cos [half], then sin [half]
@@ -116,12 +118,12 @@ extern "C" lc_status lc_rope_store(lc_ctx *ctx, lc_dtype act, const void *qkv, c
       if (half % VEC == 0 && lc::aligned16(qkv) && lc::aligned16(q_out) && lc::aligned16(k_cache) &&
           lc::aligned16(v_cache)) {
         shape(VEC, grid, block);
-        rope_store_kernel<A, C, VEC><<<grid, block, smem, ctx->stream>>>(
+        lc::launch_pdl(ctx, rope_store_kernel<A, C, VEC>, grid, block, smem,
             qa, positions, slot_mapping, n_heads, n_kv_heads, head_dim, inv_freq, attention_scaling, qo, kc, vc,
             cache_slots, ctx->dev_error);
       } else {
         shape(1, grid, block);
-        rope_store_kernel<A, C, 1><<<grid, block, smem, ctx->stream>>>(
+        lc::launch_pdl(ctx, rope_store_kernel<A, C, 1>, grid, block, smem,
             qa, positions, slot_mapping, n_heads, n_kv_heads, head_dim, inv_freq, attention_scaling, qo, kc, vc,
             cache_slots, ctx->dev_error);
       }

@@ -101,7 +101,7 @@ typedef struct emu_graph *cudaGraph_t;
 typedef struct emu_graph *cudaGraphExec_t;
 enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 enum { cudaStreamNonBlocking = 1 };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrComputeCapabilityMajor = 75 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum { cudaHostAllocDefault = 0 };
 enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 };
@@ -160,3 +160,13 @@ template <class... P, class... A> void launch(void (*k)(P...), Cfg c, A &&...arg
   enqueue(c.stream, [=]() { run_grid(c, [&]() { std::apply(k, params); }); });
 }
 }  // namespace emu
+// cudaLaunchKernelEx: launch attributes (programmatic dependent launch) change nothing for grids run in turn.
+enum cudaLaunchAttributeID { cudaLaunchAttributeProgrammaticStreamSerialization = 5 };
+union cudaLaunchAttributeValue { int programmaticStreamSerializationAllowed; };
+struct cudaLaunchAttribute { cudaLaunchAttributeID id; cudaLaunchAttributeValue val; };
+// (fields in CUDA's order, named apart from the gridDim / blockDim macros above)
+struct cudaLaunchConfig_t { dim3 grid, block; size_t smem; cudaStream_t stream; cudaLaunchAttribute *attrs; unsigned n_attrs; };
+template <class... P, class... A> cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t *c, void (*k)(P...), A &&...args) {
+  emu::launch(k, emu::cfg(c->grid, c->block, c->smem, c->stream), std::forward<A>(args)...);
+  return cudaSuccess;
+}
