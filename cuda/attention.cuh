@@ -71,7 +71,7 @@ struct SplitPlan {
 // sequence have parallelism enough (and would need a large workspace): they run unsplit.
 inline SplitPlan split_plan(int64_t n_tokens, int32_t n_seqs, int32_t max_q_len, int32_t max_context_len,
                             int32_t n_heads, int32_t head_dim) {
-  constexpr int64_t TARGET = 8192, MIN_CHUNK = 32, MAX_SPLITS = 256, MAX_Q = 64, KEY_TILE = 32;
+  constexpr int64_t TARGET = 8192, MIN_CHUNK = 64, MAX_SPLITS = 256, MAX_Q = 64, KEY_TILE = 32;
   SplitPlan plan;
   if ((head_dim != 64 && head_dim != 128) || n_tokens <= 0 || n_seqs <= 0 || n_heads <= 0 || max_q_len <= 0 ||
       max_q_len > MAX_Q || max_context_len <= MIN_CHUNK)

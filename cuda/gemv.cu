@@ -6,7 +6,7 @@
 
 namespace {
 
-constexpr int WARPS = 4, THREADS = WARPS * 32, R = 2, U = 8;
+constexpr int WARPS = 4, THREADS = WARPS * 32, R = 2, U = 4;
 
 // Rows n0 + (0:R) for n0 = (blockIdx.x * WARPS + warp) * R: each x vector (from L1: x is a few KB
 // that every warp reads) serves R rows, and R * U loads of W are in flight per lane.

@@ -279,55 +279,37 @@ __device__ TokenSlot token_slot(const Segments &sg, int64_t t, const int32_t *ra
   return ts;
 }
 
-// x_row . A[j0 + r, :] for the warp's SR rows (r < rows), summed across the warp into out[r]: each x
-// vector serves both rows, and SR * SU / 2 loads of A are in flight per lane. VEC: x and A 16-byte
-// aligned, in_dim % 8 == 0 (taken for 2-byte types, eight values a vector).
-constexpr int SR = 2;
+// x_row . a_row over in_dim, summed across the warp. VEC: both rows 16-byte aligned, in_dim % 8 == 0
+// (taken for 2-byte types, eight values a vector).
 template <bool VEC, typename A, typename W>
-__device__ void warp_dots(const A *x_row, const W *a0, int64_t in_dim, int rows, float (&out)[SR]) {
+__device__ float warp_dot(const A *x_row, const W *a_row, int64_t in_dim) {
   const int lane = threadIdx.x & 31;
-  float acc[SR] = {};
+  float acc = 0.0f;
   if constexpr (VEC && sizeof(A) == 2 && sizeof(W) == 2) {
-    constexpr int HU = SU / 2;
-    const uint4 *xv = reinterpret_cast<const uint4 *>(x_row);
+    const uint4 *xv = reinterpret_cast<const uint4 *>(x_row), *av = reinterpret_cast<const uint4 *>(a_row);
     const int64_t n_vec = in_dim / 8;
-    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * HU) {
-      uint4 a[SR][HU], b[HU];
+    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * SU) {
+      uint4 a[SU], b[SU];
 #pragma unroll
-      for (int u = 0; u < HU; ++u) {
+      for (int u = 0; u < SU; ++u)
+        if (v0 + 32 * u < n_vec) a[u] = av[v0 + 32 * u], b[u] = xv[v0 + 32 * u];
+#pragma unroll
+      for (int u = 0; u < SU; ++u) {
         if (v0 + 32 * u >= n_vec) break;
-        b[u] = xv[v0 + 32 * u];
-#pragma unroll
-        for (int r = 0; r < SR; ++r)
-          if (r < rows) a[r][u] = reinterpret_cast<const uint4 *>(a0 + r * in_dim)[v0 + 32 * u];
-      }
-#pragma unroll
-      for (int u = 0; u < HU; ++u) {
-        if (v0 + 32 * u >= n_vec) break;
-        float fb[8];
+        float fa[8], fb[8];
+        lc::unpack8<W>(a[u], fa);
         lc::unpack8<A>(b[u], fb);
 #pragma unroll
-        for (int r = 0; r < SR; ++r) {
-          float fa[8];
-          lc::unpack8<W>(a[r][u], fa);
-#pragma unroll
-          for (int i = 0; i < 8; ++i) acc[r] += fa[i] * fb[i];
-        }
+        for (int i = 0; i < 8; ++i) acc += fa[i] * fb[i];
       }
     }
   } else {
-    for (int64_t c = lane; c < in_dim; c += 32) {
-      const float xc = lc::to_f(x_row[c]);
-#pragma unroll
-      for (int r = 0; r < SR; ++r)
-        if (r < rows) acc[r] += xc * lc::to_f(a0[r * in_dim + c]);
-    }
+    for (int64_t c = lane; c < in_dim; c += 32) acc += lc::to_f(x_row[c]) * lc::to_f(a_row[c]);
   }
-#pragma unroll
-  for (int r = 0; r < SR; ++r) out[r] = lc::warp_sum(acc[r]);
+  return lc::warp_sum(acc);
 }
 
-// tmp[t, m * max_rank + j] = x[t, :] . A_m[slot(t)][j, :]: block (t, module m x rank-row block), SR rows a warp.
+// tmp[t, m * max_rank + j] = x[t, :] . A_m[slot(t)][j, :]: block (t, module m x rank-row block), a row per warp.
 template <typename A, typename W>
 __global__ void __launch_bounds__(SMALL_THREADS) shrink_small_kernel(const A *x, int64_t in_dim, bool x_vec,
                                                                      Modules mods, int rank_blocks, Segments sg,
@@ -337,22 +319,15 @@ __global__ void __launch_bounds__(SMALL_THREADS) shrink_small_kernel(const A *x,
   check_segments(sg, err);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
-  const int m = blockIdx.y / rank_blocks, j0 = ((blockIdx.y % rank_blocks) * SMALL_WARPS + warp) * SR;
+  const int m = blockIdx.y / rank_blocks, j = (blockIdx.y % rank_blocks) * SMALL_WARPS + warp;
   const lc_lora_module mod = module_at(mods, m);
   const TokenSlot ts = token_slot(sg, t, mod.ranks, mod.a_ptrs, err);
-  if (ts.skip || j0 >= ts.rank) return;  // uniform across the warp
-  const int rows = min(SR, ts.rank - j0);
-  const W *a0 = static_cast<const W *>(mod.a_ptrs[ts.slot]) + int64_t(j0) * in_dim;
+  if (ts.skip || j >= ts.rank) return;  // uniform across the warp
+  const W *a_row = static_cast<const W *>(mod.a_ptrs[ts.slot]) + int64_t(j) * in_dim;
   const A *x_row = x + t * in_dim;
-  float v[SR];
-  if (x_vec && reinterpret_cast<uintptr_t>(a0) % 16 == 0)
-    warp_dots<true>(x_row, a0, in_dim, rows, v);
-  else
-    warp_dots<false>(x_row, a0, in_dim, rows, v);
-  float *out = tmp + t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank + j0;
-#pragma unroll
-  for (int r = 0; r < SR; ++r)
-    if (lane == 0 && r < rows) out[r] = v[r];
+  const float v = x_vec && reinterpret_cast<uintptr_t>(a_row) % 16 == 0 ? warp_dot<true>(x_row, a_row, in_dim)
+                                                                         : warp_dot<false>(x_row, a_row, in_dim);
+  if (lane == 0) tmp[t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank + j] = v;
 }
 
 // y[t, out_offset + o] += scale * u . B[slot(t)][o, :] (DoRA: times mag[o]) for u = tmp[t, m * max_rank + (0:r)]:
@@ -399,29 +374,18 @@ __global__ void __launch_bounds__(SMALL_THREADS) expand_small_kernel(const float
           const int q = lane + 32 * (k0 + k);
           if (k0 + k < C && w0 + q / C < out_dim) b[k] = bv[q];
         }
-        float dot[SU];
 #pragma unroll
         for (int k = 0; k < SU; ++k) {
           if (k0 + k >= C) break;  // uniform
-          float fb[8];
+          const int q = lane + 32 * (k0 + k);
+          const int64_t o = w0 + q / C;
+          float fb[8], dot = 0.0f;
           lc::unpack8<W>(b[k], fb);
-          dot[k] = 0.0f;
 #pragma unroll
-          for (int i = 0; i < 8; ++i) dot[k] += uv[i] * fb[i];
-          for (int off = C / 2; off >= 1; off >>= 1) dot[k] += __shfl_xor_sync(~0u, dot[k], off);
-        }
-        // a row's first lane updates y: every y (and magnitude) of the pass loaded before the first store,
-        // one memory round trip per pass instead of one per row
-        float yv[SU], gv[SU];
-#pragma unroll
-        for (int k = 0; k < SU; ++k) {
-          const int64_t o = w0 + (lane + 32 * (k0 + k)) / C;
-          if (k0 + k < C && chunk == 0 && o < out_dim) yv[k] = lc::to_f(y_row[o]), gv[k] = mag ? mag[o] : 1.0f;
-        }
-#pragma unroll
-        for (int k = 0; k < SU; ++k) {
-          const int64_t o = w0 + (lane + 32 * (k0 + k)) / C;
-          if (k0 + k < C && chunk == 0 && o < out_dim) y_row[o] = lc::from_f<A>(gv[k] * (yv[k] + scale * dot[k]));
+          for (int i = 0; i < 8; ++i) dot += uv[i] * fb[i];
+          if (o >= out_dim) dot = 0.0f;  // the warp's last rows may lie past out_dim; every lane still shuffles
+          for (int off = C / 2; off >= 1; off >>= 1) dot += __shfl_xor_sync(~0u, dot, off);
+          if (chunk == 0 && o < out_dim) finish(o, dot);
         }
       }
       return;
@@ -475,7 +439,7 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
   const bool x_vec = in_dim % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   const Modules ms = modules_of(mods, n_mods);
   if (n_tokens <= SMALL_MAX_TOKENS) {
-    const unsigned rank_blocks = lc::blocks_for(max_rank, SMALL_WARPS * SR);
+    const unsigned rank_blocks = lc::blocks_for(max_rank, SMALL_WARPS);
     const dim3 grid(unsigned(n_tokens), rank_blocks * unsigned(n_mods));
     lc_dispatch(act, [&](auto at) {
       lc_dispatch(wt, [&](auto wtag) {
