@@ -30,12 +30,6 @@ __global__ void __launch_bounds__(THREADS, VEC > 1 ? 2 : 1)
     for (int e = 0; e < VEC; ++e) r.v[e] = lc::from_f<A>(lc::to_f(r.v[e]) + lc::to_f(a.v[e]));
     return r;
   };
-  auto squares = [](const AV r) {
-    float s = 0.0f;
-#pragma unroll
-    for (int e = 0; e < VEC; ++e) s += lc::to_f(r.v[e]) * lc::to_f(r.v[e]);
-    return s;
-  };
   AV xr[CACHED], sr[CACHED];
   WV wr[CACHED];
 #pragma unroll
@@ -54,29 +48,23 @@ __global__ void __launch_bounds__(THREADS, VEC > 1 ? 2 : 1)
     if (j < n) {
       sr[k] = add(sr[k], xr[k]);
       rv[j] = sr[k];
-      ss += squares(sr[k]);
+      ss += lc::pack_squares(sr[k]);
     }
   }
   for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS) {
     const AV s = add(rv[j], xv[j]);
     rv[j] = s;
-    ss += squares(s);
+    ss += lc::pack_squares(s);
   }
   ss = lc::block_sum(ss, scratch);  // its barrier orders every read of x before any write of out
   const float inv = 1.0f / sqrtf(ss / float(hidden) + eps);
-  auto norm = [inv](const AV s, const WV wt) {
-    AV o;
-#pragma unroll
-    for (int e = 0; e < VEC; ++e) o.v[e] = lc::from_f<A>(lc::to_f(s.v[e]) * inv * lc::to_f(wt.v[e]));
-    return o;
-  };
 #pragma unroll
   for (int k = 0; k < CACHED; ++k) {
     const int64_t j = threadIdx.x + int64_t(k) * THREADS;
-    if (j < n) ov[j] = norm(sr[k], wr[k]);
+    if (j < n) ov[j] = lc::pack_norm(sr[k], wr[k], inv);
   }
   for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS)
-    ov[j] = norm(rv[j], wv[j]);  // this thread's own write
+    ov[j] = lc::pack_norm(rv[j], wv[j], inv);  // this thread's own write
 }
 
 }  // namespace

@@ -149,6 +149,21 @@ template <typename T, int N> struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N :
 };
 inline bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// RMSNorm pieces over one Pack: the sum of squares, and x * inv * w rounded to A.
+template <typename A, int N> __device__ __forceinline__ float pack_squares(const Pack<A, N> x) {
+  float s = 0.0f;
+#pragma unroll
+  for (int e = 0; e < N; ++e) s += to_f(x.v[e]) * to_f(x.v[e]);
+  return s;
+}
+template <typename A, typename W, int N>
+__device__ __forceinline__ Pack<A, N> pack_norm(const Pack<A, N> x, const Pack<W, N> w, float inv) {
+  Pack<A, N> o;
+#pragma unroll
+  for (int e = 0; e < N; ++e) o.v[e] = from_f<A>(to_f(x.v[e]) * inv * to_f(w.v[e]));
+  return o;
+}
+
 // Records the first device-side contract violation (a plain store: any one code is enough).
 __device__ __forceinline__ void report(int *err, int code) {
   if (*(volatile int *)err == 0) *(volatile int *)err = code;

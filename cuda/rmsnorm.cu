@@ -20,12 +20,6 @@ __global__ void __launch_bounds__(THREADS) rmsnorm_kernel(const A *x, const W *w
   const AV *xv = reinterpret_cast<const AV *>(x + int64_t(blockIdx.x) * hidden);
   AV *ov = reinterpret_cast<AV *>(out + int64_t(blockIdx.x) * hidden);  // may alias x
   const WV *wv = reinterpret_cast<const WV *>(w);
-  auto squares = [](const AV r) {
-    float s = 0.0f;
-#pragma unroll
-    for (int e = 0; e < VEC; ++e) s += lc::to_f(r.v[e]) * lc::to_f(r.v[e]);
-    return s;
-  };
   AV xr[CACHED];
   WV wr[CACHED];
 #pragma unroll
@@ -39,23 +33,17 @@ __global__ void __launch_bounds__(THREADS) rmsnorm_kernel(const A *x, const W *w
   float ss = 0.0f;
 #pragma unroll
   for (int k = 0; k < CACHED; ++k)
-    if (threadIdx.x + int64_t(k) * THREADS < n) ss += squares(xr[k]);
-  for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS) ss += squares(xv[j]);
+    if (threadIdx.x + int64_t(k) * THREADS < n) ss += lc::pack_squares(xr[k]);
+  for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS) ss += lc::pack_squares(xv[j]);
   ss = lc::block_sum(ss, scratch);  // its barrier orders every read of x before any write of out
   const float inv = 1.0f / sqrtf(ss / float(hidden) + eps);
-  auto norm = [inv](const AV s, const WV wt) {
-    AV o;
-#pragma unroll
-    for (int e = 0; e < VEC; ++e) o.v[e] = lc::from_f<A>(lc::to_f(s.v[e]) * inv * lc::to_f(wt.v[e]));
-    return o;
-  };
 #pragma unroll
   for (int k = 0; k < CACHED; ++k) {
     const int64_t j = threadIdx.x + int64_t(k) * THREADS;
-    if (j < n) ov[j] = norm(xr[k], wr[k]);
+    if (j < n) ov[j] = lc::pack_norm(xr[k], wr[k], inv);
   }
   for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS)
-    ov[j] = norm(xv[j], wv[j]);  // x[j] is read by this thread just before it writes out[j]
+    ov[j] = lc::pack_norm(xv[j], wv[j], inv);  // x[j] is read by this thread just before it writes out[j]
 }
 
 }  // namespace
