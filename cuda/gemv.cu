@@ -64,8 +64,8 @@ __global__ void __launch_bounds__(THREADS) gemv_kernel(const T *__restrict__ x, 
 namespace lc {
 
 bool gemv_fits(lc_dtype act, lc_dtype wt, int64_t m, int64_t k, const void *x, const void *w) {
-  return m == 1 && act == wt && act != LC_F32 && k % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-         reinterpret_cast<uintptr_t>(w) % 16 == 0;
+  return m == 1 && act == wt && act != LC_F32 && k % 8 == 0 && lc::aligned16(x) &&
+         lc::aligned16(w);
 }
 
 lc_status linear_gemv(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, int64_t n, int64_t k,

@@ -436,7 +436,7 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
   for (int32_t m = 0; m < n_mods; ++m) LC_REQUIRE(ctx, mods[m].a_ptrs, "lc_lora_shrink: module %d has no A table", m);
   if (n_tokens == 0 || n_segs == 0 || max_rank == 0) return LC_OK;
   const Segments sg{seg_indptr, seg_slot, n_segs, n_slots, max_rank, n_tokens};
-  const bool x_vec = in_dim % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const bool x_vec = in_dim % 8 == 0 && lc::aligned16(x);
   const Modules ms = modules_of(mods, n_mods);
   if (n_tokens <= SMALL_MAX_TOKENS) {
     const unsigned rank_blocks = lc::blocks_for(max_rank, SMALL_WARPS);
