@@ -147,7 +147,7 @@ template <typename T> __device__ __forceinline__ void unpack8(const uint4 &v, fl
 template <typename T, int N> struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N : 16) Pack {
   T v[N];
 };
-inline bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+__host__ __device__ inline bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // RMSNorm pieces over one Pack: the sum of squares, and x * inv * w rounded to A.
 template <typename A, int N> __device__ __forceinline__ float pack_squares(const Pack<A, N> x) {

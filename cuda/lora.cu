@@ -250,16 +250,19 @@ __global__ void __launch_bounds__(EXPAND_TO) expand_kernel(const float *tmp, Mod
 // Punica), find the token's segment with one warp-wide search, and compute whole rows per warp with
 // up to SU 16-byte loads per lane in flight and no shared memory or barrier. Tokens that share an
 // adapter re-read its rows, mostly from L2.
+// Before lc::pdl_wait they read only what no kernel of the step writes (the segment tables, uploaded
+// ahead of the step's kernels; the slot tables and adapter weights, written between steps), so the
+// table lookups and the first weight loads overlap the kernel before; x, tmp, y and err wait.
 constexpr int64_t SMALL_MAX_TOKENS = 128;
 constexpr int SMALL_WARPS = 4, SMALL_THREADS = SMALL_WARPS * 32, SU = 8;
 
 struct TokenSlot {
   int slot, rank;
-  bool skip;
+  bool skip, bad;  // skip: base model, no segment, rank 0 or a bad entry; bad: report it (after the wait)
 };
 
-// Token t's slot and rank in one module (skip: base model, no segment, rank 0, or a bad table entry).
-__device__ TokenSlot token_slot(const Segments &sg, int64_t t, const int32_t *ranks, const void *const *mats, int *err) {
+// Token t's slot and rank in one module. Reads only.
+__device__ TokenSlot token_slot(const Segments &sg, int64_t t, const int32_t *ranks, const void *const *mats) {
   const int lane = threadIdx.x & 31;
   int seg = -1;
   for (int g0 = 0; g0 < sg.n_segs && seg < 0; g0 += 32) {  // segments are ordered: at most one holds t
@@ -267,135 +270,159 @@ __device__ TokenSlot token_slot(const Segments &sg, int64_t t, const int32_t *ra
     const unsigned hit = __ballot_sync(~0u, g < sg.n_segs && sg.indptr[g] <= t && t < sg.indptr[g + 1]);
     if (hit) seg = g0 + __ffs(int(hit)) - 1;
   }
-  TokenSlot ts{seg < 0 ? -1 : sg.slot[seg], 0, true};
+  TokenSlot ts{seg < 0 ? -1 : sg.slot[seg], 0, true, false};
   if (ts.slot < 0) return ts;
   const bool ok_slot = ts.slot < sg.n_slots;
   ts.rank = ok_slot ? ranks[ts.slot] : 0;
-  if (!ok_slot || ts.rank < 0 || ts.rank > sg.max_rank || (ts.rank > 0 && !mats[ts.slot])) {
-    if (threadIdx.x == 0) lc::report(err, LC_DEV_LORA_SEGMENT);
-    return ts;
-  }
-  ts.skip = ts.rank == 0;
+  ts.bad = !ok_slot || ts.rank < 0 || ts.rank > sg.max_rank || (ts.rank > 0 && !mats[ts.slot]);
+  ts.skip = ts.bad || ts.rank == 0;
   return ts;
 }
 
-// x_row . a_row over in_dim, summed across the warp. VEC: both rows 16-byte aligned, in_dim % 8 == 0
-// (taken for 2-byte types, eight values a vector).
-template <bool VEC, typename A, typename W>
-__device__ float warp_dot(const A *x_row, const W *a_row, int64_t in_dim) {
-  const int lane = threadIdx.x & 31;
-  float acc = 0.0f;
-  if constexpr (VEC && sizeof(A) == 2 && sizeof(W) == 2) {
-    const uint4 *xv = reinterpret_cast<const uint4 *>(x_row), *av = reinterpret_cast<const uint4 *>(a_row);
-    const int64_t n_vec = in_dim / 8;
-    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * SU) {
-      uint4 a[SU], b[SU];
+// The wait, then the checks that write err: every block waits (lc::launch_pdl).
+__device__ __forceinline__ void wait_and_check(const Segments &sg, const TokenSlot &ts, int *err) {
+  lc::pdl_wait();
+  check_segments(sg, err);
+  if (ts.bad && threadIdx.x == 0) lc::report(err, LC_DEV_LORA_SEGMENT);
+}
+
+// Loads 16-byte vectors v0 + 32u (u < SU, v0 + 32u < n_vec) of p into a.
+__device__ __forceinline__ void load_pass(const uint4 *p, int64_t v0, int64_t n_vec, uint4 (&a)[SU]) {
 #pragma unroll
-      for (int u = 0; u < SU; ++u)
-        if (v0 + 32 * u < n_vec) a[u] = av[v0 + 32 * u], b[u] = xv[v0 + 32 * u];
-#pragma unroll
-      for (int u = 0; u < SU; ++u) {
-        if (v0 + 32 * u >= n_vec) break;
-        float fa[8], fb[8];
-        lc::unpack8<W>(a[u], fa);
-        lc::unpack8<A>(b[u], fb);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) acc += fa[i] * fb[i];
-      }
-    }
-  } else {
-    for (int64_t c = lane; c < in_dim; c += 32) acc += lc::to_f(x_row[c]) * lc::to_f(a_row[c]);
-  }
-  return lc::warp_sum(acc);
+  for (int u = 0; u < SU; ++u)
+    if (v0 + 32 * u < n_vec) a[u] = p[v0 + 32 * u];
 }
 
 // tmp[t, m * max_rank + j] = x[t, :] . A_m[slot(t)][j, :]: block (t, module m x rank-row block), a row per warp.
+// Fast form (2-byte x and A, 16-byte aligned rows, in_dim % 8 == 0): the block's warps share token t, so x is
+// staged once in shared memory (x_smem bytes) and each lane keeps only A's SU vectors l + 32i in flight, the
+// first SU loaded before the wait: 8 blocks an SM instead of the 5 that A's and x's loads in registers allowed.
+// Otherwise scalar, from global memory.
 template <typename A, typename W>
-__global__ void __launch_bounds__(SMALL_THREADS) shrink_small_kernel(const A *x, int64_t in_dim, bool x_vec,
-                                                                     Modules mods, int rank_blocks, Segments sg,
-                                                                     float *tmp, int *err) {
+__global__ void __launch_bounds__(SMALL_THREADS, 8) shrink_small_kernel(const A *x, int64_t in_dim, bool x_smem,
+                                                                        Modules mods, int rank_blocks, Segments sg,
+                                                                        float *tmp, int *err) {
+  extern __shared__ uint4 xs[];  // x[t, :] as in_dim / 8 vectors (fast form)
   lc::pdl_trigger();  // see lc::launch_pdl
-  lc::pdl_wait();
-  check_segments(sg, err);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
   const int m = blockIdx.y / rank_blocks, j = (blockIdx.y % rank_blocks) * SMALL_WARPS + warp;
   const lc_lora_module mod = module_at(mods, m);
-  const TokenSlot ts = token_slot(sg, t, mod.ranks, mod.a_ptrs, err);
-  if (ts.skip || j >= ts.rank) return;  // uniform across the warp
-  const W *a_row = static_cast<const W *>(mod.a_ptrs[ts.slot]) + int64_t(j) * in_dim;
+  const TokenSlot ts = token_slot(sg, t, mod.ranks, mod.a_ptrs);  // uniform across the block
+  const W *amat = ts.skip ? nullptr : static_cast<const W *>(mod.a_ptrs[ts.slot]);
+  const bool fast = sizeof(A) == 2 && sizeof(W) == 2 && x_smem && lc::aligned16(amat);  // uniform across the block
+  const bool idle = ts.skip || j >= ts.rank;  // uniform across the warp
+  const uint4 *av = reinterpret_cast<const uint4 *>(amat + int64_t(j) * in_dim);
+  const int64_t n_vec = in_dim / 8;
+  uint4 a[SU];
+  if (fast && !idle) load_pass(av, lane, n_vec, a);
+  wait_and_check(sg, ts, err);
+  if (ts.skip) return;  // the whole block
   const A *x_row = x + t * in_dim;
-  const float v = x_vec && reinterpret_cast<uintptr_t>(a_row) % 16 == 0 ? warp_dot<true>(x_row, a_row, in_dim)
-                                                                         : warp_dot<false>(x_row, a_row, in_dim);
-  if (lane == 0) tmp[t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank + j] = v;
+  if (fast) {
+    for (int64_t v = threadIdx.x; v < n_vec; v += SMALL_THREADS) xs[v] = reinterpret_cast<const uint4 *>(x_row)[v];
+    __syncthreads();
+  }
+  if (idle) return;
+  float acc = 0.0f;
+  if constexpr (sizeof(A) == 2 && sizeof(W) == 2) {
+    if (fast) {
+      for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * SU) {
+        if (v0 != lane) load_pass(av, v0, n_vec, a);
+#pragma unroll
+        for (int u = 0; u < SU; ++u) {
+          if (v0 + 32 * u >= n_vec) break;
+          float fa[8], fb[8];
+          lc::unpack8<W>(a[u], fa);
+          lc::unpack8<A>(xs[v0 + 32 * u], fb);
+#pragma unroll
+          for (int i = 0; i < 8; ++i) acc += fa[i] * fb[i];
+        }
+      }
+    }
+  }
+  if (!fast) {
+    const W *a_row = amat + int64_t(j) * in_dim;
+    for (int64_t c = lane; c < in_dim; c += 32) acc += lc::to_f(x_row[c]) * lc::to_f(a_row[c]);
+  }
+  acc = lc::warp_sum(acc);
+  if (lane == 0) tmp[t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank + j] = acc;
 }
 
 // y[t, out_offset + o] += scale * u . B[slot(t)][o, :] (DoRA: times mag[o]) for u = tmp[t, m * max_rank + (0:r)]:
 // block (t, column block z of module m), warp w rows o0 + 32w + (0:32). Where r = 8C with C a power of two
-// up to 32 and B is 16-byte aligned (2-byte weights), the warp's 32 rows are 32C contiguous vectors: lane l loads vectors
-// l + 32k (row (l + 32k) / C, rank chunk l % C), coalesced, and a row's C lanes sum by xor shuffles.
+// up to 32 and B is 16-byte aligned (2-byte weights), the warp's 32 rows are 32C contiguous vectors: lane l loads
+// vectors l + 32k (row (l + 32k) / C, rank chunk l % C), coalesced, the first SU before the wait; a row's C lanes
+// sum by xor shuffles and one more shuffle hands row i's sum to lane i, so the warp updates its 32 values of y in
+// one coalesced read-modify-write (a store per row made each warp wait on C serial round trips).
 // Other ranks: a row per lane, scalar.
 template <typename A, typename W>
-__global__ void __launch_bounds__(SMALL_THREADS) expand_small_kernel(const float *tmp, Modules mods, Segments sg,
+__global__ void __launch_bounds__(SMALL_THREADS, 8) expand_small_kernel(const float *tmp, Modules mods, Segments sg,
                                                                      int64_t y_width, A *y, int *err) {
   lc::pdl_trigger();  // see lc::launch_pdl
-  lc::pdl_wait();
-  check_segments(sg, err);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
   int m = 0;
   while (m + 1 < mods.n && int(blockIdx.y) >= mods.col_block[m + 1]) ++m;
   const lc_lora_module mod = module_at(mods, m);
-  const TokenSlot ts = token_slot(sg, t, mod.ranks, mod.b_ptrs, err);
-  if (ts.skip) return;
+  const TokenSlot ts = token_slot(sg, t, mod.ranks, mod.b_ptrs);
   const int64_t out_dim = mod.out_dim, w0 = int64_t(blockIdx.y - mods.col_block[m]) * EXPAND_TO + warp * 32;
-  if (w0 >= out_dim) return;
-  const W *bmat = static_cast<const W *>(mod.b_ptrs[ts.slot]);
-  const int r = ts.rank, C = r / 8;
+  const bool idle = ts.skip || w0 >= out_dim;  // uniform across the warp
+  const W *bmat = idle ? nullptr : static_cast<const W *>(mod.b_ptrs[ts.slot]);
+  const int r = ts.rank, C = r / 8, P = 32 / max(C, 1);  // P: rows per 32 vectors
+  const bool fast = sizeof(W) == 2 && !idle && r % 8 == 0 && C <= 32 && (C & (C - 1)) == 0 && lc::aligned16(bmat);
+  const uint4 *bv = fast ? reinterpret_cast<const uint4 *>(bmat + w0 * r) : nullptr;
+  const int64_t n_vec = min(int64_t(32), out_dim - w0) * C;  // the warp's rows' vectors
+  uint4 b[SU] = {};  // vectors past the warp's rows stay zero
+  if (fast) load_pass(bv, lane, n_vec, b);
+  wait_and_check(sg, ts, err);
+  if (idle) return;
   const float *u = tmp + t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank;
-  const float scale = mod.scales[ts.slot];
-  const float *mag = mod.dora_mag ? mod.dora_mag[ts.slot] : nullptr;
-  A *y_row = y + t * y_width + mod.out_offset;
-  auto finish = [&](int64_t o, float dot) {
-    const float v = lc::to_f(y_row[o]) + scale * dot;
-    y_row[o] = lc::from_f<A>(mag ? mag[o] * v : v);
-  };
+  float dot = 0.0f;  // lane l: row w0 + l
   if constexpr (sizeof(W) == 2) {
-    if (r % 8 == 0 && C <= 32 && (C & (C - 1)) == 0 && reinterpret_cast<uintptr_t>(bmat) % 16 == 0) {
+    if (fast) {
       const int chunk = lane % C;
       float uv[8];
 #pragma unroll
       for (int i = 0; i < 8; ++i) uv[i] = u[chunk * 8 + i];
-      const uint4 *bv = reinterpret_cast<const uint4 *>(bmat + w0 * r);
-      for (int k0 = 0; k0 < C; k0 += SU) {  // at most SU loads in flight per lane (C = 32: four passes)
-        uint4 b[SU];
-#pragma unroll
-        for (int k = 0; k < SU; ++k) {
-          const int q = lane + 32 * (k0 + k);
-          if (k0 + k < C && w0 + q / C < out_dim) b[k] = bv[q];
-        }
+      for (int k0 = 0; k0 < C; k0 += SU) {  // C = 32: four passes of SU
+        if (k0 > 0) load_pass(bv, lane + 32 * k0, n_vec, b);
 #pragma unroll
         for (int k = 0; k < SU; ++k) {
           if (k0 + k >= C) break;  // uniform
-          const int q = lane + 32 * (k0 + k);
-          const int64_t o = w0 + q / C;
-          float fb[8], dot = 0.0f;
+          float fb[8], part = 0.0f;
           lc::unpack8<W>(b[k], fb);
 #pragma unroll
-          for (int i = 0; i < 8; ++i) dot += uv[i] * fb[i];
-          if (o >= out_dim) dot = 0.0f;  // the warp's last rows may lie past out_dim; every lane still shuffles
-          for (int off = C / 2; off >= 1; off >>= 1) dot += __shfl_xor_sync(~0u, dot, off);
-          if (chunk == 0 && o < out_dim) finish(o, dot);
+          for (int i = 0; i < 8; ++i) part += uv[i] * fb[i];
+          for (int off = C / 2; off >= 1; off >>= 1) part += __shfl_xor_sync(~0u, part, off);
+          // vectors 32(k0 + k) + (0:32) hold rows P(k0 + k) + (0:P); row l's sum sits in lanes (l % P) C + (0:C)
+          const float row_sum = __shfl_sync(~0u, part, (lane % P) * C);
+          if (lane / P == k0 + k) dot = row_sum;
         }
       }
-      return;
     }
   }
   const int64_t o = w0 + lane;
   if (o >= out_dim) return;
-  float dot = 0.0f;
-  for (int j = 0; j < r; ++j) dot += u[j] * lc::to_f(bmat[o * r + j]);
-  finish(o, dot);
+  if (!fast)
+    for (int j = 0; j < r; ++j) dot += u[j] * lc::to_f(bmat[o * r + j]);
+  A *yp = y + t * y_width + mod.out_offset + o;
+  const float v = lc::to_f(*yp) + mod.scales[ts.slot] * dot;
+  const float *mag = mod.dora_mag ? mod.dora_mag[ts.slot] : nullptr;  // per slot: NULL where not DoRA
+  *yp = lc::from_f<A>(mag ? mag[o] * v : v);
+}
+
+// Whether `kernel` may take `bytes` of dynamic shared memory: over 48 KB it must be allowed once per kernel
+// (and the device must have it). Only the largest allowance so far is remembered.
+template <typename K> bool smem_allowed(K kernel, size_t bytes) {
+  static size_t allowed = 48 * 1024;
+  if (bytes <= allowed) return true;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear it: the caller falls back
+    return false;
+  }
+  allowed = bytes;
+  return true;
 }
 
 lc_status check_common(lc_ctx *ctx, const char *op, const lc_lora_module *mods, int32_t n_mods,
@@ -445,8 +472,11 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
       lc_dispatch(wt, [&](auto wtag) {
         using A = decltype(at);
         using W = decltype(wtag);
-        lc::launch_pdl(ctx, shrink_small_kernel<A, W>, grid, dim3(SMALL_THREADS), 0, static_cast<const A *>(x), in_dim,
-                       x_vec, ms, int(rank_blocks), sg, tmp, ctx->dev_error);
+        auto kernel = shrink_small_kernel<A, W>;
+        const size_t smem = x_vec && sizeof(A) == 2 && sizeof(W) == 2 ? size_t(in_dim) * sizeof(A) : 0;
+        const bool x_smem = smem > 0 && smem_allowed(kernel, smem);  // else the scalar form
+        lc::launch_pdl(ctx, kernel, grid, dim3(SMALL_THREADS), x_smem ? smem : 0, static_cast<const A *>(x), in_dim,
+                       x_smem, ms, int(rank_blocks), sg, tmp, ctx->dev_error);
       });
     });
     return lc::launched(ctx, "lc_lora_shrink");

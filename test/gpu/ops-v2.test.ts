@@ -179,8 +179,55 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
       loraCase(p, act, randn, { inDim: HIDDEN, outDims: [HIDDEN, 1024, 1000], ranks, segs, maxRank: 64, tail: 2 }); // q|k|v-shaped
       loraCase(p, act, randn, { inDim: 4100, outDims: [300], ranks: [256, 127, 8], segs: [[1, 2], [0, 1], [2, 3], [0, 1]], maxRank: 256, tail: 1 });
       loraCase(p, act, randn, { inDim: HIDDEN, outDims: [HIDDEN], ranks: [16], segs: [[0, 128]], maxRank: 16, tail: 0 }); // the largest batch it takes
+      // x staged in shared memory over 48 KB: Llama-2-70B's down_proj input (28672 x 2 bytes = 56 KB)
+      loraCase(p, act, randn, { inDim: 28672, outDims: [512], ranks: [16, 8], segs: [[0, 2], [1, 1]], maxRank: 16, tail: 1 });
     }));
   }
+
+  // A segment out of contract (a slot >= n_slots, a rank above max_rank) is skipped and reported at the next
+  // sync, while the launch's other segments still apply: the device's result must equal the twin's for the same
+  // launch with those segments on the base model (slot -1), which the twin accepts.
+  gpuTest("lora: segments out of contract are skipped and reported at the next sync (per-token and per-segment kernels)", () => withPair((p) => {
+    const act = "F16", inDim = 256, outDim = 160, maxRank = 16, ranks = [8, 32]; // slot 1: rank 32 > max_rank
+    const aPtrs = p.pointers(ranks.map((r) => p.floats(randn(r * inDim, 1 / Math.sqrt(inDim)), act)));
+    const bPtrs = p.pointers(ranks.map((r) => p.floats(randn(outDim * r, 1 / Math.sqrt(r)), act)));
+    const rankBuf = p.from(Int32Array.from(ranks)), scales = p.from(Float32Array.of(2, 0.5));
+    const modules = (P: (b: Buf) => DevPtr) => [{ aPtrs: P(aPtrs), bPtrs: P(bPtrs), ranks: P(rankBuf), scales: P(scales), doraMag: null, outOffset: 0, outDim }];
+    // slot 2 >= n_slots, or slot 1 (rank over max_rank), each alone; up to 128 tokens take the per-token kernels
+    for (const [bad, nTokens] of [[2, 5], [1, 5], [2, 140], [1, 140]]) {
+      const segs = [[0, 1], [bad, 2], [0, nTokens - 3]];
+      const indptr = new Int32Array(segs.length + 1);
+      segs.forEach((s, i) => (indptr[i + 1] = indptr[i] + s[1]));
+      const segIn = p.from(indptr), segSlot = p.alloc(segs.length * 4);
+      p.g.upload(segSlot.g, Int32Array.from(segs, (s) => s[0]));
+      p.c.upload(segSlot.c, Int32Array.from(segs, (s) => (s[0] === 0 ? 0 : -1)));
+      const seg = (P: (b: Buf) => DevPtr) => ({ nSlots: 2, segIndptr: P(segIn), segSlot: P(segSlot), nSegs: segs.length, nTokens, maxRank });
+      const goodRows = segs.flatMap((s, i) => (s[0] === 0 ? Array.from({ length: s[1] }, (_, k) => indptr[i] + k) : []));
+      const what = `${nTokens} tokens, bad slot ${bad}`;
+
+      const x = p.floats(randn(nTokens * inDim), act), tmp = p.alloc(nTokens * maxRank * 4);
+      p.poison(tmp);
+      expect(() => {
+        p.g.loraShrink({ act, x: x.g, inDim, wt: act, modules: modules((b) => b.g), ...seg((b) => b.g), tmp: tmp.g });
+        p.g.sync();
+      }).toThrow(/segment out of contract/);
+      p.g.sync(); // reported once
+      p.c.loraShrink({ act, x: x.c, inDim, wt: act, modules: modules((b) => b.c), ...seg((b) => b.c), tmp: tmp.c });
+      // rows of the skipped segments stay poisoned on both sides; the good rows' rank-8 columns were written
+      const written = goodRows.flatMap((t) => Array.from({ length: 8 }, (_, j) => t * maxRank + j));
+      const unwritten = (b: Uint8Array) => b.filter((_, i) => !written.includes(Math.floor(i / 4)));
+      expectSameBytes(`lora_shrink ${what}: tmp outside the good segments`, unwritten(p.bytes(tmp, "g")), unwritten(p.bytes(tmp, "c")), 4);
+      compare(p, `lora_shrink ${what}: good segments`, tmp, "F32", tolFor("F32"), written);
+
+      const u = p.from(randn(nTokens * maxRank, 0.5)), y = p.floats(randn(nTokens * outDim), act);
+      expect(() => {
+        p.g.loraExpand({ act, tmp: u.g, wt: act, modules: modules((b) => b.g), ...seg((b) => b.g), yWidth: outDim, y: y.g });
+        p.g.sync();
+      }).toThrow(/segment out of contract/);
+      p.c.loraExpand({ act, tmp: u.c, wt: act, modules: modules((b) => b.c), ...seg((b) => b.c), yWidth: outDim, y: y.c });
+      compare(p, `lora_expand ${what}: bad segments left alone, good ones applied`, y, act);
+    }
+  }));
 
   // ---------- host memory (ABI v3) ----------
 
