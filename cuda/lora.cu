@@ -264,13 +264,19 @@ struct TokenSlot {
 // Token t's slot and rank in one module. Reads only.
 __device__ TokenSlot token_slot(const Segments &sg, int64_t t, const int32_t *ranks, const void *const *mats) {
   const int lane = threadIdx.x & 31;
-  int seg = -1;
-  for (int g0 = 0; g0 < sg.n_segs && seg < 0; g0 += 32) {  // segments are ordered: at most one holds t
+  int slot = -1;
+  for (int g0 = 0; g0 < sg.n_segs; g0 += 32) {  // segments are ordered: at most one holds t
     const int g = g0 + lane;
-    const unsigned hit = __ballot_sync(~0u, g < sg.n_segs && sg.indptr[g] <= t && t < sg.indptr[g + 1]);
-    if (hit) seg = g0 + __ffs(int(hit)) - 1;
+    const bool in = g < sg.n_segs;
+    // each lane loads its segment's slot with its bounds: one round trip fewer before the weights
+    const int lo = in ? sg.indptr[g] : 0, hi = in ? sg.indptr[g + 1] : 0, s = in ? sg.slot[g] : -1;
+    const unsigned hit = __ballot_sync(~0u, in && lo <= t && t < hi);
+    if (hit) {  // uniform across the warp
+      slot = __shfl_sync(~0u, s, __ffs(int(hit)) - 1);
+      break;
+    }
   }
-  TokenSlot ts{seg < 0 ? -1 : sg.slot[seg], 0, true, false};
+  TokenSlot ts{slot, 0, true, false};
   if (ts.slot < 0) return ts;
   const bool ok_slot = ts.slot < sg.n_slots;
   ts.rank = ok_slot ? ranks[ts.slot] : 0;
