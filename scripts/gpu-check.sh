@@ -5,7 +5,8 @@
 #   GPU_TESTS="..."       what `bun test` runs (default: test/gpu)
 #   BUN_FLAGS="..."       flags before `test`, e.g. --config=other-bunfig.toml
 #   GPU_TEST_SEED=n       fixed random inputs for test/gpu/ops.test.ts
-#   GPU_BENCH_ALT="VAR=v"  also run the batch 1 and 32 figures with that variable set, into $OUT/bench-alt.txt
+#   GPU_BENCH_ALT="VAR=v[ VAR2=w][;VAR=u ...]"  also run the batch 1 and 32 figures once per ;-separated setting,
+#                         into $OUT/bench-alt.txt
 #   GPU_PROFILE=1         also time each kernel of one step per figure under Nsight Compute (ncu), where it
 #                         exists: per-kernel totals in $OUT/kernels.txt (GPU_PROFILE_TIMEOUT, 150 s)
 # Exit status: that of the tests (the build's, if it fails). Bounded by GPU_CHECK_TIMEOUT (240 s) for the tests and GPU_BENCH_TIMEOUT (200 s) for `bench --synthetic`.
@@ -49,10 +50,15 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   brc=$?
   [ "$rc" = 0 ] && rc=$brc
 fi
-# the same figures at batch 1 and 32 with one setting changed (GPU_BENCH_ALT, e.g. LORA_SERVE_CUDA_PDL=0), side by side
+# the same figures at batch 1 and 32 with settings changed (GPU_BENCH_ALT, e.g. LORA_SERVE_CUDA_PDL=0), side by side
 if [ -z "${SKIP_BENCH:-}" ] && [ -n "${GPU_BENCH_ALT:-}" ]; then
-  { echo "with $GPU_BENCH_ALT:"; env $GPU_BENCH_ALT timeout 120 "$BUN" src/cli/main.ts bench --synthetic "${BENCH_PRESET:-llama-2-7b}" \
-    --device cuda --batch-sizes 1,32 --prefill 256; } >"$dest/bench-alt.txt" 2>>"$dest/bench.log"
+  : >"$dest/bench-alt.txt"
+  IFS=';' read -ra alts <<<"$GPU_BENCH_ALT"
+  for alt in "${alts[@]}"; do
+    # shellcheck disable=SC2086
+    { echo "with $alt:"; env $alt timeout 120 "$BUN" src/cli/main.ts bench --synthetic "${BENCH_PRESET:-llama-2-7b}" \
+      --device cuda --batch-sizes 1,32 --prefill 256; } >>"$dest/bench-alt.txt" 2>>"$dest/bench.log"
+  done
 fi
 t3=$(date +%s)
 # where the time goes, kernel by kernel (optional: about two minutes): one eager step of each decode
