@@ -2,16 +2,25 @@
 #include "common.cuh"
 
 // out[t, i] = silu(g) * u = g / (1 + exp(-g)) * u   with g = gate_up[t, i], u = gate_up[t, inter + i]
-// Grid (column blocks, token rows): no division per element; rows past gridDim.y loop.
-template <typename A> __global__ void silu_mul_kernel(const A *gate_up, int64_t inter, int64_t n_tokens, A *out) {
+// A thread takes VEC consecutive values: one 16-byte vector, or 1 value where inter or a pointer is not
+// aligned. Grid (column blocks, token rows): no division per element; rows past gridDim.y loop.
+template <typename A, int VEC>
+__global__ void silu_mul_kernel(const A *gate_up, int64_t inter, int64_t n_tokens, A *out) {
   lc::pdl_trigger();  // see lc::launch_pdl
   lc::pdl_wait();
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= inter) return;
+  using V = lc::Pack<A, VEC>;
+  const int64_t n = inter / VEC, j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (j >= n) return;
   for (int64_t t = blockIdx.y; t < n_tokens; t += gridDim.y) {
-    const A *row = gate_up + t * 2 * inter;
-    const float g = lc::to_f(row[i]);
-    out[t * inter + i] = lc::from_f<A>(g / (1.0f + expf(-g)) * lc::to_f(row[inter + i]));
+    const V *row = reinterpret_cast<const V *>(gate_up + t * 2 * inter);
+    const V g = row[j], u = row[n + j];
+    V o;
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+      const float x = lc::to_f(g.v[e]);
+      o.v[e] = lc::from_f<A>(x / (1.0f + expf(-x)) * lc::to_f(u.v[e]));
+    }
+    reinterpret_cast<V *>(out + t * inter)[j] = o;
   }
 }
 
@@ -40,12 +49,21 @@ extern "C" lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate_up,
   LC_REQUIRE(ctx, gate_up && out, "lc_silu_mul: NULL pointer");
   LC_REQUIRE(ctx, n_tokens >= 0 && inter > 0, "lc_silu_mul: bad shape");
   if (n_tokens == 0) return LC_OK;
-  LC_REQUIRE(ctx, (inter + 255) / 256 <= INT32_MAX, "lc_silu_mul: inter %lld too large", (long long)inter);
-  const dim3 grid(lc::blocks_for(inter, 256), unsigned(n_tokens < 65535 ? n_tokens : 65535));
+  LC_REQUIRE(ctx, (inter + 127) / 128 <= INT32_MAX, "lc_silu_mul: inter %lld too large", (long long)inter);
+  // 128 threads: a row of 11008 / 8 = 1376 vectors takes 11 blocks, 2 % of their lanes idle (256: 10 %)
+  constexpr int THREADS = 128;
+  const unsigned rows = unsigned(n_tokens < 65535 ? n_tokens : 65535);
   lc_dispatch(act, [&](auto a) {
     using A = decltype(a);
-    lc::launch_pdl(ctx, silu_mul_kernel<A>, grid, dim3(256), 0, static_cast<const A *>(gate_up), inter, n_tokens,
-                   static_cast<A *>(out));
+    constexpr int VEC = 16 / sizeof(A);
+    const auto g = static_cast<const A *>(gate_up);
+    const auto o = static_cast<A *>(out);
+    if (inter % VEC == 0 && lc::aligned16(gate_up) && lc::aligned16(out))
+      lc::launch_pdl(ctx, silu_mul_kernel<A, VEC>, dim3(lc::blocks_for(inter / VEC, THREADS), rows), dim3(THREADS), 0,
+                     g, inter, n_tokens, o);
+    else
+      lc::launch_pdl(ctx, silu_mul_kernel<A, 1>, dim3(lc::blocks_for(inter, THREADS), rows), dim3(THREADS), 0, g,
+                     inter, n_tokens, o);
   });
   return lc::launched(ctx, "lc_silu_mul");
 }

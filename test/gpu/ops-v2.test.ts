@@ -77,6 +77,57 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
     }
   }));
 
+  // ---------- one-row linear (gemv.cu), silu_mul ----------
+
+  // The GEMV splits k over KS = 2 or 4 warps of a block where that brings its grid closer to one wave of
+  // resident blocks (sm_count x blocks per SM), so KS depends on the device: the emulator reports 16
+  // blocks per SM (threads alone: 2112 slots), an H100 / H200 7 (68 registers: 924 slots).
+  //   n = 4096 (o, down): 512 blocks: emulator KS = 4, H200 KS = 2
+  //   n = 8194: 1025 blocks: emulator KS = 2 (its last block's second row group is empty), H200 KS = 1
+  //   n = 1001: 126 blocks: KS = 4 on both (the last block holds 1 row)
+  //   n = 20000: 2500 blocks: KS = 1 on both
+  // k = 11008 is 1376 vectors, 10.75 runs of 32 x 4; k = 2056 is 2 runs and 1 vector: the last run is
+  // partial under every KS. Tolerance: both sides sum the k products in fp32, in another order (~1e-6
+  // relative), and round once to f16 / bf16 (after adding y where accumulating), so outputs land at
+  // most an ulp apart: the 2-ulp bound of ops.test.ts.
+  for (const act of ACTS) {
+    gpuTest(`linear ${act} one row (GEMV): split-K where the grid is under a wave (n 4096, 1001; 8194 emulated), whole k (n 20000), accumulate`, () => withPair((p) => {
+      const shapes = [[4096, 11008, true], [4096, 11008, false], [8194, 2056, true], [1001, 11008, false], [20000, 2056, true]] as const;
+      for (const [n, k, accumulate] of shapes) {
+        const x = p.floats(randn(k), act), w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act), y = p.alloc(n * 2);
+        if (accumulate) p.set(y, encodeFloats(randn(n), act));
+        else p.poison(y);
+        p.run((d, P) => d.linear({ act, x: P(x), wt: act, w: P(w), m: 1, n, k, accumulate, y: P(y) }));
+        compare(p, `gemv n=${n} k=${k}${accumulate ? " accumulate" : ""}`, y, act);
+      }
+    }));
+  }
+
+  // silu_mul moves 16 bytes a thread where inter % (16 / act bytes) == 0 and both pointers are 16-byte
+  // aligned, else one value; both paths do the same fp32 math per element, so on the device under test
+  // they agree bit for bit (same inputs, one element apart). Against the twin (the same formula over
+  // std::exp): bit-exact under the emulator, whose expf is the host's; a GPU's expf is within 2 fp32 ulp,
+  // so its outputs land at most an ulp apart after rounding: the 2-ulp bound.
+  gpuTest("silu_mul: 16-byte path (inter 11008; f16, bf16, f32) bit-identical to the scalar one (rows one element off); odd inter 1001", () => withPair((p) => {
+    const nTokens = 5;
+    for (const act of ["F16", "BF16", "F32"] as NumericDType[]) {
+      for (const inter of [11008, 1001]) {
+        const what = `silu_mul ${act} inter ${inter}`, b = BYTES[act], v = randn(nTokens * 2 * inter, 2);
+        const gateUp = p.floats(v, act), out = p.alloc(nTokens * inter * b);
+        const padded = new Float32Array(1 + v.length);
+        padded.set(v, 1);
+        const gateUpOff = p.floats(padded, act), outOff = p.alloc((1 + nTokens * inter) * b);
+        p.poison(out);
+        p.poison(outOff);
+        p.run((d, P) => d.siluMul({ act, gateUp: P(gateUp), nTokens, inter, out: P(out) }));
+        p.run((d, P) => d.siluMul({ act, gateUp: P(gateUpOff) + b, nTokens, inter, out: P(outOff) + b }));
+        expectSameBytes(`${what}: aligned vs one element off`, p.bytes(out, "g"), p.bytes(outOff, "g").subarray(b), b);
+        if (process.env.LORA_SERVE_GPU_EMULATED) expectSameBytes(`${what} vs the twin`, p.bytes(out, "g"), p.bytes(out, "c"), b);
+        else compare(p, what, out, act);
+      }
+    }
+  }));
+
   // Blocks of 128 threads hold whole heads (16 of 128 with 16-byte accesses); an odd half takes the scalar path.
   gpuTest("rope_store: 14 + 2 + 2 heads of 128 (a part-filled block), f32 cache; 5 + 3 + 3 heads of 2100 (scalar, over 1024 pairs); padding; a bad slot is reported, q still written", () => withPair((p) => {
     const shapes: [number, number, number, NumericDType][] = [[14, 2, 128, "F32"], [5, 3, 2100, "F16"]];

@@ -146,6 +146,13 @@ template <class F> cudaError_t cudaFuncSetAttribute(F *fn, cudaFuncAttribute att
   emu::set_max_dyn_smem(reinterpret_cast<const void *>(fn), value);
   return cudaSuccess;
 }
+// Resident blocks per SM as limited by threads alone (sm_90: 2048 threads, 32 blocks); the emulator
+// knows no register counts, so a kernel gets what one of few registers would.
+template <class... P> cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *n, void (*)(P...), int block, size_t) {
+  if (block <= 0 || block > 1024) return cudaErrorInvalidValue;
+  *n = 2048 / block < 32 ? 2048 / block : 32;
+  return cudaSuccess;
+}
 namespace emu {
 struct Cfg { dim3 grid, block; size_t smem; cudaStream_t stream; };
 inline Cfg cfg(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = nullptr) { return {g, b, smem, s}; }
