@@ -191,6 +191,11 @@ lc_status lc_ctx_create(int32_t device, lc_ctx **out) {
     return cuda_failed("cudaDeviceGetAttribute", err);
   const char *pdl_env = getenv("LORA_SERVE_CUDA_PDL");  // "0": off, to measure what it saves
   ctx->pdl = cc_major >= 9 && !(pdl_env && strcmp(pdl_env, "0") == 0);
+  int l2_bytes = 0;
+  if ((err = cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device)) != cudaSuccess)
+    return cuda_failed("cudaDeviceGetAttribute", err);
+  const char *prefetch_env = getenv("LORA_SERVE_CUDA_GEMV_PREFETCH");  // "0": off, to measure what it saves
+  ctx->gemv_prefetch_budget = ctx->pdl && !(prefetch_env && strcmp(prefetch_env, "0") == 0) ? l2_bytes / 2 : 0;
   if ((err = cudaMalloc(&ctx->dev_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMalloc", err);
   if ((err = cudaMallocHost(&ctx->host_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMallocHost", err);
   *ctx->host_error = 0;

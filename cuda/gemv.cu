@@ -5,6 +5,7 @@
 // two of the four projections per layer.
 #include "gemv.cuh"
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace {
@@ -17,7 +18,7 @@ constexpr int WARPS = 4, THREADS = WARPS * 32, R = 2, U = 4;
 // adds their sums from shared memory in slice order and writes the rows.
 template <typename T, int KS>
 __global__ void __launch_bounds__(THREADS) gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, int64_t n,
-                                                        int64_t k, int accumulate, T *y) {
+                                                        int64_t k, int accumulate, uint32_t prefetch_row, T *y) {
   constexpr int GROUPS = WARPS / KS;  // row groups in a block
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % KS;
   const int64_t n0 = (int64_t(blockIdx.x) * GROUPS + warp / KS) * R;
@@ -25,13 +26,19 @@ __global__ void __launch_bounds__(THREADS) gemv_kernel(const T *__restrict__ x, 
   const uint4 *xv = reinterpret_cast<const uint4 *>(x);
   // (a warp past the last row loads nothing but still reaches the barrier of KS > 1)
   const int64_t n_vec = rows > 0 ? k / 8 : 0, v_first = slice * 32 * U + lane;
-  // While the previous kernel finishes (launch_pdl), pull this warp's first weights into L2: W is no
-  // kernel's output, so it may be read before the wait.
+  // While the previous kernels finish (launch_pdl), pull this warp's first weights into L2: W is no
+  // kernel's output, so it may be read before the wait. At batch 1 those kernels (norms, rope, attention)
+  // leave DRAM mostly idle: prefetch_row bytes of each row (one bulk request per row; the host sizes it so
+  // the resident blocks' requests fill at most half the L2), else the first U vectors the warp will load.
   lc::pdl_trigger();
-  for (int r = 0; r < rows; ++r)
+  if (prefetch_row > 0) {
+    if (slice == 0 && lane < rows) lc::prefetch_l2_bulk(w + (n0 + lane) * k, prefetch_row);
+  } else {
+    for (int r = 0; r < rows; ++r)
 #pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (v_first + 32 * u < n_vec) lc::prefetch_l2(reinterpret_cast<const uint4 *>(w + (n0 + r) * k) + v_first + 32 * u);
+      for (int u = 0; u < U; ++u)
+        if (v_first + 32 * u < n_vec) lc::prefetch_l2(reinterpret_cast<const uint4 *>(w + (n0 + r) * k) + v_first + 32 * u);
+  }
   lc::pdl_wait();
   float acc[R] = {};
   for (int64_t v0 = v_first; v0 < n_vec; v0 += 32 * U * KS) {
@@ -116,9 +123,13 @@ lc_status linear_gemv(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, i
       int ks = 1;
       for (int s = 2; s <= 4; s *= 2)
         if (std::llabs(grid(s) - slots) < std::llabs(grid(ks) - slots)) ks = s;
+      // the L2 budget over the rows that the first wave of blocks holds, in 16-byte units, up to a whole row
+      const int64_t first_wave_rows = std::min(n, std::max(slots, int64_t(1)) * (WARPS * R / ks));
+      int64_t prefetch_row = std::min(ctx->gemv_prefetch_budget / first_wave_rows / 16 * 16, k * int64_t(sizeof(T)));
+      if (prefetch_row < 1024) prefetch_row = 0;  // too little to pay for the request: the per-vector hint
       const auto launch = [&](auto kernel) {
         launch_pdl(ctx, kernel, dim3(unsigned(grid(ks))), dim3(THREADS), 0, static_cast<const T *>(x),
-                   static_cast<const T *>(w), n, k, accumulate, static_cast<T *>(y));
+                   static_cast<const T *>(w), n, k, accumulate, uint32_t(prefetch_row), static_cast<T *>(y));
       };
       if (ks == 4) launch(gemv_kernel<T, 4>);
       else if (ks == 2) launch(gemv_kernel<T, 2>);
