@@ -148,7 +148,9 @@ lc_status lc_rope_store(lc_ctx *ctx, lc_dtype act, const void *qkv, const int32_
  * q, out [n_tokens, n_heads*head_dim] act. max_q_len / max_context_len bound n_q and
  * context_lens (used to size grids). `workspace` (device, may be NULL) lets a backend split long
  * contexts across blocks (flash-decoding); lc_attention_workspace_bytes gives the size that
- * enables it for these bounds; with less, the op runs unsplit. */
+ * enables it for these bounds; with less, the op runs unsplit. The workspace must be zero-filled
+ * before its first use (lc_alloc's memory is) and written by nothing else: the op keeps counters
+ * there that it leaves zero. One workspace serves calls of any bounds it is large enough for. */
 lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt,
                        const void *k_cache, const void *v_cache, int64_t cache_slots,
                        const int32_t *q_indptr, const int32_t *context_lens,

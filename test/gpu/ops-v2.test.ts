@@ -203,6 +203,36 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
     }));
   }
 
+  gpuTest("attention decode with workspace: a sequence whose block table points outside the cache gets zeros and a device error; its neighbours and the next call do not notice", () => withPair((p) => {
+    // sequence 1 spans 11 chunks, none with a valid key: its merge sees no key at all (the twin refuses such a table)
+    const act = "F16", heads = 32, kvHeads = 8, headDim = 128, blockSize = 16, width = heads * headDim;
+    const inp = attentionInputs(p, act, act, [{ nq: 1, ctx: 3000 }, { nq: 1, ctx: 700 }, { nq: 1, ctx: 1 }], { heads, kvHeads, headDim, blockSize });
+    const maxContextLen = inp.maxCtx + 7;
+    const wsBytes = p.g.attentionWorkspaceBytes({ nTokens: 3, nSeqs: 3, maxQLen: 1, maxContextLen, nHeads: heads, headDim });
+    const ws = p.alloc(Math.max(16, wsBytes));
+    const call = (d: Device, P: (b: Buf) => DevPtr) => d.attention({
+      act, q: P(inp.q), cacheDtype: act, kCache: P(inp.kc), vCache: P(inp.vc), cacheSlots: inp.slots,
+      qIndptr: P(inp.meta.qIndptr), contextLens: P(inp.meta.contextLens), blockTables: P(inp.meta.blockTables), maxBlocksPerSeq: inp.maxBlocks,
+      nSeqs: 3, nTokens: 3, maxQLen: 1, maxContextLen, blockSize, nHeads: heads, nKvHeads: kvHeads, headDim, slidingWindow: 0,
+      scale: 1 / Math.sqrt(headDim), out: P(inp.out), workspace: P(ws), workspaceBytes: wsBytes,
+    });
+    const good = new Int32Array(p.bytes(inp.meta.blockTables, "c").buffer);
+    const bad = good.slice().fill(1 << 28, inp.maxBlocks, 2 * inp.maxBlocks);
+    const rows = (s: number) => Array.from({ length: width }, (_, i) => s * width + i);
+    p.g.upload(inp.meta.blockTables.g, bad);
+    p.poison(inp.out);
+    call(p.g, (b) => b.g);
+    expect(() => p.g.sync()).toThrow(/outside the cache/);
+    call(p.c, (b) => b.c);
+    const got = p.read(inp.out, act).g.subarray(width, 2 * width);
+    expect(got.every((x) => x === 0)).toBe(true);
+    compare(p, "the sequences beside the bad one", inp.out, act, tolFor(act), [...rows(0), ...rows(2)]);
+    p.g.upload(inp.meta.blockTables.g, good);
+    p.poison(inp.out);
+    p.run(call);
+    compare(p, "the next call on the same workspace", inp.out, act);
+  }));
+
   gpuTest("attention with workspace: head_dim 64, group 3, block 32, bf16 cache under f16 activations", () => withPair((p) => {
     const seqs = [{ nq: 1, ctx: 3000 }, { nq: 5, ctx: 2050 }, { nq: 30, ctx: 30 }, { nq: 1, ctx: 64 }];
     splitAttentionCase(p, "F16", "BF16", seqs, { heads: 12, kvHeads: 4, headDim: 64, blockSize: 32 }, [0, 500], true);
