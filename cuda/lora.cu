@@ -418,12 +418,13 @@ __global__ void __launch_bounds__(SMALL_THREADS, 8) expand_small_kernel(const fl
   *yp = lc::from_f<A>(mag ? mag[o] * v : v);
 }
 
-// Whether `kernel` may take `bytes` of dynamic shared memory: over 48 KB it must be allowed once per kernel
-// (and the device must have it). Only the largest allowance so far is remembered.
-template <typename K> bool smem_allowed(K kernel, size_t bytes) {
+// Whether Kernel may take `bytes` of dynamic shared memory: over 48 KB it must be allowed once per kernel
+// (and the device must have it). Only the largest allowance so far is remembered, per kernel (a template
+// argument: kernels of one signature, such as two weight dtypes, each need their own).
+template <auto Kernel> bool smem_allowed(size_t bytes) {
   static size_t allowed = 48 * 1024;
   if (bytes <= allowed) return true;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)) != cudaSuccess) {
+  if (cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)) != cudaSuccess) {
     (void)cudaGetLastError();  // clear it: the caller falls back
     return false;
   }
@@ -478,9 +479,9 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
       lc_dispatch(wt, [&](auto wtag) {
         using A = decltype(at);
         using W = decltype(wtag);
-        auto kernel = shrink_small_kernel<A, W>;
+        constexpr auto kernel = shrink_small_kernel<A, W>;
         const size_t smem = x_vec && sizeof(A) == 2 && sizeof(W) == 2 ? size_t(in_dim) * sizeof(A) : 0;
-        const bool x_smem = smem > 0 && smem_allowed(kernel, smem);  // else the scalar form
+        const bool x_smem = smem > 0 && smem_allowed<kernel>(smem);  // else the scalar form
         lc::launch_pdl(ctx, kernel, grid, dim3(SMALL_THREADS), x_smem ? smem : 0, static_cast<const A *>(x), in_dim,
                        x_smem, ms, int(rank_blocks), sg, tmp, ctx->dev_error);
       });

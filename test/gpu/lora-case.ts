@@ -14,11 +14,13 @@ export interface LoraCase {
   segs: [number, number][];
   maxRank: number;
   tail: number;
+  /** the adapters' dtype (default: act's) */
+  wt?: NumericDType;
 }
 
 export function loraCase(p: Pair, act: NumericDType, randn: (n: number, std?: number) => Float32Array, c: LoraCase): void {
   const { inDim, outDims, segs, maxRank, tail } = c;
-  const wt = act, nSlots = c.ranks.length, nMods = outDims.length, width = nMods * maxRank;
+  const wt = c.wt ?? act, nSlots = c.ranks.length, nMods = outDims.length, width = nMods * maxRank;
   const yWidth = outDims.reduce((a, b) => a + b, 0);
   const offsets = outDims.map((_, m) => outDims.slice(0, m).reduce((a, b) => a + b, 0));
   const modRanks = outDims.map((_, m) => c.ranks.map((_, s) => c.ranks[(s + m) % nSlots]));

@@ -262,6 +262,8 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
       loraCase(p, act, randn, { inDim: HIDDEN, outDims: [HIDDEN], ranks: [16], segs: [[0, 128]], maxRank: 16, tail: 0 }); // the largest batch it takes
       // x staged in shared memory over 48 KB: Llama-2-70B's down_proj input (28672 x 2 bytes = 56 KB)
       loraCase(p, act, randn, { inDim: 28672, outDims: [512], ranks: [16, 8], segs: [[0, 2], [1, 1]], maxRank: 16, tail: 1 });
+      // the same with the other 2-byte weight dtype: its kernel needs its own shared-memory allowance
+      loraCase(p, act, randn, { inDim: 28672, outDims: [512], ranks: [16, 8], segs: [[0, 2], [1, 1]], maxRank: 16, tail: 1, wt: act === "F16" ? "BF16" : "F16" });
     }));
   }
 
