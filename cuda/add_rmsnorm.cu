@@ -32,15 +32,9 @@ __global__ void __launch_bounds__(THREADS, VEC > 1 ? 2 : 1)
   };
   AV xr[CACHED], sr[CACHED];
   WV wr[CACHED];
-#pragma unroll
-  for (int k = 0; k < CACHED; ++k) {
-    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
-    if (j < n) {
-      xr[k] = xv[j];
-      sr[k] = rv[j];
-      wr[k] = wv[j];
-    }
-  }
+  lc::load_cached<THREADS>(xv, n, xr);
+  lc::load_cached<THREADS>(static_cast<const AV *>(rv), n, sr);
+  lc::load_cached<THREADS>(wv, n, wr);
   float ss = 0.0f;
 #pragma unroll
   for (int k = 0; k < CACHED; ++k) {
@@ -58,13 +52,7 @@ __global__ void __launch_bounds__(THREADS, VEC > 1 ? 2 : 1)
   }
   ss = lc::block_sum(ss, scratch);  // its barrier orders every read of x before any write of out
   const float inv = 1.0f / sqrtf(ss / float(hidden) + eps);
-#pragma unroll
-  for (int k = 0; k < CACHED; ++k) {
-    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
-    if (j < n) ov[j] = lc::pack_norm(sr[k], wr[k], inv);
-  }
-  for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS)
-    ov[j] = lc::pack_norm(rv[j], wv[j], inv);  // this thread's own write
+  lc::store_norm<THREADS>(ov, sr, wr, static_cast<const AV *>(rv), wv, n, inv);  // rv: this thread's own writes
 }
 
 }  // namespace

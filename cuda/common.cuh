@@ -173,6 +173,28 @@ __device__ __forceinline__ Pack<A, N> pack_norm(const Pack<A, N> x, const Pack<W
   for (int e = 0; e < N; ++e) o.v[e] = from_f<A>(to_f(x.v[e]) * inv * to_f(w.v[e]));
   return o;
 }
+// A row's vectors j = threadIdx.x + k THREADS below n, for k < CACHED, into registers (the norms' cache).
+template <int THREADS, int CACHED, typename P>
+__device__ __forceinline__ void load_cached(const P *row, int64_t n, P (&cached)[CACHED]) {
+#pragma unroll
+  for (int k = 0; k < CACHED; ++k) {
+    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
+    if (j < n) cached[k] = row[j];
+  }
+}
+// out[j] = x[j] * inv * w[j] over the thread's vectors: the cached ones from registers, the rest from x.
+template <int THREADS, int CACHED, typename A, typename W, int N>
+__device__ __forceinline__ void store_norm(Pack<A, N> *out, const Pack<A, N> (&x_cached)[CACHED],
+                                           const Pack<W, N> (&w_cached)[CACHED], const Pack<A, N> *x,
+                                           const Pack<W, N> *w, int64_t n, float inv) {
+#pragma unroll
+  for (int k = 0; k < CACHED; ++k) {
+    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
+    if (j < n) out[j] = pack_norm(x_cached[k], w_cached[k], inv);
+  }
+  for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS)
+    out[j] = pack_norm(x[j], w[j], inv);  // x[j] is read by this thread just before it writes out[j]
+}
 
 // Records the first device-side contract violation (a plain store: any one code is enough).
 __device__ __forceinline__ void report(int *err, int code) {

@@ -22,14 +22,8 @@ __global__ void __launch_bounds__(THREADS) rmsnorm_kernel(const A *x, const W *w
   const WV *wv = reinterpret_cast<const WV *>(w);
   AV xr[CACHED];
   WV wr[CACHED];
-#pragma unroll
-  for (int k = 0; k < CACHED; ++k) {
-    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
-    if (j < n) {
-      xr[k] = xv[j];
-      wr[k] = wv[j];
-    }
-  }
+  lc::load_cached<THREADS>(xv, n, xr);
+  lc::load_cached<THREADS>(wv, n, wr);
   float ss = 0.0f;
 #pragma unroll
   for (int k = 0; k < CACHED; ++k)
@@ -37,13 +31,7 @@ __global__ void __launch_bounds__(THREADS) rmsnorm_kernel(const A *x, const W *w
   for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS) ss += lc::pack_squares(xv[j]);
   ss = lc::block_sum(ss, scratch);  // its barrier orders every read of x before any write of out
   const float inv = 1.0f / sqrtf(ss / float(hidden) + eps);
-#pragma unroll
-  for (int k = 0; k < CACHED; ++k) {
-    const int64_t j = threadIdx.x + int64_t(k) * THREADS;
-    if (j < n) ov[j] = lc::pack_norm(xr[k], wr[k], inv);
-  }
-  for (int64_t j = threadIdx.x + int64_t(CACHED) * THREADS; j < n; j += THREADS)
-    ov[j] = lc::pack_norm(xv[j], wv[j], inv);  // x[j] is read by this thread just before it writes out[j]
+  lc::store_norm<THREADS>(ov, xr, wr, xv, wv, n, inv);
 }
 
 }  // namespace
