@@ -134,8 +134,7 @@ extern "C" lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_d
   if (plan.n_splits > 1 && workspace && workspace_bytes >= plan.bytes && aligned)
     return lc_attn::attention_split(ctx, act, q, cache_dt, k_cache, v_cache, args, head_dim, plan, workspace, out);
   if (max_q_len == 1 && lc_attn::decode_supported(act, cache_dt, head_dim, int(group), q, k_cache, v_cache)) {
-    // one chunk, written straight to out
-    const lc_attn::Split whole{1, max_context_len, nullptr, nullptr, nullptr};
+    const lc_attn::Split whole{1, max_context_len, nullptr, nullptr};  // one chunk, written straight to out
     lc_attn::attention_decode(act, cache_dt, ctx, q, k_cache, v_cache, args, head_dim, whole, out);
     return lc::launched(ctx, "lc_attention");
   }

@@ -63,25 +63,15 @@ __device__ __forceinline__ void softmax_tile(const float (&q)[D], const float (&
 // A function of host bounds only, so a graph recorded for these bounds replays for any contents.
 struct SplitPlan {
   int n_splits = 0, chunk = 0;
-  // workspace: ARRIVAL_BYTES of arrival counters, partial acc [n_splits][n_tokens][n_heads][head_dim] f32,
-  // then (max, sum) float2
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;  // workspace: partial acc [n_splits][n_tokens][n_heads][head_dim] f32, then (max, sum) float2
 };
 
-// split_plan aims at SPLIT_TARGET (query head, chunk) pairs, so it splits only while n_seqs * n_heads <
-// SPLIT_TARGET: that many counters hold one per (sequence, kv head) of any split decode step. They
-// come first in every plan's workspace, so a buffer sized for the largest of several bounds (one per
-// batch bucket) keeps them apart from every plan's partials; lc_alloc zero-fills them once, and the
-// decode kernel's merge leaves them zero.
-constexpr int SPLIT_TARGET = 8192, MAX_SPLITS = 256;
-constexpr uint64_t ARRIVAL_BYTES = uint64_t(SPLIT_TARGET) * 4;
-
-// Splits when few queries meet long contexts: aims at SPLIT_TARGET (query head, chunk) pairs, chunks of
-// at least MIN_CHUNK keys and at most MAX_SPLITS of them. Batches with more than MAX_Q queries in a
+// Splits when few queries meet long contexts: aims at TARGET (query head, chunk) pairs, chunks of at
+// least MIN_CHUNK keys and at most MAX_SPLITS of them. Batches with more than MAX_Q queries in a
 // sequence have parallelism enough (and would need a large workspace): they run unsplit.
 inline SplitPlan split_plan(int64_t n_tokens, int32_t n_seqs, int32_t max_q_len, int32_t max_context_len,
                             int32_t n_heads, int32_t head_dim) {
-  constexpr int64_t TARGET = SPLIT_TARGET, MIN_CHUNK = 64, MAX_Q = 64, KEY_TILE = 32;
+  constexpr int64_t TARGET = 8192, MIN_CHUNK = 64, MAX_SPLITS = 256, MAX_Q = 64, KEY_TILE = 32;
   SplitPlan plan;
   if ((head_dim != 64 && head_dim != 128) || n_tokens <= 0 || n_seqs <= 0 || n_heads <= 0 || max_q_len <= 0 ||
       max_q_len > MAX_Q || max_context_len <= MIN_CHUNK)
@@ -97,41 +87,27 @@ inline SplitPlan split_plan(int64_t n_tokens, int32_t n_seqs, int32_t max_q_len,
   if (n_splits <= 1) return plan;
   plan.n_splits = int(n_splits);
   plan.chunk = int(chunk);
-  plan.bytes = ARRIVAL_BYTES + uint64_t(n_splits) * uint64_t(n_tokens) * uint64_t(n_heads) * uint64_t(head_dim + 2) * 4;
+  plan.bytes = uint64_t(n_splits) * uint64_t(n_tokens) * uint64_t(n_heads) * uint64_t(head_dim + 2) * 4;
   return plan;
 }
 
 // Partial results of a split: chunk c of every sequence covers keys [c * chunk, (c+1) * chunk).
 struct Split {
   int n_splits, chunk;
-  float *acc;          // [n_splits][n_tokens][n_heads][D]
-  float2 *ml;          // [n_splits][n_tokens][n_heads]: (running max, sum of exp)
-  unsigned *arrivals;  // [n_seqs][n_kv_heads]: chunk blocks done (decode), zero between calls
+  float *acc;  // [n_splits][n_tokens][n_heads][D]
+  float2 *ml;  // [n_splits][n_tokens][n_heads]: (running max, sum of exp)
 };
 
 // The first key a query at position p sees (sliding window, or 0).
 __device__ __forceinline__ int first_key(const Args &a, int p) { return a.window > 0 ? max(0, p - a.window + 1) : 0; }
 
-// The chunks holding keys of a query at p, [c0, c0 + n): those pass 1 writes and the merge reads.
-struct Chunks {
-  int c0, n;
-};
-__device__ __forceinline__ Chunks live_chunks(const Args &a, const Split &sp, int p) {
-  const int c0 = first_key(a, p) / sp.chunk;
-  return {c0, min(p / sp.chunk, sp.n_splits - 1) - c0 + 1};
-}
-
-// Cache slot of key i through a sequence's block table row, or -1 for an entry outside the cache.
-__device__ __forceinline__ int64_t cache_slot(const Args &a, const int32_t *table, int i) {
-  const int64_t slot = int64_t(table[i / a.block_size]) * a.block_size + i % a.block_size;
-  return slot >= 0 && slot < a.cache_slots ? slot : -1;
-}
-
-// cache_slot, with a device error for an entry outside the cache.
+// Cache slot of key i through a sequence's block table row, or -1 (and a device error) for an entry
+// outside the cache.
 __device__ __forceinline__ int64_t key_slot(const Args &a, const int32_t *table, int i) {
-  const int64_t slot = cache_slot(a, table, i);
-  if (slot < 0) lc::report(a.err, LC_DEV_ATTN_SLOT);
-  return slot;
+  const int64_t slot = int64_t(table[i / a.block_size]) * a.block_size + i % a.block_size;
+  if (slot >= 0 && slot < a.cache_slots) return slot;
+  lc::report(a.err, LC_DEV_ATTN_SLOT);
+  return -1;
 }
 
 // The metadata checks every path makes; false (and a device error from the caller) for an
@@ -176,9 +152,8 @@ template <int D> struct QueryRows {
 };
 
 // The decode path (attention_decode.cu): one query per sequence (max_q_len == 1), K/V read straight
-// into registers. A sequence whose keys span several chunks of sp has its chunk partials merged by
-// the last of its chunk blocks (counted in sp.arrivals); with one chunk (sp.acc may then be NULL) the
-// block writes the output itself. decode_supported says which calls it takes.
+// into registers. With sp.n_splits > 1 it writes chunk partials for the split path's combine;
+// otherwise (sp.acc NULL, one chunk) the normalised output. decode_supported says which calls it takes.
 bool decode_supported(lc_dtype act, lc_dtype cache_dt, int head_dim, int group, const void *q, const void *k_cache,
                       const void *v_cache);
 void attention_decode(lc_dtype act, lc_dtype cache_dt, const lc_ctx *ctx, const void *q, const void *k_cache,

@@ -8,9 +8,7 @@
 // shared memory. No shared-memory staging and no barrier in the key loop: a decode step is bound by
 // the bytes of K/V it reads, and the unsplit / split kernels (16 query rows per block, of which a
 // decode row fills one per kv head under MHA) spent most of their time staging.
-// Output: with a sequence's keys in one chunk, the result; otherwise chunk partials (m, l, acc) in the
-// split workspace, merged by the last chunk block of the (sequence, kv head) to finish, so no combine
-// kernel runs after this one.
+// Output: chunk partials (m, l, acc) for the split path's combine, or with one chunk the result.
 #include "attention.cuh"
 
 namespace {
@@ -31,129 +29,33 @@ template <int N> __device__ __forceinline__ void merge(float &m, float &l, float
   m = top;
 }
 
-// The merge of one (sequence, kv head)'s chunk partials by one block. For each head g < group of the
-// kv head, over its n live chunks c (rows ml[c * stride + g], acc[(c * stride + g) * D]):
-//   o[g * D + d] = sum_c exp(m_c - M) acc_c[d] / sum_c exp(m_c - M) l_c,   M = max_c m_c
-// (zero if no key was valid), as combine_kernel (attention_split.cu) computes it and in its order of
-// summation, so the two round alike: a warp a head finds the weights, its lanes standing in for
-// combine_kernel's 4 warps; then each thread takes combine_kernel's float4 column and chunk group in
-// every head. The partials of other blocks are read through L2 (__ldcg), never a stale L1 line.
-template <typename A, int D, int G>
-__device__ __forceinline__ void merge_chunks(const float *acc_in, const float2 *ml_in, int64_t stride, int n, int group,
-                                             A *o) {
-  static_assert(THREADS == 128, "combine_kernel's block, whose order of summation this follows");
-  constexpr int QUADS = D / 4, GROUPS = THREADS / QUADS, SLOTS = lc_attn::MAX_SPLITS / THREADS;
-  __shared__ union {
-    float2 ml[G][lc_attn::MAX_SPLITS];  // chunk (max, sum), then (weight, sum)
-    float4 parts[G][GROUPS][QUADS];     // once the weights are used: the chunk groups' sums
-  } sm;
-  __shared__ float inv[G];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int e = threadIdx.x; e < group * n; e += THREADS) sm.ml[e / n][e % n] = __ldcg(ml_in + (e % n) * stride + e / n);
-  __syncthreads();
-  for (int g = warp; g < group; g += WARPS) {
-    float top = -INFINITY;
-    for (int i = lane; i < n; i += 32) top = fmaxf(top, sm.ml[g][i].x);
-    top = lc::warp_max(top);
-    float sum[WARPS];  // lane: combine_kernel's threads w * 32 + lane, chunks w * 32 + lane + THREADS * j
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) {
-      sum[w] = 0.0f;
-#pragma unroll
-      for (int j = 0; j < SLOTS; ++j) {
-        const int i = w * 32 + lane + THREADS * j;
-        if (i >= n) break;
-        float2 &c = sm.ml[g][i];
-        c.x = top == -INFINITY ? 0.0f : expf(c.x - top);
-        sum[w] += c.x * c.y;
-      }
-      sum[w] = lc::warp_sum(sum[w]);
-    }
-    // lc::block_sum's order over 4 warps; 0 when every key was skipped (combine_kernel writes zeros)
-    if (lane == 0) inv[g] = top == -INFINITY ? 0.0f : 1.0f / ((sum[0] + sum[2]) + (sum[1] + sum[3]));
-  }
-  __syncthreads();
-  const int k = threadIdx.x / QUADS, qd = threadIdx.x % QUADS;
-  float4 acc[G];
-#pragma unroll
-  for (int g = 0; g < G; ++g) acc[g] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 2
-  for (int i = k; i < n; i += GROUPS) {
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-      if (g >= group) break;
-      const float4 v = __ldcg(reinterpret_cast<const float4 *>(acc_in + (i * stride + g) * D) + qd);
-      const float w = sm.ml[g][i].x;
-      acc[g].x += w * v.x, acc[g].y += w * v.y, acc[g].z += w * v.z, acc[g].w += w * v.w;
-    }
-  }
-  __syncthreads();  // the weights are read: sm.parts may overwrite them
-#pragma unroll
-  for (int g = 0; g < G; ++g)
-    if (g < group) sm.parts[g][k][qd] = acc[g];
-  __syncthreads();
-  for (int e = threadIdx.x; e < group * QUADS; e += THREADS) {
-    const int g = e / QUADS, c = e % QUADS;
-    float4 total = sm.parts[g][0][c];
-    for (int j = 1; j < GROUPS; ++j) {
-      const float4 v = sm.parts[g][j][c];
-      total.x += v.x, total.y += v.y, total.z += v.z, total.w += v.w;
-    }
-    A *out = o + g * D + 4 * c;
-    out[0] = lc::from_f<A>(total.x * inv[g]);
-    out[1] = lc::from_f<A>(total.y * inv[g]);
-    out[2] = lc::from_f<A>(total.z * inv[g]);
-    out[3] = lc::from_f<A>(total.w * inv[g]);
-  }
-}
-
 // For query head h = kvh * group + g (g < group) of the sequence's one query at p = context_len - 1:
 //   over keys i in (p - window, p] within chunk c:  m = max score_i, l = sum exp(score_i - m),
 //   acc = sum exp(score_i - m) V[i],  score_i = scale * q[t, h] . K[i, kvh]
-// With the keys in one chunk, out[t, h] = acc / l; otherwise the partials go to the workspace and
-// the chunk block that arrives last (sp.arrivals) merges them (merge_chunks).
 template <typename A, typename C, int D, int G>
 __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_cache, const C *v_cache, Args a, Split sp,
                                                           A *out) {
   lc::pdl_trigger();  // see lc::launch_pdl
+  lc::pdl_wait();
   constexpr int LPK = D / VEC, KPW = 32 / LPK, KPB = WARPS * KPW;
   constexpr int U = G >= 4 ? 2 : 4;  // keys in flight per lane; wide groups spend the registers on q and acc
-  constexpr int PREFETCH = 64;       // keys a block pulls into L2 before pdl_wait (a full wave's: ~35 MB at D 128)
   __shared__ float sm_m[WARPS][G], sm_l[WARPS][G], sm_acc[WARPS][G][D];
-  __shared__ bool sm_last;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane / LPK, part = lane % LPK;
   const int s = blockIdx.x, kvh = blockIdx.y, c = blockIdx.z, group = a.n_heads / a.n_kv_heads;
-  // Before pdl_wait, reads only what no kernel of this step writes: the metadata (uploaded before the
-  // step) and keys < p (stored by earlier steps); rope_store, just before, writes q and key p.
-  const int begin = a.q_indptr[s], n_q = a.q_indptr[s + 1] - begin, ctx_len = a.context_lens[s];
-  const bool ok = lc_attn::sequence_ok(a, begin, n_q, ctx_len);
-  const int p = ctx_len - 1, c_lo = c * sp.chunk;
-  const int lo = max(lc_attn::first_key(a, p), c_lo), hi = min(p, c_lo + (sp.chunk - 1));
-  const bool keys = ok && n_q > 0 && lo <= hi;  // else no key of this chunk (the merge reads only chunks that have one)
-  const int64_t q_width = int64_t(a.n_heads) * D, kv_width = int64_t(a.n_kv_heads) * D;
-  const int32_t *table = a.block_tables + int64_t(s) * a.max_blocks_per_seq;
-
-  if (keys) {  // the chunk's first PREFETCH keys < p into L2, overlapping the previous kernel
-    const int last = min(hi, p - 1);
-#pragma unroll
-    for (int j = 0; j < PREFETCH; j += KPB) {
-      const int i = lo + j + warp * KPW + sub;
-      const int64_t slot = i <= last ? lc_attn::cache_slot(a, table, i) : -1;
-      if (slot < 0) continue;
-      const int64_t off = slot * kv_width + int64_t(kvh) * D + part * VEC;
-      lc::prefetch_l2(k_cache + off);
-      lc::prefetch_l2(v_cache + off);
-    }
-  }
-  lc::pdl_wait();
   if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0 &&
       (a.q_indptr[0] != 0 || a.q_indptr[a.n_seqs] != a.n_tokens))
     lc::report(a.err, LC_DEV_ATTN_SHAPE);
-  if (!ok) {
+  const int begin = a.q_indptr[s], n_q = a.q_indptr[s + 1] - begin, ctx_len = a.context_lens[s];
+  if (!lc_attn::sequence_ok(a, begin, n_q, ctx_len)) {
     if (threadIdx.x == 0 && c == 0 && kvh == 0) lc::report(a.err, LC_DEV_ATTN_SHAPE);
     return;
   }
-  if (!keys) return;
+  if (n_q == 0) return;
+  const int p = ctx_len - 1, c_lo = c * sp.chunk;
+  const int lo = max(lc_attn::first_key(a, p), c_lo), hi = min(p, c_lo + (sp.chunk - 1));
+  if (lo > hi) return;  // no key of this chunk (the combine reads only chunks that have one)
+  const int64_t q_width = int64_t(a.n_heads) * D, kv_width = int64_t(a.n_kv_heads) * D;
+  const int32_t *table = a.block_tables + int64_t(s) * a.max_blocks_per_seq;
 
   float qf[G][VEC], m[G], l[G], acc[G][VEC];
 #pragma unroll
@@ -225,7 +127,6 @@ __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_
     }
   }
   __syncthreads();
-  const lc_attn::Chunks chunks = lc_attn::live_chunks(a, sp, p);  // one unless sp splits these keys
   for (int e = threadIdx.x; e < group * D; e += THREADS) {
     const int g = e / D, d = e % D;
     float top = -INFINITY;
@@ -241,33 +142,14 @@ __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_
       }
     }
     const int h = kvh * group + g;
-    if (chunks.n > 1) {
+    if (sp.acc) {
       const int64_t row = (int64_t(c) * a.n_tokens + begin) * a.n_heads + h;
       sp.acc[row * D + d] = v;
       if (d == 0) sp.ml[row] = make_float2(top, sum);
-    } else {  // the result (zero if every key was skipped, as the unsplit kernel)
+    } else {  // one chunk: the result (zero if every key was skipped, as the unsplit kernel)
       out[begin * q_width + int64_t(h) * D + d] = lc::from_f<A>(sum > 0.0f ? v / sum : 0.0f);
     }
   }
-  if (chunks.n == 1) return;
-
-  // Arrival: partials, fence, count. The block that completes the count merges, then zeroes the
-  // counter for the next call (graph replays included): every chunk block of the head has arrived.
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    unsigned *count = sp.arrivals + int64_t(s) * a.n_kv_heads + kvh;
-    sm_last = atomicAdd(count, 1u) == unsigned(chunks.n - 1);
-    if (sm_last) {
-      *count = 0;
-      __threadfence();  // the others' partials, fenced before their counts, are visible past here
-    }
-  }
-  __syncthreads();
-  if (!sm_last) return;
-  const int64_t stride = a.n_tokens * a.n_heads, first = (chunks.c0 * a.n_tokens + begin) * a.n_heads + kvh * group;
-  merge_chunks<A, D, G>(sp.acc + first * D, sp.ml + first, stride, chunks.n, group,
-                        out + begin * q_width + int64_t(kvh * group) * D);
 }
 
 template <typename A, typename C, int D>

@@ -6,8 +6,7 @@
 // recorded for max_context_len replays cheaply for shorter contexts. K/V tiles travel as 16-byte
 // vectors through registers: the next tile's loads are in flight while the current one is scored.
 // Pass 2, block (token, head): merges that row's live chunks, the same ones pass 1 wrote:
-// c in [first_key / chunk, last_key / chunk]. Decode steps that attention_decode.cu takes need no
-// pass 2: its last chunk block of a (sequence, kv head) merges them.
+// c in [first_key / chunk, last_key / chunk].
 #include "attention.cuh"
 
 namespace {
@@ -124,6 +123,8 @@ template <typename T> __device__ T block_max(T v, T *scratch) {
   return lc::warp_max(v);
 }
 
+constexpr int MAX_SPLITS = 256;
+
 // out[t, h] = sum_c exp(m_c - M) acc_c / sum_c exp(m_c - M) l_c,   M = max_c m_c,
 // over the row's live chunks c (zero if no key was valid, as the unsplit kernel).
 template <typename A, int D>
@@ -131,15 +132,14 @@ __global__ void __launch_bounds__(THREADS) combine_kernel(Args a, Split sp, A *o
   lc::pdl_trigger();  // see lc::launch_pdl
   lc::pdl_wait();
   constexpr int QUADS = D / 4, GROUPS = THREADS / QUADS;  // float4 columns; chunk groups summed apart
-  __shared__ float weight[lc_attn::MAX_SPLITS];
+  __shared__ float weight[MAX_SPLITS];
   __shared__ float scratch[32];
   __shared__ float4 part[GROUPS][QUADS];
   const int s = blockIdx.x / a.max_q_len, j = blockIdx.x % a.max_q_len, h = blockIdx.y;
   const int begin = a.q_indptr[s], n_q = a.q_indptr[s + 1] - begin, ctx_len = a.context_lens[s];
   if (!sequence_ok(a, begin, n_q, ctx_len) || j >= n_q) return;  // pass 1 reported a bad sequence
   const int64_t t = begin + j;
-  const lc_attn::Chunks live = lc_attn::live_chunks(a, sp, ctx_len - n_q + j);
-  const int c0 = live.c0, n_live = live.n;
+  const int p = ctx_len - n_q + j, c0 = first_key(a, p) / sp.chunk, n_live = min(p / sp.chunk, sp.n_splits - 1) - c0 + 1;
   auto row = [&](int i) { return (int64_t(c0 + i) * a.n_tokens + t) * a.n_heads + h; };
   A *o = out + (t * a.n_heads + h) * D;
 
@@ -189,14 +189,14 @@ void launch(lc_dtype act, lc_dtype cache_dt, const lc_ctx *ctx, const void *q, c
     using A = decltype(at);
     if (args.max_q_len == 1 && lc_attn::decode_supported(act, cache_dt, D, args.n_heads / args.n_kv_heads, q, k_cache,
                                                             v_cache)) {
-      lc_attn::attention_decode(act, cache_dt, ctx, q, k_cache, v_cache, args, D, sp, out);  // merges itself
-      return;
+      lc_attn::attention_decode(act, cache_dt, ctx, q, k_cache, v_cache, args, D, sp, out);
+    } else {
+      lc_dispatch(cache_dt, [&](auto ct) {
+        using C = decltype(ct);
+        split_kernel<A, C, D><<<grid, THREADS, 0, ctx->stream>>>(static_cast<const A *>(q), static_cast<const C *>(k_cache),
+                                                             static_cast<const C *>(v_cache), args, sp);
+      });
     }
-    lc_dispatch(cache_dt, [&](auto ct) {
-      using C = decltype(ct);
-      split_kernel<A, C, D><<<grid, THREADS, 0, ctx->stream>>>(static_cast<const A *>(q), static_cast<const C *>(k_cache),
-                                                           static_cast<const C *>(v_cache), args, sp);
-    });
     lc::launch_pdl(ctx, combine_kernel<A, D>, combine_grid, dim3(THREADS), 0, args, sp, static_cast<A *>(out));
   });
 }
@@ -206,14 +206,12 @@ void launch(lc_dtype act, lc_dtype cache_dt, const lc_ctx *ctx, const void *q, c
 lc_status lc_attn::attention_split(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt, const void *k_cache,
                                    const void *v_cache, const Args &args, int head_dim, const SplitPlan &plan,
                                    void *workspace, void *out) {
-  LC_REQUIRE(ctx, plan.n_splits <= lc_attn::MAX_SPLITS && int64_t(args.n_seqs) * args.max_q_len <= INT32_MAX &&
+  LC_REQUIRE(ctx, plan.n_splits <= MAX_SPLITS && int64_t(args.n_seqs) * args.max_q_len <= INT32_MAX &&
                       args.n_heads <= 65535,
              "lc_attention: split grid too large");
-  // counters first, at the same place for every plan (see lc_attn::ARRIVAL_BYTES)
-  unsigned *arrivals = static_cast<unsigned *>(workspace);
-  float *acc = reinterpret_cast<float *>(static_cast<char *>(workspace) + lc_attn::ARRIVAL_BYTES);
+  float *acc = static_cast<float *>(workspace);
   const int64_t rows = int64_t(plan.n_splits) * args.n_tokens * args.n_heads;
-  const Split sp{plan.n_splits, plan.chunk, acc, reinterpret_cast<float2 *>(acc + rows * head_dim), arrivals};
+  const Split sp{plan.n_splits, plan.chunk, acc, reinterpret_cast<float2 *>(acc + rows * head_dim)};
   if (head_dim == 64)
     launch<64>(act, cache_dt, ctx, q, k_cache, v_cache, args, sp, out);
   else

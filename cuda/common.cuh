@@ -65,9 +65,7 @@ struct lc_ctx {
   int *host_error = nullptr;    // pinned mirror, copied after each sync
   int sm_count = 0;
   bool pdl = false;  // programmatic dependent launch for lc::launch_pdl (Hopper on; LORA_SERVE_CUDA_PDL=0 off)
-  // L2 bytes a one-row GEMV may pull in ahead of its weights before the PDL wait (Hopper: half the L2;
-  // LORA_SERVE_CUDA_GEMV_PREFETCH=0 off)
-  int64_t gemv_prefetch_budget = 0;
+  bool fuse_gemv = true;  // lc_linear_silu_mul / _rope_store in one kernel at m = 1 (LORA_SERVE_CUDA_FUSE_GEMV=0 off)
   std::string last_error;
   std::unordered_set<void *> allocations;       // lc_alloc'd (cudaMalloc)
   lc::HostAllocations host_allocations;  // lc_host_alloc'd (cudaHostAlloc): base -> bytes
@@ -111,13 +109,6 @@ __device__ __forceinline__ void pdl_trigger() {
 __device__ __forceinline__ void prefetch_l2(const void *p) {
 #if defined(__CUDA_ARCH__)
   asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-#endif
-}
-// Asks the copy engine to pull [p, p + bytes) into L2 (sm_90; p 16-byte aligned, bytes a multiple of 16). No
-// wait and no result: a hint, as prefetch_l2.
-__device__ __forceinline__ void prefetch_l2_bulk(const void *p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
 #endif
 }
 

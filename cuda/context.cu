@@ -192,10 +192,7 @@ lc_status lc_ctx_create(int32_t device, lc_ctx **out) {
   // LORA_SERVE_CUDA_<name>=0 turns a speed-up off, to measure what it saves
   auto switched_off = [](const char *var) { const char *v = getenv(var); return v && strcmp(v, "0") == 0; };
   ctx->pdl = cc_major >= 9 && !switched_off("LORA_SERVE_CUDA_PDL");
-  int l2_bytes = 0;
-  if ((err = cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device)) != cudaSuccess)
-    return cuda_failed("cudaDeviceGetAttribute", err);
-  ctx->gemv_prefetch_budget = ctx->pdl && !switched_off("LORA_SERVE_CUDA_GEMV_PREFETCH") ? l2_bytes / 2 : 0;
+  ctx->fuse_gemv = !switched_off("LORA_SERVE_CUDA_FUSE_GEMV");
   if ((err = cudaMalloc(&ctx->dev_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMalloc", err);
   if ((err = cudaMallocHost(&ctx->host_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMallocHost", err);
   *ctx->host_error = 0;

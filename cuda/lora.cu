@@ -252,7 +252,7 @@ __global__ void __launch_bounds__(EXPAND_TO) expand_kernel(const float *tmp, Mod
 // adapter re-read its rows, mostly from L2.
 // Before lc::pdl_wait they read only what no kernel of the step writes (the segment tables, uploaded
 // ahead of the step's kernels; the slot tables and adapter weights, written between steps), so the
-// table lookups and the first weight loads overlap the kernel before; x, tmp, y and err wait.
+// table lookups (and expand's first weight loads) overlap the kernel before; x, tmp, y and err wait.
 constexpr int64_t SMALL_MAX_TOKENS = 128;
 constexpr int SMALL_WARPS = 4, SMALL_THREADS = SMALL_WARPS * 32, SU = 8;
 
@@ -299,60 +299,55 @@ __device__ __forceinline__ void load_pass(const uint4 *p, int64_t v0, int64_t n_
     if (v0 + 32 * u < n_vec) a[u] = p[v0 + 32 * u];
 }
 
-// tmp[t, m * max_rank + j] = x[t, :] . A_m[slot(t)][j, :]: block (t, module m x rank-row block), a row per warp.
-// Fast form (2-byte x and A, 16-byte aligned rows, in_dim % 8 == 0): the block's warps share token t, so x is
-// staged once in shared memory (x_smem bytes) and each lane keeps only A's SU vectors l + 32i in flight, the
-// first SU loaded before the wait: 8 blocks an SM instead of the 5 that A's and x's loads in registers allowed.
-// Otherwise scalar, from global memory.
+// x_row . a_row over in_dim, summed across the warp. VEC: both rows 16-byte aligned, in_dim % 8 == 0
+// (taken for 2-byte types, eight values a vector). x comes from L1 / L2: the block's warps share it.
+template <bool VEC, typename A, typename W>
+__device__ float warp_dot(const A *x_row, const W *a_row, int64_t in_dim) {
+  const int lane = threadIdx.x & 31;
+  float acc = 0.0f;
+  if constexpr (VEC && sizeof(A) == 2 && sizeof(W) == 2) {
+    const uint4 *xv = reinterpret_cast<const uint4 *>(x_row), *av = reinterpret_cast<const uint4 *>(a_row);
+    const int64_t n_vec = in_dim / 8;
+    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * SU) {
+      uint4 a[SU], b[SU];
+#pragma unroll
+      for (int u = 0; u < SU; ++u)
+        if (v0 + 32 * u < n_vec) a[u] = av[v0 + 32 * u], b[u] = xv[v0 + 32 * u];
+#pragma unroll
+      for (int u = 0; u < SU; ++u) {
+        if (v0 + 32 * u >= n_vec) break;
+        float fa[8], fb[8];
+        lc::unpack8<W>(a[u], fa);
+        lc::unpack8<A>(b[u], fb);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc += fa[i] * fb[i];
+      }
+    }
+  } else {
+    for (int64_t c = lane; c < in_dim; c += 32) acc += lc::to_f(x_row[c]) * lc::to_f(a_row[c]);
+  }
+  return lc::warp_sum(acc);
+}
+
+// tmp[t, m * max_rank + j] = x[t, :] . A_m[slot(t)][j, :]: block (t, module m x rank-row block), a row per warp,
+// A's and x's SU vectors in flight per lane. (Staging x in shared memory for 8 blocks an SM instead of 5 ran
+// 4-10% slower on the H200, run 7.)
 template <typename A, typename W>
-__global__ void __launch_bounds__(SMALL_THREADS, 8) shrink_small_kernel(const A *x, int64_t in_dim, bool x_smem,
-                                                                        Modules mods, int rank_blocks, Segments sg,
-                                                                        float *tmp, int *err) {
-  extern __shared__ uint4 xs[];  // x[t, :] as in_dim / 8 vectors (fast form)
+__global__ void __launch_bounds__(SMALL_THREADS) shrink_small_kernel(const A *x, int64_t in_dim, bool x_vec,
+                                                                     Modules mods, int rank_blocks, Segments sg,
+                                                                     float *tmp, int *err) {
   lc::pdl_trigger();  // see lc::launch_pdl
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
   const int m = blockIdx.y / rank_blocks, j = (blockIdx.y % rank_blocks) * SMALL_WARPS + warp;
   const lc_lora_module mod = module_at(mods, m);
-  const TokenSlot ts = token_slot(sg, t, mod.ranks, mod.a_ptrs);  // uniform across the block
-  const W *amat = ts.skip ? nullptr : static_cast<const W *>(mod.a_ptrs[ts.slot]);
-  const bool fast = sizeof(A) == 2 && sizeof(W) == 2 && x_smem && lc::aligned16(amat);  // uniform across the block
-  const bool idle = ts.skip || j >= ts.rank;  // uniform across the warp
-  const uint4 *av = reinterpret_cast<const uint4 *>(amat + int64_t(j) * in_dim);
-  const int64_t n_vec = in_dim / 8;
-  uint4 a[SU];
-  if (fast && !idle) load_pass(av, lane, n_vec, a);
+  const TokenSlot ts = token_slot(sg, t, mod.ranks, mod.a_ptrs);
   wait_and_check(sg, ts, err);
-  if (ts.skip) return;  // the whole block
+  if (ts.skip || j >= ts.rank) return;  // uniform across the warp
+  const W *a_row = static_cast<const W *>(mod.a_ptrs[ts.slot]) + int64_t(j) * in_dim;
   const A *x_row = x + t * in_dim;
-  if (fast) {
-    for (int64_t v = threadIdx.x; v < n_vec; v += SMALL_THREADS) xs[v] = reinterpret_cast<const uint4 *>(x_row)[v];
-    __syncthreads();
-  }
-  if (idle) return;
-  float acc = 0.0f;
-  if constexpr (sizeof(A) == 2 && sizeof(W) == 2) {
-    if (fast) {
-      for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * SU) {
-        if (v0 != lane) load_pass(av, v0, n_vec, a);
-#pragma unroll
-        for (int u = 0; u < SU; ++u) {
-          if (v0 + 32 * u >= n_vec) break;
-          float fa[8], fb[8];
-          lc::unpack8<W>(a[u], fa);
-          lc::unpack8<A>(xs[v0 + 32 * u], fb);
-#pragma unroll
-          for (int i = 0; i < 8; ++i) acc += fa[i] * fb[i];
-        }
-      }
-    }
-  }
-  if (!fast) {
-    const W *a_row = amat + int64_t(j) * in_dim;
-    for (int64_t c = lane; c < in_dim; c += 32) acc += lc::to_f(x_row[c]) * lc::to_f(a_row[c]);
-  }
-  acc = lc::warp_sum(acc);
-  if (lane == 0) tmp[t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank + j] = acc;
+  const float v = x_vec && lc::aligned16(a_row) ? warp_dot<true>(x_row, a_row, in_dim) : warp_dot<false>(x_row, a_row, in_dim);
+  if (lane == 0) tmp[t * (int64_t(mods.n) * sg.max_rank) + int64_t(m) * sg.max_rank + j] = v;
 }
 
 // y[t, out_offset + o] += scale * u . B[slot(t)][o, :] (DoRA: times mag[o]) for u = tmp[t, m * max_rank + (0:r)]:
@@ -418,20 +413,6 @@ __global__ void __launch_bounds__(SMALL_THREADS, 8) expand_small_kernel(const fl
   *yp = lc::from_f<A>(mag ? mag[o] * v : v);
 }
 
-// Whether Kernel may take `bytes` of dynamic shared memory: over 48 KB it must be allowed once per kernel
-// (and the device must have it). Only the largest allowance so far is remembered, per kernel (a template
-// argument: kernels of one signature, such as two weight dtypes, each need their own).
-template <auto Kernel> bool smem_allowed(size_t bytes) {
-  static size_t allowed = 48 * 1024;
-  if (bytes <= allowed) return true;
-  if (cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)) != cudaSuccess) {
-    (void)cudaGetLastError();  // clear it: the caller falls back
-    return false;
-  }
-  allowed = bytes;
-  return true;
-}
-
 lc_status check_common(lc_ctx *ctx, const char *op, const lc_lora_module *mods, int32_t n_mods,
                        const int32_t *seg_indptr, const int32_t *seg_slot, int32_t n_segs, int32_t n_slots,
                        int32_t max_rank, int64_t n_tokens) {
@@ -479,11 +460,8 @@ extern "C" lc_status lc_lora_shrink(lc_ctx *ctx, lc_dtype act, const void *x, in
       lc_dispatch(wt, [&](auto wtag) {
         using A = decltype(at);
         using W = decltype(wtag);
-        constexpr auto kernel = shrink_small_kernel<A, W>;
-        const size_t smem = x_vec && sizeof(A) == 2 && sizeof(W) == 2 ? size_t(in_dim) * sizeof(A) : 0;
-        const bool x_smem = smem > 0 && smem_allowed<kernel>(smem);  // else the scalar form
-        lc::launch_pdl(ctx, kernel, grid, dim3(SMALL_THREADS), x_smem ? smem : 0, static_cast<const A *>(x), in_dim,
-                       x_smem, ms, int(rank_blocks), sg, tmp, ctx->dev_error);
+        lc::launch_pdl(ctx, shrink_small_kernel<A, W>, grid, dim3(SMALL_THREADS), 0, static_cast<const A *>(x), in_dim,
+                       x_vec, ms, int(rank_blocks), sg, tmp, ctx->dev_error);
       });
     });
     return lc::launched(ctx, "lc_lora_shrink");

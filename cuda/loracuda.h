@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define LC_ABI_VERSION 4
+#define LC_ABI_VERSION 5
 
 typedef struct lc_ctx lc_ctx; /* opaque: device, stream, BLAS handle, scratch */
 
@@ -148,9 +148,7 @@ lc_status lc_rope_store(lc_ctx *ctx, lc_dtype act, const void *qkv, const int32_
  * q, out [n_tokens, n_heads*head_dim] act. max_q_len / max_context_len bound n_q and
  * context_lens (used to size grids). `workspace` (device, may be NULL) lets a backend split long
  * contexts across blocks (flash-decoding); lc_attention_workspace_bytes gives the size that
- * enables it for these bounds; with less, the op runs unsplit. The workspace must be zero-filled
- * before its first use (lc_alloc's memory is) and written by nothing else: the op keeps counters
- * there that it leaves zero. One workspace serves calls of any bounds it is large enough for. */
+ * enables it for these bounds; with less, the op runs unsplit. */
 lc_status lc_attention(lc_ctx *ctx, lc_dtype act, const void *q, lc_dtype cache_dt,
                        const void *k_cache, const void *v_cache, int64_t cache_slots,
                        const int32_t *q_indptr, const int32_t *context_lens,
@@ -166,6 +164,21 @@ uint64_t lc_attention_workspace_bytes(int64_t n_tokens, int32_t n_seqs, int32_t 
  * gate_up [n, 2*inter], out [n, inter] act; out must not overlap gate_up. */
 lc_status lc_silu_mul(lc_ctx *ctx, lc_dtype act, const void *gate_up, int64_t n_tokens, int64_t inter,
                       void *out);
+
+/* lc_linear then the op that consumes its output, as one op with the same results bit for bit (on a
+ * backend, its own lc_linear's and the second op's). A backend may skip the intermediate: gate_up
+ * and qkv are scratch it may leave unwritten (CUDA does at m = 1, where one kernel does both).
+ *   lc_linear_silu_mul:   gate_up = x @ W^T, W [2*inter, k] (gate rows, then up rows);
+ *                         out = lc_silu_mul(gate_up)                      out [m, inter] act
+ *   lc_linear_rope_store: qkv = x @ W^T, W [(n_heads + 2*n_kv_heads)*head_dim, k];
+ *                         lc_rope_store(qkv, ...) over m tokens */
+lc_status lc_linear_silu_mul(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w, int64_t m,
+                             int64_t inter, int64_t k, void *gate_up, void *out);
+lc_status lc_linear_rope_store(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w, int64_t m,
+                               int64_t k, void *qkv, const int32_t *positions, const int32_t *slot_mapping,
+                               int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, const float *inv_freq,
+                               float attention_scaling, void *q_out, lc_dtype cache_dt, void *k_cache,
+                               void *v_cache, int64_t cache_slots);
 
 /* y[i] += x[i]                                              n elements of act */
 lc_status lc_add(lc_ctx *ctx, lc_dtype act, const void *x, int64_t n, void *y);

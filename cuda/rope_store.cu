@@ -1,6 +1,6 @@
 // RoPE on a fused q|k|v projection and the paged KV write (see loracuda.h). Grid (token, group of heads):
 // a token's heads spread over several blocks, each of which tabulates the token's cos/sin once.
-#include "common.cuh"
+#include "rope.cuh"
 
 constexpr int THREADS = 128;  // a block: 16 heads of 128 at 16-byte accesses (27 us for 2048 tokens on an H200)
 
@@ -30,13 +30,11 @@ __global__ void rope_store_kernel(const A *qkv, const int32_t *positions, const 
   };
   load();  // first, so that its latency overlaps the table's
   const int64_t mapped = slot_mapping[t];
-  const float pos = float(positions[t]);
+  const int32_t position = positions[t];
   for (int j = threadIdx.y * blockDim.x + threadIdx.x; j < half; j += blockDim.x * blockDim.y) {
-    const float angle = pos * inv_freq[j];  // rounded to fp32 first, as HF does
-    double s, c;
-    sincos(double(angle), &s, &c);  // the twin evaluates cos/sin in double, then rounds to fp32
-    cs[j] = float(c) * scaling;
-    cs[half + j] = float(s) * scaling;
+    const lc::RopeAngle ang = lc::rope_angle(position, inv_freq[j], scaling);
+    cs[j] = ang.c;
+    cs[half + j] = ang.s;
   }
   __syncthreads();
   const int64_t slot = mapped < cache_slots ? mapped : -1;  // a bad slot: q is still written, k and v skipped
@@ -57,9 +55,10 @@ __global__ void rope_store_kernel(const A *qkv, const int32_t *positions, const 
       AV lo, hi;
 #pragma unroll
       for (int e = 0; e < VEC; ++e) {
-        const float x = lc::to_f(a.v[e]), y = lc::to_f(b.v[e]), c = cs[i + e], s = cs[half + i + e];
-        lo.v[e] = lc::from_f<A>(x * c - y * s);
-        hi.v[e] = lc::from_f<A>(y * c + x * s);
+        const float x = lc::to_f(a.v[e]), y = lc::to_f(b.v[e]);
+        const lc::RopeAngle ang{cs[i + e], cs[half + i + e]};
+        lo.v[e] = lc::from_f<A>(lc::rope_lo(x, y, ang));
+        hi.v[e] = lc::from_f<A>(lc::rope_hi(x, y, ang));
       }
       if (h < n_heads) {
         A *q = q_out + t * qw + int64_t(h) * head_dim + i;

@@ -56,12 +56,18 @@ export class LlamaForward {
     d.rmsnorm({ act, x: ws.hidden, wt: w.layers[0].inputNorm.dtype, w: w.layers[0].inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l];
-      this.projection(b, l, "qkv", ws.normed, ws.qkv);
-      d.ropeStore({
-        act, qkv: ws.qkv, positions: ws.positions, slotMapping: ws.slotMapping, nTokens: T, nHeads: c.numHeads, nKvHeads: c.numKvHeads,
-        headDim: c.headDim, invFreq: this.invFreq, attentionScaling: this.attentionScaling, qOut: ws.q, cacheDtype: this.kv.dtype,
-        kCache: this.kv.k[l], vCache: this.kv.v[l], cacheSlots: this.kv.slots,
-      });
+      const rope = {
+        positions: ws.positions, slotMapping: ws.slotMapping, nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim,
+        invFreq: this.invFreq, attentionScaling: this.attentionScaling, qOut: ws.q, cacheDtype: this.kv.dtype, kCache: this.kv.k[l],
+        vCache: this.kv.v[l], cacheSlots: this.kv.slots,
+      };
+      // without LoRA on q|k|v, RoPE and the KV write ride on the projection (one kernel at batch 1)
+      if (this.loraModules(b, l, "qkv").length === 0) {
+        d.linearRopeStore({ act, x: ws.normed, wt: L.qkv.dtype, w: L.qkv.ptr, m: T, k: h, qkv: ws.qkv, ...rope });
+      } else {
+        this.projection(b, l, "qkv", ws.normed, ws.qkv);
+        d.ropeStore({ act, qkv: ws.qkv, nTokens: T, ...rope });
+      }
       d.attention({
         act, q: ws.q, cacheDtype: this.kv.dtype, kCache: this.kv.k[l], vCache: this.kv.v[l], cacheSlots: this.kv.slots,
         qIndptr: ws.qIndptr, contextLens: ws.contextLens, blockTables: ws.blockTables, maxBlocksPerSeq: ws.caps.maxBlocksPerSeq,
@@ -72,8 +78,12 @@ export class LlamaForward {
       this.projection(b, l, "o", ws.attn, ws.proj);
       // residual add fused into the norm that follows it
       d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: L.postNorm.dtype, w: L.postNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
-      this.projection(b, l, "gateUp", ws.normed, ws.gateUp);
-      d.siluMul({ act, gateUp: ws.gateUp, nTokens: T, inter: c.intermediateSize, out: ws.mlp });
+      if (this.loraModules(b, l, "gateUp").length === 0) {
+        d.linearSiluMul({ act, x: ws.normed, wt: L.gateUp.dtype, w: L.gateUp.ptr, m: T, inter: c.intermediateSize, k: h, gateUp: ws.gateUp, out: ws.mlp });
+      } else {
+        this.projection(b, l, "gateUp", ws.normed, ws.gateUp);
+        d.siluMul({ act, gateUp: ws.gateUp, nTokens: T, inter: c.intermediateSize, out: ws.mlp });
+      }
       this.projection(b, l, "down", ws.mlp, ws.proj);
       const next = w.layers[l + 1];
       if (next) d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: next.inputNorm.dtype, w: next.inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
@@ -84,13 +94,18 @@ export class LlamaForward {
     d.linear({ act, x: ws.normed, wt: w.lmHead.dtype, w: w.lmHead.ptr, m: b.nLogitRows, n: c.vocabSize, k: h, y: ws.logits });
   }
 
+  /** The LoRA modules this batch runs on a projection (none without adapters). */
+  private loraModules(b: BatchShape, layer: number, p: Projection): LoraModuleTables[] {
+    if (!b.hasLora) return [];
+    const all = this.loraTables[layer][p], { parts } = this.layouts[p];
+    return b.loraEverywhere ? all : all.filter((_, i) => this.lora.isTargeted(layer, parts[i].module));
+  }
+
   /** y = x @ W^T for a (fused) projection, plus each segment's LoRA delta: one shrink and one expand. */
   private projection(b: BatchShape, layer: number, p: Projection, x: number, y: number): void {
-    const W = this.weights.layers[layer][p], { parts, out, in: inDim } = this.layouts[p];
+    const W = this.weights.layers[layer][p], { out, in: inDim } = this.layouts[p];
     this.device.linear({ act: this.act, x, wt: W.dtype, w: W.ptr, m: b.nTokens, n: out, k: inDim, y });
-    if (!b.hasLora) return;
-    const all = this.loraTables[layer][p];
-    const modules = b.loraEverywhere ? all : all.filter((_, i) => this.lora.isTargeted(layer, parts[i].module));
+    const modules = this.loraModules(b, layer, p);
     if (modules.length === 0) return;
     const seg = { nSlots: this.lora.numSlots, segIndptr: this.ws.segIndptr, segSlot: this.ws.segSlot, nSegs: b.nSegs, nTokens: b.nTokens };
     const maxRank = this.ws.caps.maxLoraRank;

@@ -262,6 +262,22 @@ export class Device {
     this.check("lc_silu_mul", this.lib.lc_silu_mul(this.ctx, DTYPE_CODE[a.act], a.gateUp, a.nTokens, a.inter, a.out));
   }
 
+  /** siluMul of linear's output (W: gate rows, then up rows) in one op; gateUp is scratch it may leave unwritten. */
+  linearSiluMul(a: { act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; m: number; inter: number; k: number; gateUp: DevPtr; out: DevPtr }): void {
+    this.check("lc_linear_silu_mul", this.lib.lc_linear_silu_mul(this.ctx, DTYPE_CODE[a.act], a.x, DTYPE_CODE[a.wt], a.w, a.m, a.inter, a.k, a.gateUp, a.out));
+  }
+
+  /** ropeStore of linear's output (the fused q|k|v weight) in one op; qkv is scratch it may leave unwritten. */
+  linearRopeStore(a: {
+    act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; m: number; k: number; qkv: DevPtr; positions: DevPtr; slotMapping: DevPtr;
+    nHeads: number; nKvHeads: number; headDim: number; invFreq: DevPtr; attentionScaling: number; qOut: DevPtr; cacheDtype: NumericDType;
+    kCache: DevPtr; vCache: DevPtr; cacheSlots: number;
+  }): void {
+    this.check("lc_linear_rope_store", this.lib.lc_linear_rope_store(this.ctx, DTYPE_CODE[a.act], a.x, DTYPE_CODE[a.wt], a.w, a.m, a.k, a.qkv,
+      a.positions, a.slotMapping, a.nHeads, a.nKvHeads, a.headDim, a.invFreq, a.attentionScaling, a.qOut, DTYPE_CODE[a.cacheDtype], a.kCache,
+      a.vCache, a.cacheSlots));
+  }
+
   add(a: { act: NumericDType; x: DevPtr; n: number; y: DevPtr }): void {
     this.check("lc_add", this.lib.lc_add(this.ctx, DTYPE_CODE[a.act], a.x, a.n, a.y));
   }

@@ -44,6 +44,11 @@ export const LORACUDA_SYMBOLS = {
   },
   lc_attention_workspace_bytes: { args: [T.i64, T.i32, T.i32, T.i32, T.i32, T.i32], returns: T.u64 },
   lc_silu_mul: { args: [ctx, dtype, ptr, T.i64, T.i64, ptr], returns: T.i32 },
+  lc_linear_silu_mul: { args: [ctx, dtype, ptr, dtype, ptr, T.i64, T.i64, T.i64, ptr, ptr], returns: T.i32 },
+  lc_linear_rope_store: {
+    args: [ctx, dtype, ptr, dtype, ptr, T.i64, T.i64, ptr, ptr, ptr, T.i32, T.i32, T.i32, ptr, T.f32, ptr, dtype, ptr, ptr, T.i64],
+    returns: T.i32,
+  },
   lc_add: { args: [ctx, dtype, ptr, T.i64, ptr], returns: T.i32 },
   lc_gather_rows: { args: [ctx, dtype, ptr, T.i64, ptr, T.i64, T.i64, ptr], returns: T.i32 },
   // mods: host array of lc_lora_module (7 x 8 bytes each)
@@ -67,7 +72,7 @@ export function openLoracuda(path: string) {
   return dlopen(path, LORACUDA_SYMBOLS).symbols;
 }
 
-export const LC_ABI_VERSION = 4;
+export const LC_ABI_VERSION = 5;
 
 export enum Status {
   Ok = 0,

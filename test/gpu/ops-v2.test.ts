@@ -79,19 +79,14 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
 
   // ---------- one-row linear (gemv.cu), silu_mul ----------
 
-  // The GEMV splits k over KS = 2 or 4 warps of a block where that brings its grid closer to one wave of
-  // resident blocks (sm_count x blocks per SM), so KS depends on the device: the emulator reports 16
-  // blocks per SM (threads alone: 2112 slots), an H100 / H200 7 (68 registers: 924 slots).
-  //   n = 4096 (o, down): 512 blocks: emulator KS = 4, H200 KS = 2
-  //   n = 8194: 1025 blocks: emulator KS = 2 (its last block's second row group is empty), H200 KS = 1
-  //   n = 1001: 126 blocks: KS = 4 on both (the last block holds 1 row)
-  //   n = 20000: 2500 blocks: KS = 1 on both
+  // The GEMV (a warp per two rows, runs of 32 lanes x 4 sixteen-byte vectors along k) at the shapes
+  // of o and down (n 4096, k 11008), an odd n whose last warp holds one row, and long n.
   // k = 11008 is 1376 vectors, 10.75 runs of 32 x 4; k = 2056 is 2 runs and 1 vector: the last run is
-  // partial under every KS. Tolerance: both sides sum the k products in fp32, in another order (~1e-6
+  // partial. Tolerance: both sides sum the k products in fp32, in another order (~1e-6
   // relative), and round once to f16 / bf16 (after adding y where accumulating), so outputs land at
   // most an ulp apart: the 2-ulp bound of ops.test.ts.
   for (const act of ACTS) {
-    gpuTest(`linear ${act} one row (GEMV): split-K where the grid is under a wave (n 4096, 1001; 8194 emulated), whole k (n 20000), accumulate`, () => withPair((p) => {
+    gpuTest(`linear ${act} one row (GEMV): n 4096, 8194, 1001, 20000 with partial runs along k, accumulate`, () => withPair((p) => {
       const shapes = [[4096, 11008, true], [4096, 11008, false], [8194, 2056, true], [1001, 11008, false], [20000, 2056, true]] as const;
       for (const [n, k, accumulate] of shapes) {
         const x = p.floats(randn(k), act), w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act), y = p.alloc(n * 2);
@@ -102,6 +97,69 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
       }
     }));
   }
+
+  // lc_linear_silu_mul / lc_linear_rope_store: at m = 1 the CUDA backend runs one GEMV whose epilogue does
+  // the second op (no intermediate written). Both round each dot product to act first and share the second
+  // op's expression (gemv.cu, rope.cuh), so on the device under test the one kernel must give lc_linear +
+  // the second op's bytes exactly. At m = 3 the two ops run one after the other. Against the twin: each
+  // input of the second op may sit an ulp off (fp32 sums in another order, rounded once), and the op rounds
+  // once more: within 3 ulp of the product, so twice the 2-ulp bound of a single rounding.
+  for (const act of ACTS) {
+    gpuTest(`linear_silu_mul ${act}: one kernel at m = 1 equals linear + silu_mul bit for bit; m = 3; vs the twin`, () => withPair((p) => {
+      const inter = 1000, k = 2056, tol = 2 * tolFor(act);
+      const w = p.floats(randn(2 * inter * k, 1 / Math.sqrt(k)), act);
+      for (const m of [1, 3]) {
+        const x = p.floats(randn(m * k), act), gateUp = p.alloc(m * 2 * inter * 2), fused = p.alloc(m * inter * 2), apart = p.alloc(m * inter * 2);
+        p.poison(fused);
+        p.run((d, P) => d.linearSiluMul({ act, x: P(x), wt: act, w: P(w), m, inter, k, gateUp: P(gateUp), out: P(fused) }));
+        compare(p, `linear_silu_mul m=${m} vs the twin`, fused, act, tol);
+        p.g.linear({ act, x: x.g, wt: act, w: w.g, m, n: 2 * inter, k, y: gateUp.g });
+        p.g.siluMul({ act, gateUp: gateUp.g, nTokens: m, inter, out: apart.g });
+        expectSameBytes(`linear_silu_mul m=${m}: one op vs linear + silu_mul`, p.bytes(fused, "g"), p.bytes(apart, "g"));
+      }
+    }));
+  }
+
+  // 8 + 2 + 2 heads of 128 (group 4) into an f16, a bf16 and an f32 cache; then the token's slot past the
+  // cache: q still written, k and v not, and a device error at the next sync (the twin refuses at the call,
+  // so it is given -1 there: the same writes).
+  gpuTest("linear_rope_store: one kernel at m = 1 equals linear + rope_store bit for bit (f16, bf16, f32 caches, a bad slot); m = 3; vs the twin", () => withPair((p) => {
+    const act = "F16", heads = 8, kvHeads = 2, headDim = 128, half = headDim / 2, k = 1024, slots = 16, tol = 2 * tolFor(act);
+    const qw = heads * headDim, kvw = kvHeads * headDim, n = qw + 2 * kvw;
+    const w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act);
+    const inv = p.from(Float32Array.from({ length: half }, (_, i) => 1 / 10000 ** ((2 * i) / headDim)));
+    for (const [m, cacheDt, bad] of [[1, "F16", false], [1, "BF16", false], [1, "F32", false], [1, "F16", true], [3, "BF16", false]] as const) {
+      const what = `m=${m} ${cacheDt} cache${bad ? ", bad slot" : ""}`;
+      const x = p.floats(randn(m * k), act), qkv = p.alloc(m * n * 2);
+      const pos = p.from(Int32Array.from({ length: m }, () => randInt(8192))), mapping = p.from(Int32Array.from([5, 11, -1].slice(0, m)));
+      const kvInit = [randn(slots * kvw), randn(slots * kvw)];
+      const sides = [0, 1].map(() => ({ q: p.alloc(m * qw * 2), kc: p.floats(kvInit[0], cacheDt), vc: p.floats(kvInit[1], cacheDt) }));
+      const args = (P: (b: Buf) => DevPtr, s: (typeof sides)[number]) => ({
+        act, positions: P(pos), slotMapping: P(mapping), nHeads: heads, nKvHeads: kvHeads, headDim, invFreq: P(inv),
+        attentionScaling: 1.1, qOut: P(s.q), cacheDtype: cacheDt, kCache: P(s.kc), vCache: P(s.vc), cacheSlots: slots,
+      } as const);
+      const [fused, apart] = sides;
+      p.poison(fused.q);
+      if (bad) {
+        p.g.upload(mapping.g, Int32Array.from([slots + 3]));
+        p.c.upload(mapping.c, Int32Array.from([-1]));
+        p.g.linearRopeStore({ x: x.g, wt: act, w: w.g, m, k, qkv: qkv.g, ...args((b) => b.g, fused) });
+        expect(statusOf(() => p.g.sync())).toBe(Status.InvalidArgument);
+        p.c.linearRopeStore({ x: x.c, wt: act, w: w.c, m, k, qkv: qkv.c, ...args((b) => b.c, fused) });
+      } else {
+        p.run((d, P) => d.linearRopeStore({ x: P(x), wt: act, w: P(w), m, k, qkv: P(qkv), ...args(P, fused) }));
+      }
+      compare(p, `linear_rope_store q, ${what} vs the twin`, fused.q, act, tol);
+      compare(p, `linear_rope_store k cache, ${what} vs the twin`, fused.kc, cacheDt, tol);
+      compare(p, `linear_rope_store v cache, ${what} vs the twin`, fused.vc, cacheDt, tolFor(act));
+      p.g.linear({ act, x: x.g, wt: act, w: w.g, m, n, k, y: qkv.g });
+      p.g.ropeStore({ qkv: qkv.g, nTokens: m, ...args((b) => b.g, apart) });
+      if (bad) expect(statusOf(() => p.g.sync())).toBe(Status.InvalidArgument);
+      for (const key of ["q", "kc", "vc"] as const)
+        expectSameBytes(`linear_rope_store ${key}, ${what}: one op vs linear + rope_store`, p.bytes(fused[key], "g"), p.bytes(apart[key], "g"),
+          key === "q" ? 2 : BYTES[cacheDt]);
+    }
+  }));
 
   // silu_mul moves 16 bytes a thread where inter % (16 / act bytes) == 0 and both pointers are 16-byte
   // aligned, else one value; both paths do the same fp32 math per element, so on the device under test
@@ -204,7 +262,7 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
   }
 
   gpuTest("attention decode with workspace: a sequence whose block table points outside the cache gets zeros and a device error; its neighbours and the next call do not notice", () => withPair((p) => {
-    // sequence 1 spans 11 chunks, none with a valid key: its merge sees no key at all (the twin refuses such a table)
+    // sequence 1 spans 11 chunks, none with a valid key: the combine sees no key at all (the twin refuses such a table)
     const act = "F16", heads = 32, kvHeads = 8, headDim = 128, blockSize = 16, width = heads * headDim;
     const inp = attentionInputs(p, act, act, [{ nq: 1, ctx: 3000 }, { nq: 1, ctx: 700 }, { nq: 1, ctx: 1 }], { heads, kvHeads, headDim, blockSize });
     const maxContextLen = inp.maxCtx + 7;

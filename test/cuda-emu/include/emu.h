@@ -53,12 +53,9 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) { __nv_bfloat16 b; b.bits = em
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
 inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 template <class T> inline T __ldg(const T *p) { return *p; }
-template <class T> inline T __ldcg(const T *p) { return *p; }
-// Blocks run one at a time and fibers switch only at barriers: atomics are plain read-modify-writes
-// and fences order nothing.
-inline unsigned atomicAdd(unsigned *p, unsigned v) { const unsigned old = *p; *p = old + v; return old; }
-inline void __threadfence() {}
 template <class A, class B> inline std::common_type_t<A, B> min(A a, B b) { return b < a ? std::common_type_t<A, B>(b) : std::common_type_t<A, B>(a); }
 template <class A, class B> inline std::common_type_t<A, B> max(A a, B b) { return a < b ? std::common_type_t<A, B>(b) : std::common_type_t<A, B>(a); }
 inline float max(float a, float b) { return fmaxf(a, b); }  // CUDA: NaN-ignoring
