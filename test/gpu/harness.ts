@@ -3,6 +3,7 @@
 // LORA_SERVE_GPU_TEST_DEVICE=cpu makes the CPU twin the device under test (a self-check of the tests);
 // LORA_SERVE_GPU_EMULATED=1 says the CUDA library is the CPU emulator's (`npm run test:emu`).
 import { afterAll, expect, test } from "bun:test";
+import { FFIType, dlopen } from "bun:ffi";
 import { Device, NativeError, type DevPtr, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { decodeHalfFloats, encodeFloats } from "../../src/model/convert.ts";
@@ -30,6 +31,25 @@ async function openOrSkip(kind: "cpu" | "cuda", file: string): Promise<Device | 
     if (!missing) throw e; // a broken build or missing cuBLAS must fail loudly, not skip
     console.log(`SKIP ${file}: ${(e as Error).message}`);
     return undefined;
+  }
+}
+
+/**
+ * The CUDA backend with the named LORA_SERVE_CUDA_* switches at 0 while its context is created (the library
+ * reads them with getenv, which Bun's process.env does not reach: libc's setenv does).
+ */
+export async function openCudaSwitchedOff(names: string[]): Promise<Device> {
+  const libc = dlopen("libc.so.6", {
+    setenv: { args: [FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+    unsetenv: { args: [FFIType.ptr], returns: FFIType.i32 },
+  });
+  const c = (s: string) => Buffer.from(`${s}\0`);
+  try {
+    for (const n of names) libc.symbols.setenv(c(n), c("0"), 1);
+    return await Device.open("cuda");
+  } finally {
+    for (const n of names) libc.symbols.unsetenv(c(n));
+    libc.close();
   }
 }
 

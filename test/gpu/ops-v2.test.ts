@@ -3,15 +3,19 @@
 // the unsplit path), LoRA segments of many tokens per adapter, and a recorded graph replayed on new
 // metadata (bit-exact vs eager), host memory from hostAlloc. Ends with TIME lines for the lead's GPU run. Skips without a GPU;
 // LORA_SERVE_GPU_TEST_DEVICE=cpu runs it on the CPU twin (graphs then only check Unsupported).
-import { describe, expect } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { encodeFloats } from "../../src/model/convert.ts";
-import { BYTES, DUT, attentionTolFor, compare, expectClose, expectSameBytes, gpuSuite, pairWith, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
+import { BYTES, DUT, attentionTolFor, compare, expectClose, expectSameBytes, gpuSuite, openCudaSwitchedOff, pairWith, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
 import { loraCase } from "./lora-case.ts";
 
 const { dut, cpu, gpuTest, timingTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
+/** Every speed-up switch (see README): none may change a result. */
+const SWITCHES = ["LORA_SERVE_CUDA_PDL", "LORA_SERVE_CUDA_FUSE_GEMV", "LORA_SERVE_CUDA_GEMV_WIDE", "LORA_SERVE_CUDA_DECODE_WIDE"];
+const switchedOff = dut && DUT === "cuda" ? await openCudaSwitchedOff(SWITCHES) : undefined;
+afterAll(() => switchedOff?.close());
 const statusOf = (fn: () => void): Status => {
   try {
     fn();
@@ -159,6 +163,41 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
         expectSameBytes(`linear_rope_store ${key}, ${what}: one op vs linear + rope_store`, p.bytes(fused[key], "g"), p.bytes(apart[key], "g"),
           key === "q" ? 2 : BYTES[cacheDt]);
     }
+  }));
+
+  // The same ops on the CUDA backend as it runs by default and with every switch off: one-wave grids of the
+  // GEMV (o and down at batch 1) and of decode attention (batch 1) keep twice the loads in flight, and
+  // the fused epilogues replace two ops. Each lane adds in the same order either way, so the bytes must match.
+  if (DUT !== "cuda") console.log(`SKIP gpu ops v2 tests "speed-up switches": they are CUDA's (device under test: ${DUT})`);
+  (switchedOff ? gpuTest : test.skip)(`speed-up switches (${SWITCHES.join(", ")} = 0) change no byte: GEMV, fused epilogues, decode attention at batch 1`, () => pairWith(dut!, switchedOff!, (p) => {
+    const act = "F16", k = 11008, n = 4096, inter = 1000, heads = 32, headDim = 128, blockSize = 16;
+    const x = p.floats(randn(k), act), w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act), y = p.alloc(n * 2);
+    p.run((d, P) => d.linear({ act, x: P(x), wt: act, w: P(w), m: 1, n, k, y: P(y) }));
+    expectSameBytes("gemv n 4096 k 11008", p.bytes(y, "g"), p.bytes(y, "c"));
+    const gateUp = p.alloc(2 * inter * 2), mlp = p.alloc(inter * 2);
+    p.run((d, P) => d.linearSiluMul({ act, x: P(x), wt: act, w: P(w), m: 1, inter, k, gateUp: P(gateUp), out: P(mlp) }));
+    expectSameBytes("linear_silu_mul", p.bytes(mlp, "g"), p.bytes(mlp, "c"));
+    const kvw = 8 * headDim, slots = 32, inv = p.from(Float32Array.from({ length: headDim / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / headDim)));
+    const qOut = p.alloc(heads * headDim * 2), kc = p.floats(randn(slots * kvw), act), vc = p.floats(randn(slots * kvw), act), qkv = p.alloc((heads + 16) * headDim * 2);
+    const pos = p.from(Int32Array.from([4321])), mapping = p.from(Int32Array.from([9])), kq = 1024;
+    const xq = p.floats(randn(kq), act), wq = p.floats(randn((heads + 16) * headDim * kq, 1 / Math.sqrt(kq)), act);
+    p.run((d, P) => d.linearRopeStore({
+      act, x: P(xq), wt: act, w: P(wq), m: 1, k: kq, qkv: P(qkv), positions: P(pos), slotMapping: P(mapping), nHeads: heads, nKvHeads: 8, headDim,
+      invFreq: P(inv), attentionScaling: 1, qOut: P(qOut), cacheDtype: act, kCache: P(kc), vCache: P(vc), cacheSlots: slots,
+    }));
+    for (const [what, b] of [["q", qOut], ["k cache", kc], ["v cache", vc]] as const) expectSameBytes(`linear_rope_store ${what}`, p.bytes(b, "g"), p.bytes(b, "c"));
+    // one sequence at 1000 keys over 32 heads (Llama-2-7B): 16 chunks of 64, a grid of 512 blocks
+    const inp = attentionInputs(p, act, act, [{ nq: 1, ctx: 1000 }], { heads, kvHeads: heads, headDim, blockSize });
+    const maxContextLen = inp.maxCtx + 7;
+    const wsBytes = p.g.attentionWorkspaceBytes({ nTokens: 1, nSeqs: 1, maxQLen: 1, maxContextLen, nHeads: heads, headDim });
+    const ws = p.alloc(Math.max(16, wsBytes));
+    p.run((d, P) => d.attention({
+      act, q: P(inp.q), cacheDtype: act, kCache: P(inp.kc), vCache: P(inp.vc), cacheSlots: inp.slots,
+      qIndptr: P(inp.meta.qIndptr), contextLens: P(inp.meta.contextLens), blockTables: P(inp.meta.blockTables), maxBlocksPerSeq: inp.maxBlocks,
+      nSeqs: 1, nTokens: 1, maxQLen: 1, maxContextLen, blockSize, nHeads: heads, nKvHeads: heads, headDim, slidingWindow: 0,
+      scale: 1 / Math.sqrt(headDim), out: P(inp.out), workspace: P(ws), workspaceBytes: wsBytes,
+    }));
+    expectSameBytes("decode attention, 1 sequence x 1000 keys, split", p.bytes(inp.out, "g"), p.bytes(inp.out, "c"));
   }));
 
   // silu_mul moves 16 bytes a thread where inter % (16 / act bytes) == 0 and both pointers are 16-byte
