@@ -2,7 +2,7 @@
 //
 // Block (sequence s, kv head, chunk c), 4 warps. A key's head_dim values are D / 8 sixteen-byte
 // vectors, so LPK = D / 8 lanes own one key at a time (a lane: 8 dims of K and V) and a warp scores
-// 32 / LPK keys per step; each lane keeps U keys' loads in flight (see launch). Every lane holds its 8 dims of the
+// 32 / LPK keys per step; each lane keeps U (2 or 4) keys' loads in flight. Every lane holds its 8 dims of the
 // G query heads that share the kv head (GQA: one K/V read serves the group) and runs an online
 // softmax over the keys its lane group sees; the groups' states merge by shuffles, the warps' through
 // shared memory. No shared-memory staging and no barrier in the key loop: a decode step is bound by
@@ -32,12 +32,13 @@ template <int N> __device__ __forceinline__ void merge(float &m, float &l, float
 // For query head h = kvh * group + g (g < group) of the sequence's one query at p = context_len - 1:
 //   over keys i in (p - window, p] within chunk c:  m = max score_i, l = sum exp(score_i - m),
 //   acc = sum exp(score_i - m) V[i],  score_i = scale * q[t, h] . K[i, kvh]
-template <typename A, typename C, int D, int G, int U>
+template <typename A, typename C, int D, int G>
 __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_cache, const C *v_cache, Args a, Split sp,
                                                           A *out) {
   lc::pdl_trigger();  // see lc::launch_pdl
   lc::pdl_wait();
   constexpr int LPK = D / VEC, KPW = 32 / LPK, KPB = WARPS * KPW;
+  constexpr int U = G >= 4 ? 2 : 4;  // keys in flight per lane; wide groups spend the registers on q and acc
   __shared__ float sm_m[WARPS][G], sm_l[WARPS][G], sm_acc[WARPS][G][D];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane / LPK, part = lane % LPK;
   const int s = blockIdx.x, kvh = blockIdx.y, c = blockIdx.z, group = a.n_heads / a.n_kv_heads;
@@ -151,17 +152,12 @@ __global__ void __launch_bounds__(THREADS) decode_kernel(const A *q, const C *k_
   }
 }
 
-// U keys in flight per lane: 4, or 2 for wide groups (which spend the registers on q and acc); twice that
-// where the whole grid fits in one wave even so (batch 1: a chunk of 64 keys in one pass instead of two).
 template <typename A, typename C, int D>
 void launch(int group, dim3 grid, const lc_ctx *ctx, const void *q, const void *k_cache, const void *v_cache,
             const Args &args, const Split &sp, void *out) {
-  const int64_t blocks = int64_t(grid.x) * grid.y * grid.z;
   auto go = [&](auto g_tag) {
-    constexpr int G = decltype(g_tag)::value, U = G >= 4 ? 2 : 4;
-    constexpr auto wide = decode_kernel<A, C, D, G, 2 * U>;
-    const bool use_wide = ctx->decode_wide && blocks <= lc::one_wave<wide>(ctx, THREADS);
-    lc::launch_pdl(ctx, use_wide ? wide : decode_kernel<A, C, D, G, U>, grid, dim3(THREADS), 0, static_cast<const A *>(q),
+    constexpr int G = decltype(g_tag)::value;
+    lc::launch_pdl(ctx, decode_kernel<A, C, D, G>, grid, dim3(THREADS), 0, static_cast<const A *>(q),
                    static_cast<const C *>(k_cache), static_cast<const C *>(v_cache), args, sp, static_cast<A *>(out));
   };
   if (group == 1)

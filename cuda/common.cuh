@@ -66,8 +66,6 @@ struct lc_ctx {
   int sm_count = 0;
   bool pdl = false;  // programmatic dependent launch for lc::launch_pdl (Hopper on; LORA_SERVE_CUDA_PDL=0 off)
   bool fuse_gemv = true;  // lc_linear_silu_mul / _rope_store in one kernel at m = 1 (LORA_SERVE_CUDA_FUSE_GEMV=0 off)
-  bool gemv_wide = true;  // one-wave GEMV grids keep 8 loads a row in flight (LORA_SERVE_CUDA_GEMV_WIDE=0 off)
-  bool decode_wide = true;  // one-wave decode attention grids keep twice the keys in flight (..._DECODE_WIDE=0 off)
   std::string last_error;
   std::unordered_set<void *> allocations;       // lc_alloc'd (cudaMalloc)
   lc::HostAllocations host_allocations;  // lc_host_alloc'd (cudaHostAlloc): base -> bytes
@@ -112,17 +110,6 @@ __device__ __forceinline__ void prefetch_l2(const void *p) {
 #if defined(__CUDA_ARCH__)
   asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 #endif
-}
-
-// Blocks of Kernel (`threads` a block, no dynamic shared memory) resident at once on ctx's device: one wave.
-// Kept per kernel, so a process is assumed to drive one kind of GPU; 0 where the query fails.
-template <auto Kernel> int64_t one_wave(const lc_ctx *ctx, int threads) {
-  static int per_sm = -1;
-  if (per_sm < 0 && cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, threads, 0) != cudaSuccess) {
-    (void)cudaGetLastError();
-    per_sm = 0;
-  }
-  return int64_t(per_sm) * ctx->sm_count;
 }
 
 // kernel<<<grid, block, smem, ctx->stream>>>(args...), allowed to overlap its predecessor where ctx->pdl.

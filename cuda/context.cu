@@ -193,8 +193,6 @@ lc_status lc_ctx_create(int32_t device, lc_ctx **out) {
   auto switched_off = [](const char *var) { const char *v = getenv(var); return v && strcmp(v, "0") == 0; };
   ctx->pdl = cc_major >= 9 && !switched_off("LORA_SERVE_CUDA_PDL");
   ctx->fuse_gemv = !switched_off("LORA_SERVE_CUDA_FUSE_GEMV");
-  ctx->gemv_wide = !switched_off("LORA_SERVE_CUDA_GEMV_WIDE");
-  ctx->decode_wide = !switched_off("LORA_SERVE_CUDA_DECODE_WIDE");
   if ((err = cudaMalloc(&ctx->dev_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMalloc", err);
   if ((err = cudaMallocHost(&ctx->host_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMallocHost", err);
   *ctx->host_error = 0;

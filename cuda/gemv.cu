@@ -11,10 +11,7 @@
 
 namespace {
 
-// U loads of W in flight per row and lane: 4 (68 registers, 7 blocks an SM), or 8 (4 blocks an SM) where the
-// whole grid fits in one wave of those (o and down at n = 4096): with no second wave to lose, twice the
-// bytes in flight per warp.
-constexpr int WARPS = 4, THREADS = WARPS * 32, R = 2, U_NARROW = 4, U_WIDE = 8;
+constexpr int WARPS = 4, THREADS = WARPS * 32, R = 2, U = 4;
 
 // Rows 2w and 2w + 1 of y = (accumulate ? y : 0) + x W^T.
 template <typename T> struct StoreRows {
@@ -89,7 +86,7 @@ template <typename T, typename C> struct RopeStoreRows {
 
 // Warp w = blockIdx.x * WARPS + warp reads rows e.row(w, 0:e.rows(w)): each x vector (from L1: x is a few
 // KB that every warp reads) serves R rows, and R * U loads of W are in flight per lane.
-template <typename T, int U, typename E>
+template <typename T, typename E>
 __global__ void __launch_bounds__(THREADS) gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, int64_t k,
                                                         E e) {
   const int lane = threadIdx.x & 31;
@@ -142,13 +139,8 @@ __global__ void __launch_bounds__(THREADS) gemv_kernel(const T *__restrict__ x, 
 
 template <typename T, typename E> lc_status launch(lc_ctx *ctx, const void *x, const void *w, int64_t k, const E &e,
                                                    int64_t warps, const char *op) {
-  const int64_t blocks = (warps + WARPS - 1) / WARPS;
-  constexpr auto wide = gemv_kernel<T, U_WIDE, E>;
-  const auto xt = static_cast<const T *>(x), wt = static_cast<const T *>(w);
-  if (ctx->gemv_wide && blocks <= lc::one_wave<wide>(ctx, THREADS))
-    lc::launch_pdl(ctx, wide, dim3(unsigned(blocks)), dim3(THREADS), 0, xt, wt, k, e);
-  else
-    lc::launch_pdl(ctx, gemv_kernel<T, U_NARROW, E>, dim3(unsigned(blocks)), dim3(THREADS), 0, xt, wt, k, e);
+  lc::launch_pdl(ctx, gemv_kernel<T, E>, dim3(lc::blocks_for(warps, WARPS)), dim3(THREADS), 0,
+                 static_cast<const T *>(x), static_cast<const T *>(w), k, e);
   return lc::launched(ctx, op);
 }
 

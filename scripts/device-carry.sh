@@ -19,5 +19,5 @@ echo ".carry $((carry_kb / 1024)) MiB + tracked files $((tree_kb / 1024)) MiB (l
 # the run returns at most 8 files: the logs come back as one logs.tar.xz
 cat <<'CMD'
 run (carry [".carry"]; Hopper only, with GPU_PROFILE=1):
-xz -dc .carry/bun.xz >/tmp/bun && chmod +x /tmp/bun && tar -xJf .carry/node_modules.tar.xz || exit 9; export CUDA_ARCH=-gencode=arch=compute_90,code=sm_90 BUN=/tmp/bun GPU_PROFILE=1 GPU_BENCH_ALT='LORA_SERVE_CUDA_GEMV_WIDE=0;LORA_SERVE_CUDA_DECODE_WIDE=0;LORA_SERVE_CUDA_PDL=0;LORA_SERVE_BENCH_REPEAT=1' GPU_CHECK_TIMEOUT=240 GPU_BENCH_TIMEOUT=200; scripts/gpu-check.sh >$OUT/check.txt 2>&1; rc=$?; cd $OUT && tar -cJf logs.tar.xz *.log *.csv; rm -f *.log *.csv; exit $rc
+xz -dc .carry/bun.xz >/tmp/bun && chmod +x /tmp/bun && tar -xJf .carry/node_modules.tar.xz || exit 9; export CUDA_ARCH=-gencode=arch=compute_90,code=sm_90 BUN=/tmp/bun GPU_PROFILE=1 GPU_BENCH_ALT='LORA_SERVE_CUDA_FUSE_GEMV=0;LORA_SERVE_CUDA_PDL=0;LORA_SERVE_BENCH_REPEAT=1' GPU_CHECK_TIMEOUT=240 GPU_BENCH_TIMEOUT=200; scripts/gpu-check.sh >$OUT/check.txt 2>&1; rc=$?; cd $OUT && tar -cJf logs.tar.xz *.log *.csv; rm -f *.log *.csv; exit $rc
 CMD

@@ -6,7 +6,8 @@
 #   BUN_FLAGS="..."       flags before `test`, e.g. --config=other-bunfig.toml
 #   GPU_TEST_SEED=n       fixed random inputs for test/gpu/ops.test.ts
 #   GPU_BENCH_ALT="VAR=v[ VAR2=w][;VAR=u ...]"  also run the batch 1 and 32 figures once per ;-separated setting,
-#                         into $OUT/bench-alt.txt
+#                         into $OUT/bench-alt.txt (a variable nothing reads, e.g. LORA_SERVE_BENCH_REPEAT=1,
+#                         times the same code again: the run-to-run noise)
 #   GPU_PROFILE=1         also time each kernel of one step per figure under Nsight Compute (ncu), where it
 #                         exists: per-kernel totals in $OUT/kernels.txt (GPU_PROFILE_TIMEOUT, 150 s)
 # Exit status: that of the tests (the build's, if it fails). Bounded by GPU_CHECK_TIMEOUT (240 s) for the tests and GPU_BENCH_TIMEOUT (200 s) for `bench --synthetic`.
