@@ -18,9 +18,8 @@ template <typename T> struct StoreRows {
   int64_t n;
   int accumulate;
   T *y;
-  __device__ int64_t warps() const { return (n + R - 1) / R; }
   __device__ int64_t row(int64_t w, int r) const { return w * R + r; }
-  __device__ int rows(int64_t w) const { return int(min(int64_t(R), n - w * R)); }
+  __device__ int rows(int64_t w) const { return int(max(int64_t(0), min(int64_t(R), n - w * R))); }
   __device__ void finish(int64_t w, const float (&sum)[R]) const {
     for (int r = 0; r < rows(w); ++r) {
       const int64_t o = w * R + r;
@@ -34,9 +33,8 @@ template <typename T> struct StoreRows {
 template <typename T> struct SiluMulRows {
   int64_t inter;
   T *out;
-  __device__ int64_t warps() const { return inter; }
   __device__ int64_t row(int64_t w, int r) const { return w + r * inter; }
-  __device__ int rows(int64_t) const { return R; }
+  __device__ int rows(int64_t w) const { return w < inter ? R : 0; }
   __device__ void finish(int64_t w, const float (&sum)[R]) const {
     const float g = lc::to_f(lc::from_f<T>(sum[0])), u = lc::to_f(lc::from_f<T>(sum[1]));
     out[w] = lc::from_f<T>(g / (1.0f + expf(-g)) * u);
@@ -54,11 +52,10 @@ template <typename T, typename C> struct RopeStoreRows {
   C *k_cache, *v_cache;
   int64_t cache_slots;
   int *err;
-  __device__ int64_t warps() const { return int64_t(heads) * half; }
-  __device__ int64_t row(int64_t w, int r) const { return (w / half) * 2 * half + w % half + r * half; }
-  __device__ int rows(int64_t) const { return R; }
+  __device__ int64_t row(int64_t w, int r) const { return int64_t(int(w) / half) * 2 * half + int(w) % half + r * half; }
+  __device__ int rows(int64_t w) const { return w < int64_t(heads) * half ? R : 0; }
   __device__ void finish(int64_t w, const float (&sum)[R]) const {
-    const int h = int(w / half), i = int(w % half);
+    const int h = int(w) / half, i = int(w) % half;  // w < heads * half fits an int
     const int64_t mapped = slot_mapping[0], slot = mapped < cache_slots ? mapped : -1;
     if (mapped >= cache_slots && w == 0) lc::report(err, LC_DEV_KV_SLOT);  // q is still written
     const float a = lc::to_f(lc::from_f<T>(sum[0])), b = lc::to_f(lc::from_f<T>(sum[1]));
@@ -85,25 +82,24 @@ template <typename T, typename C> struct RopeStoreRows {
 };
 
 // Warp w = blockIdx.x * WARPS + warp reads rows e.row(w, 0:e.rows(w)): each x vector (from L1: x is a few
-// KB that every warp reads) serves R rows, and R * U loads of W are in flight per lane.
+// KB that every warp reads) serves R rows, and R * U loads of W are in flight per lane. The body is the
+// plain GEMV's of run 5 with e.row for n0 + r (a first form that cached row pointers ran ~8 % slower, runs
+// 7b-7d); 7 blocks an SM are asked for (at most 72 registers: silu's epilogue took 80 and 6 blocks).
 template <typename T, typename E>
-__global__ void __launch_bounds__(THREADS) gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, int64_t k,
+__global__ void __launch_bounds__(THREADS, 7) gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, int64_t k,
                                                         E e) {
   const int lane = threadIdx.x & 31;
   const int64_t wi = int64_t(blockIdx.x) * WARPS + (threadIdx.x >> 5);
-  const int rows = wi < e.warps() ? e.rows(wi) : 0;
+  const int rows = e.rows(wi);  // 0 past the last row
   const uint4 *xv = reinterpret_cast<const uint4 *>(x);
   const int64_t n_vec = k / 8;
-  const uint4 *wr[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const uint4 *>(w + (r < rows ? e.row(wi, r) : 0) * k);
   // While the previous kernel finishes (launch_pdl), pull this warp's first weights into L2: W is no
   // kernel's output, so it may be read before the wait.
   lc::pdl_trigger();
   for (int r = 0; r < rows; ++r)
 #pragma unroll
     for (int u = 0; u < U; ++u)
-      if (lane + 32 * u < n_vec) lc::prefetch_l2(wr[r] + lane + 32 * u);
+      if (lane + 32 * u < n_vec) lc::prefetch_l2(reinterpret_cast<const uint4 *>(w + e.row(wi, r) * k) + lane + 32 * u);
   lc::pdl_wait();
   if (rows == 0) return;  // uniform across the warp
   float acc[R] = {};
@@ -115,7 +111,7 @@ __global__ void __launch_bounds__(THREADS) gemv_kernel(const T *__restrict__ x, 
       b[u] = __ldg(xv + v0 + 32 * u);
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (r < rows) a[r][u] = wr[r][v0 + 32 * u];
+        if (r < rows) a[r][u] = reinterpret_cast<const uint4 *>(w + e.row(wi, r) * k)[v0 + 32 * u];
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
