@@ -1,6 +1,7 @@
 // lc_linear with the op after it (see loracuda.h): one kernel for a one-row projection (gemv.cu), else
 // the two ops one after the other.
 #include "gemv.cuh"
+#include "linear_then.h"
 
 extern "C" lc_status lc_linear_silu_mul(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w,
                                         int64_t m, int64_t inter, int64_t k, void *gate_up, void *out) {
@@ -12,8 +13,7 @@ extern "C" lc_status lc_linear_silu_mul(lc_ctx *ctx, lc_dtype act, const void *x
              "lc_linear_silu_mul: bad shape m=%lld inter=%lld k=%lld", (long long)m, (long long)inter, (long long)k);
   if (m == 0) return LC_OK;
   if (ctx->fuse_gemv && lc::gemv_fits(act, wt, m, k, x, w)) return lc::linear_gemv_silu_mul(ctx, act, x, w, inter, k, out);
-  const lc_status st = lc_linear(ctx, act, x, wt, w, m, 2 * inter, k, 0, gate_up);
-  return st != LC_OK ? st : lc_silu_mul(ctx, act, gate_up, m, inter, out);
+  return lc_linear_then_silu_mul(ctx, act, x, wt, w, m, inter, k, gate_up, out);
 }
 
 extern "C" lc_status lc_linear_rope_store(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w,
@@ -35,8 +35,6 @@ extern "C" lc_status lc_linear_rope_store(lc_ctx *ctx, lc_dtype act, const void 
   if (ctx->fuse_gemv && lc::gemv_fits(act, wt, m, k, x, w))
     return lc::linear_gemv_rope_store(ctx, act, x, w, k, positions, slot_mapping, n_heads, n_kv_heads, head_dim,
                                       inv_freq, attention_scaling, q_out, cache_dt, k_cache, v_cache, cache_slots);
-  const lc_status st = lc_linear(ctx, act, x, wt, w, m, (n_heads + 2 * int64_t(n_kv_heads)) * head_dim, k, 0, qkv);
-  return st != LC_OK ? st
-                     : lc_rope_store(ctx, act, qkv, positions, slot_mapping, m, n_heads, n_kv_heads, head_dim, inv_freq,
-                                     attention_scaling, q_out, cache_dt, k_cache, v_cache, cache_slots);
+  return lc_linear_then_rope_store(ctx, act, x, wt, w, m, k, qkv, positions, slot_mapping, n_heads, n_kv_heads,
+                                   head_dim, inv_freq, attention_scaling, q_out, cache_dt, k_cache, v_cache, cache_slots);
 }
