@@ -11,8 +11,9 @@ export const PRESETS: Record<string, Record<string, unknown>> = {
   "llama-2-7b": { ...LLAMA, vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, max_position_embeddings: 4096, rope_theta: 10000 },
   "llama-3-8b": { ...LLAMA, vocab_size: 128256, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 8192, rope_theta: 500000 },
   "mistral-7b": { architectures: ["MistralForCausalLM"], model_type: "mistral", hidden_act: "silu", rms_norm_eps: 1e-5, vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 32768, rope_theta: 10000, sliding_window: 4096 },
-  // small enough for the CPU twin: exercises the benchmark's code in CI
-  tiny: { ...LLAMA, vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 4096 },
+  // small enough for the CPU twin and the CUDA emulator: exercises the benchmark's code in CI (head_dim 64,
+  // which the CUDA attention kernels take)
+  tiny: { ...LLAMA, vocab_size: 512, hidden_size: 256, intermediate_size: 512, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 4096 },
 };
 
 export function syntheticConfig(preset: string | Record<string, unknown>): ModelConfig {

@@ -24,6 +24,7 @@ export const benchCommand = defineCommand({
     steps: { type: "string", description: "Decode steps to time (default 200)" },
     json: { type: "boolean", description: "Print the result as JSON" },
     profile: { type: "boolean", description: "With --synthetic on cuda: bracket one step of each figure for `ncu --profile-from-start off`" },
+    ceilings: { type: "enum", options: ["full", "small"], description: "Ceiling sizes: full (1 GiB copy, 8192³ GEMM; the GPU default) or small (16 MiB, 256³)" },
   },
   async run({ args }) {
     if (args.synthetic) return synthetic(args);
@@ -59,6 +60,7 @@ async function synthetic(args: Record<string, unknown>): Promise<void> {
       prefillLen: intArg(args.prefill as string | undefined, "--prefill") ?? 2048,
       log: (line) => log.info(line),
       profile,
+      ceilings: args.ceilings as "full" | "small" | undefined,
     });
     if (args.out) writeFileSync(String(args.out), JSON.stringify(report, null, 2));
     if (args.json) console.log(JSON.stringify(report));

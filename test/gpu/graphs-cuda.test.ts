@@ -15,26 +15,37 @@ const gpuTest = cuda ? test : test.skip;
 const MARGIN = 0.1;
 
 describe("CUDA graphs", () => {
-  gpuTest("tiny-llama2: 7 sequences over every adapter (bucket 8): 15 decode steps recorded once, replayed, equal to eager", async () => {
+  /** Runs one sequence per adapter that adapterOf picks (null: the base model) to completion, eager or through graphs. */
+  const run = async (adapterOf: (names: string[]) => (string | null)[], graphs: boolean, expectRecorded: number) => {
     const ref = await readReference("tiny-llama2");
-    const run = async (graphs: boolean) => {
-      const model = loadModel({ modelDir: modelDir("tiny-llama2"), adaptersDir: adaptersDir("tiny-llama2"), device: cuda!, graphs });
-      const adapters = [null, ...model.adapters.names()];
-      const seqs: Sequence[] = adapters.map((adapter, i) => {
-        const c = ref.cases.filter((x) => x.adapter === adapter)[i % 4];
-        return model.engine.add({ promptIds: c.prompt_ids, adapter, params: greedyParams(16, 2) });
-      });
-      model.engine.runToCompletion();
-      const stats = model.runner.graphStats();
-      model.runner.free();
-      if (graphs) {
-        expect(stats.failure).toBeNull();
-        expect(stats.recorded).toBe(1); // bucket 8, with LoRA
-      }
-      return seqs;
-    };
-    const eager = await run(false);
-    const replayed = await run(true);
+    const model = loadModel({ modelDir: modelDir("tiny-llama2"), adaptersDir: adaptersDir("tiny-llama2"), device: cuda!, graphs });
+    const seqs: Sequence[] = adapterOf(model.adapters.names()).map((adapter, i) => {
+      const c = ref.cases.filter((x) => x.adapter === adapter)[i % 4];
+      return model.engine.add({ promptIds: c.prompt_ids, adapter, params: greedyParams(16, 2) });
+    });
+    model.engine.runToCompletion();
+    const stats = model.runner.graphStats();
+    model.runner.free();
+    if (graphs) {
+      expect(stats.failure).toBeNull();
+      expect(stats.recorded).toBe(expectRecorded);
+    }
+    return seqs;
+  };
+
+  // batch 1 without an adapter: the same one-row kernels (fused q|k|v + RoPE, gate|up + silu) eager and
+  // replayed, no padding, so the same bits
+  gpuTest("tiny-llama2: 1 sequence, no adapter (bucket 1, the fused one-row ops): replayed equals eager exactly", async () => {
+    const eager = await run(() => [null], false, 0);
+    const replayed = await run(() => [null], true, 1);
+    expect(replayed[0].outputs.length).toBe(16);
+    expect(replayed[0].outputs.map((o) => [o.id, o.logprob])).toEqual(eager[0].outputs.map((o) => [o.id, o.logprob]));
+  });
+
+  gpuTest("tiny-llama2: 7 sequences over every adapter (bucket 8): 15 decode steps recorded once, replayed, equal to eager", async () => {
+    const all = (names: string[]) => [null, ...names];
+    const eager = await run(all, false, 0);
+    const replayed = await run(all, true, 1); // bucket 8, with LoRA
     expect(replayed.length).toBe(7);
     let compared = 0;
     replayed.forEach((s, i) => {
