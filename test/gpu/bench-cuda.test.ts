@@ -1,16 +1,16 @@
 // `bench --synthetic` end to end on the CUDA backend with a tiny shape and small ceilings (on the
 // emulator the full ones take many minutes): every decode figure eager and replayed from graphs, with
 // and without adapters, no graph failure, fp16 byte counts. Skipped, with the reason printed, without a GPU.
-import { expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { adapterBytes, runSyntheticBench } from "../../src/bench/synthetic-bench.ts";
 import { syntheticConfig } from "../../src/bench/synthetic-model.ts";
 import { openCuda } from "./harness.ts";
 
 const cuda = await openCuda("test/gpu/bench-cuda.test.ts");
+afterAll(() => cuda?.close());
 
 (cuda ? test : test.skip)("bench --synthetic tiny on CUDA: each figure eager and from graphs, graphs recorded without failure", () => {
   const r = runSyntheticBench({ preset: "tiny", device: cuda!, batchSizes: [1, 4], contextLen: 48, steps: 2, adapters: 4, prefillLen: 32, ceilings: "small" });
-  cuda!.close();
   const config = syntheticConfig("tiny");
   expect(r.dtype).toBe("F16");
   const modes = ["none", "1 shared r16 qkvo", "distinct r16 qkvo", "distinct r64 all7"];
