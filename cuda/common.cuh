@@ -150,6 +150,10 @@ template <typename T, int N> struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N :
 };
 __host__ __device__ inline bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// silu(g) * u = g / (1 + exp(-g)) * u: one expression for silu_mul_kernel and the gate|up GEMV's epilogue,
+// so that the fused op gives the same bits.
+__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 // RMSNorm pieces over one Pack: the sum of squares, and x * inv * w rounded to A.
 template <typename A, int N> __device__ __forceinline__ float pack_squares(const Pack<A, N> x) {
   float s = 0.0f;

@@ -17,8 +17,7 @@ __global__ void silu_mul_kernel(const A *gate_up, int64_t inter, int64_t n_token
     V o;
 #pragma unroll
     for (int e = 0; e < VEC; ++e) {
-      const float x = lc::to_f(g.v[e]);
-      o.v[e] = lc::from_f<A>(x / (1.0f + expf(-x)) * lc::to_f(u.v[e]));
+      o.v[e] = lc::from_f<A>(lc::silu_times(lc::to_f(g.v[e]), lc::to_f(u.v[e])));
     }
     reinterpret_cast<V *>(out + t * inter)[j] = o;
   }

@@ -29,7 +29,7 @@ template <typename T> struct StoreRows {
 };
 
 // Rows w (gate) and inter + w (up): out[w] = silu(g) * u, g and u rounded to T first as lc_linear would
-// store them, and the same expression as silu_mul_kernel, so the result is lc_linear + lc_silu_mul's.
+// store them, then lc::silu_times as silu_mul_kernel, so the result is lc_linear + lc_silu_mul's.
 template <typename T> struct SiluMulRows {
   int64_t inter;
   T *out;
@@ -37,7 +37,7 @@ template <typename T> struct SiluMulRows {
   __device__ int rows(int64_t w) const { return w < inter ? R : 0; }
   __device__ void finish(int64_t w, const float (&sum)[R]) const {
     const float g = lc::to_f(lc::from_f<T>(sum[0])), u = lc::to_f(lc::from_f<T>(sum[1]));
-    out[w] = lc::from_f<T>(g / (1.0f + expf(-g)) * u);
+    out[w] = lc::from_f<T>(lc::silu_times(g, u));
   }
 };
 

@@ -62,10 +62,11 @@ export class LlamaForward {
         vCache: this.kv.v[l], cacheSlots: this.kv.slots,
       };
       // without LoRA on q|k|v, RoPE and the KV write ride on the projection (one kernel at batch 1)
-      if (this.loraModules(b, l, "qkv").length === 0) {
+      const qkvLora = this.loraModules(b, l, "qkv");
+      if (qkvLora.length === 0) {
         d.linearRopeStore({ act, x: ws.normed, wt: L.qkv.dtype, w: L.qkv.ptr, m: T, k: h, qkv: ws.qkv, ...rope });
       } else {
-        this.projection(b, l, "qkv", ws.normed, ws.qkv);
+        this.projection(b, l, "qkv", ws.normed, ws.qkv, qkvLora);
         d.ropeStore({ act, qkv: ws.qkv, nTokens: T, ...rope });
       }
       d.attention({
@@ -78,10 +79,11 @@ export class LlamaForward {
       this.projection(b, l, "o", ws.attn, ws.proj);
       // residual add fused into the norm that follows it
       d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: L.postNorm.dtype, w: L.postNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
-      if (this.loraModules(b, l, "gateUp").length === 0) {
+      const gateUpLora = this.loraModules(b, l, "gateUp");
+      if (gateUpLora.length === 0) {
         d.linearSiluMul({ act, x: ws.normed, wt: L.gateUp.dtype, w: L.gateUp.ptr, m: T, inter: c.intermediateSize, k: h, gateUp: ws.gateUp, out: ws.mlp });
       } else {
-        this.projection(b, l, "gateUp", ws.normed, ws.gateUp);
+        this.projection(b, l, "gateUp", ws.normed, ws.gateUp, gateUpLora);
         d.siluMul({ act, gateUp: ws.gateUp, nTokens: T, inter: c.intermediateSize, out: ws.mlp });
       }
       this.projection(b, l, "down", ws.mlp, ws.proj);
@@ -102,10 +104,9 @@ export class LlamaForward {
   }
 
   /** y = x @ W^T for a (fused) projection, plus each segment's LoRA delta: one shrink and one expand. */
-  private projection(b: BatchShape, layer: number, p: Projection, x: number, y: number): void {
+  private projection(b: BatchShape, layer: number, p: Projection, x: number, y: number, modules = this.loraModules(b, layer, p)): void {
     const W = this.weights.layers[layer][p], { out, in: inDim } = this.layouts[p];
     this.device.linear({ act: this.act, x, wt: W.dtype, w: W.ptr, m: b.nTokens, n: out, k: inDim, y });
-    const modules = this.loraModules(b, layer, p);
     if (modules.length === 0) return;
     const seg = { nSlots: this.lora.numSlots, segIndptr: this.ws.segIndptr, segSlot: this.ws.segSlot, nSegs: b.nSegs, nTokens: b.nTokens };
     const maxRank = this.ws.caps.maxLoraRank;

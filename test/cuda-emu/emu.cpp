@@ -219,7 +219,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = reinterp
 cudaError_t cudaStreamDestroy(cudaStream_t s) { delete reinterpret_cast<int *>(s); return cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu::capturing ? cudaErrorStreamCaptureInvalidated : cudaSuccess; }
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int) {
-  *v = a == cudaDevAttrComputeCapabilityMajor ? 9 : a == cudaDevAttrL2CacheSize ? 50 << 20 : 132;  // an H100's
+  *v = a == cudaDevAttrComputeCapabilityMajor ? 9 : 132;  // an H100's
   return cudaSuccess;
 }
 cudaError_t cudaMalloc(void **p, size_t n) { *p = aligned_alloc(256, (n + 255) / 256 * 256); return *p ? cudaSuccess : cudaErrorMemoryAllocation; }

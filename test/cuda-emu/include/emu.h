@@ -103,7 +103,7 @@ typedef struct emu_graph *cudaGraph_t;
 typedef struct emu_graph *cudaGraphExec_t;
 enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 enum { cudaStreamNonBlocking = 1 };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrL2CacheSize = 38, cudaDevAttrComputeCapabilityMajor = 75 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrComputeCapabilityMajor = 75 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum { cudaHostAllocDefault = 0 };
 enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 };
@@ -146,13 +146,6 @@ void launch_error(const char *why);
 template <class F> cudaError_t cudaFuncSetAttribute(F *fn, cudaFuncAttribute attr, int value) {
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || size_t(value) > emu::SMEM_MAX) return cudaErrorInvalidValue;
   emu::set_max_dyn_smem(reinterpret_cast<const void *>(fn), value);
-  return cudaSuccess;
-}
-// Resident blocks per SM as limited by threads alone (sm_90: 2048 threads, 32 blocks); the emulator
-// knows no register counts, so a kernel gets what one of few registers would.
-template <class... P> cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *n, void (*)(P...), int block, size_t) {
-  if (block <= 0 || block > 1024) return cudaErrorInvalidValue;
-  *n = 2048 / block < 32 ? 2048 / block : 32;
   return cudaSuccess;
 }
 namespace emu {
