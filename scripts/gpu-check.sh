@@ -91,7 +91,7 @@ count() { local n; n=$(grep -Eo "^ *[0-9]+ $1\$" "$log" | tail -1 | tr -dc 0-9);
   grep -E '^\((pass|fail)\)' "$log" | grep -Eo '[^>]*\[[0-9.]+m?s\]$' | sed 's/^ */test: /'
   [ -f "$bench" ] && cat "$bench" && tail -3 "$dest/bench.log"
   [ -f "$dest/bench-alt.txt" ] && cat "$dest/bench-alt.txt"
-  [ -f "$dest/profile.log" ] && tail -5 "$dest/profile.log"
+  [ -f "$dest/profile.log" ] && echo "profile run's last lines (timed under ncu: not the figures above):" && tail -5 "$dest/profile.log"
 } >"$report"
 echo "---- $report"
 cat "$report"

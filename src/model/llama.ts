@@ -3,7 +3,7 @@ import type { Device, LoraModuleTables, NumericDType } from "../native/device.ts
 import type { LoraSlots } from "../adapters/lora-slots.ts";
 import type { KvCache } from "../engine/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
-import type { ModelWeights } from "./weights.ts";
+import type { DeviceTensor, ModelWeights } from "./weights.ts";
 import type { Workspace } from "./workspace.ts";
 import { PROJECTIONS, projectionLayout, type Projection } from "./projections.ts";
 
@@ -27,6 +27,12 @@ export interface BatchShape {
 export class LlamaForward {
   readonly act: NumericDType;
   private readonly layouts: Record<Projection, ReturnType<typeof projectionLayout>>;
+  /**
+   * At one row (decode at batch 1), a projection without LoRA adds its output into the residual stream itself
+   * and the next one without LoRA normalises the stream itself: one kernel each on CUDA, and no norm launched.
+   * With more rows, lc_add_rmsnorm is one launch fewer than lc_add + lc_rmsnorm. LORA_SERVE_FOLD_NORMS=0: off.
+   */
+  private readonly foldNorms = process.env.LORA_SERVE_FOLD_NORMS !== "0";
   /** Per layer and projection, each module's slot tables and output columns (fixed device addresses). */
   private readonly loraTables: Record<Projection, LoraModuleTables[]>[];
 
@@ -51,9 +57,15 @@ export class LlamaForward {
   /** Runs the batch and leaves logits [nLogitRows, vocab] in ws.logits. */
   run(b: BatchShape): void {
     const { device: d, config: c, weights: w, ws, act } = this;
-    const T = b.nTokens, h = c.hiddenSize;
+    const T = b.nTokens, h = c.hiddenSize, eps = c.rmsNormEps;
+    const fold = T === 1 && this.foldNorms;
     d.embed({ wt: w.embed.dtype, table: w.embed.ptr, vocab: c.vocabSize, hidden: h, ids: ws.tokenIds, nTokens: T, act, out: ws.hidden });
-    d.rmsnorm({ act, x: ws.hidden, wt: w.layers[0].inputNorm.dtype, w: w.layers[0].inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
+    // the norm the residual stream (ws.hidden) awaits before the next projection reads it, if not yet in ws.normed
+    let pending: DeviceTensor | null = w.layers[0].inputNorm;
+    const normNow = (): void => {
+      if (pending) d.rmsnorm({ act, x: ws.hidden, wt: pending.dtype, w: pending.ptr, nTokens: T, hidden: h, eps, out: ws.normed });
+      pending = null;
+    };
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l];
       const rope = {
@@ -61,11 +73,14 @@ export class LlamaForward {
         invFreq: this.invFreq, attentionScaling: this.attentionScaling, qOut: ws.q, cacheDtype: this.kv.dtype, kCache: this.kv.k[l],
         vCache: this.kv.v[l], cacheSlots: this.kv.slots,
       };
-      // without LoRA on q|k|v, RoPE and the KV write ride on the projection (one kernel at batch 1)
+      // without LoRA on q|k|v, the norm before it and RoPE and the KV write after it ride on the projection
       const qkvLora = this.loraModules(b, l, "qkv");
       if (qkvLora.length === 0) {
-        d.linearRopeStore({ act, x: ws.normed, wt: L.qkv.dtype, w: L.qkv.ptr, m: T, k: h, qkv: ws.qkv, ...rope });
+        const norm = pending ? { wt: pending.dtype, w: pending.ptr, eps, xn: ws.normed } : undefined;
+        d.linearRopeStore({ act, x: norm ? ws.hidden : ws.normed, wt: L.qkv.dtype, w: L.qkv.ptr, m: T, k: h, qkv: ws.qkv, ...rope, norm });
+        pending = null;
       } else {
+        normNow();
         this.projection(b, l, "qkv", ws.normed, ws.qkv, qkvLora);
         d.ropeStore({ act, qkv: ws.qkv, nTokens: T, ...rope });
       }
@@ -76,24 +91,45 @@ export class LlamaForward {
         nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim, slidingWindow: c.slidingWindow, scale: 1 / Math.sqrt(c.headDim),
         workspace: ws.attentionWorkspace, workspaceBytes: ws.attentionWorkspaceBytes, out: ws.attn,
       });
-      this.projection(b, l, "o", ws.attn, ws.proj);
-      // residual add fused into the norm that follows it
-      d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: L.postNorm.dtype, w: L.postNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
+      pending = this.residualProjection(b, l, "o", ws.attn, L.postNorm, fold);
       const gateUpLora = this.loraModules(b, l, "gateUp");
       if (gateUpLora.length === 0) {
-        d.linearSiluMul({ act, x: ws.normed, wt: L.gateUp.dtype, w: L.gateUp.ptr, m: T, inter: c.intermediateSize, k: h, gateUp: ws.gateUp, out: ws.mlp });
+        const norm = pending ? { wt: pending.dtype, w: pending.ptr, eps, xn: ws.normed } : undefined;
+        d.linearSiluMul({
+          act, x: norm ? ws.hidden : ws.normed, wt: L.gateUp.dtype, w: L.gateUp.ptr, m: T, inter: c.intermediateSize, k: h,
+          gateUp: ws.gateUp, out: ws.mlp, norm,
+        });
+        pending = null;
       } else {
+        normNow();
         this.projection(b, l, "gateUp", ws.normed, ws.gateUp, gateUpLora);
         d.siluMul({ act, gateUp: ws.gateUp, nTokens: T, inter: c.intermediateSize, out: ws.mlp });
       }
-      this.projection(b, l, "down", ws.mlp, ws.proj);
-      const next = w.layers[l + 1];
-      if (next) d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: next.inputNorm.dtype, w: next.inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
-      else d.add({ act, x: ws.proj, n: T * h, y: ws.hidden });
+      pending = this.residualProjection(b, l, "down", ws.mlp, w.layers[l + 1]?.inputNorm ?? null, fold);
     }
     d.gatherRows({ act, x: ws.hidden, width: h, rows: ws.logitRows, nRows: b.nLogitRows, xRows: T, out: ws.lastHidden });
-    d.rmsnorm({ act, x: ws.lastHidden, wt: w.norm.dtype, w: w.norm.ptr, nTokens: b.nLogitRows, hidden: h, eps: c.rmsNormEps, out: ws.normed });
+    d.rmsnorm({ act, x: ws.lastHidden, wt: w.norm.dtype, w: w.norm.ptr, nTokens: b.nLogitRows, hidden: h, eps, out: ws.normed });
     d.linear({ act, x: ws.normed, wt: w.lmHead.dtype, w: w.lmHead.ptr, m: b.nLogitRows, n: c.vocabSize, k: h, y: ws.logits });
+  }
+
+  /**
+   * A projection whose output (ws.proj) is added into the residual stream, normalised by `nextNorm` into ws.normed
+   * where one follows. Folded (see foldNorms) and without LoRA, the norm is left to the next projection: it is returned.
+   */
+  private residualProjection(b: BatchShape, layer: number, p: "o" | "down", x: number, nextNorm: DeviceTensor | null, fold: boolean): DeviceTensor | null {
+    const { device: d, ws, act } = this, h = this.config.hiddenSize, modules = this.loraModules(b, layer, p);
+    if (fold && modules.length === 0) {
+      const W = this.weights.layers[layer][p];
+      d.linearResidual({ act, x, wt: W.dtype, w: W.ptr, m: b.nTokens, n: h, k: this.layouts[p].in, y: ws.proj, residual: ws.hidden });
+      return nextNorm;
+    }
+    this.projection(b, layer, p, x, ws.proj, modules);
+    if (nextNorm) {
+      d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: nextNorm.dtype, w: nextNorm.ptr, nTokens: b.nTokens, hidden: h, eps: this.config.rmsNormEps, out: ws.normed });
+    } else {
+      d.add({ act, x: ws.proj, n: b.nTokens * h, y: ws.hidden });
+    }
+    return null;
   }
 
   /** The LoRA modules this batch runs on a projection (none without adapters). */
