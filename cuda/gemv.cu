@@ -5,9 +5,7 @@
 // An epilogue decides which R rows a warp reads and what it does with their sums: store them (lc_linear),
 // or, where the next op only combines rows pairwise, do that op in place of a launch: silu(gate) * up
 // (lc_linear_silu_mul) or RoPE and the KV write (lc_linear_rope_store), or add them into the residual
-// stream (lc_linear_residual). A source decides where x comes from: memory, or the RMSNorm of the residual
-// stream, computed by each block itself (lc_rmsnorm_linear_*): the norm between two one-row projections
-// then costs no launch.
+// stream, whose RMSNorm the grid's last block then takes (lc_linear_residual).
 #include "gemv.cuh"
 
 #include "rope.cuh"
@@ -15,48 +13,6 @@
 namespace {
 
 constexpr int WARPS = 4, THREADS = WARPS * 32, R = 2, U = 4;
-
-// x as it is in memory, read through L1 (every warp reads the same few KB).
-template <typename T> struct PlainX {
-  const T *x;
-  __device__ void prepare(uint4 *) const {}
-  __device__ uint4 vec(const uint4 *, int64_t i) const { return __ldg(reinterpret_cast<const uint4 *>(x) + i); }
-};
-
-// rmsnorm(x) * norm_w, built by each block in shared memory before its dot products, in lc_rmsnorm's order
-// (its 512 threads' partial sums, four played by each of ours, then its block_sum), so the bytes are
-// lc_rmsnorm's. Block 0 also stores it to xn. Re-reading x and norm_w from L2 costs each block ~16 KB.
-template <typename T> struct NormX {
-  const T *x, *norm_w;
-  float eps;
-  int64_t k;
-  T *xn;
-  __device__ void prepare(uint4 *xs) const {
-    using V = lc::Pack<T, 8>;
-    constexpr int NORM_THREADS = 512, PLAYED = NORM_THREADS / THREADS;
-    __shared__ float scratch[NORM_THREADS / 32];
-    const V *xv = reinterpret_cast<const V *>(x), *wv = reinterpret_cast<const V *>(norm_w);
-    const int64_t n = k / 8;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int p = 0; p < PLAYED; ++p) {
-      float ss = 0.0f;
-      for (int64_t j = threadIdx.x + p * THREADS; j < n; j += NORM_THREADS) ss += lc::pack_squares(xv[j]);
-      ss = lc::warp_sum(ss);
-      if (lane == 0) scratch[warp + p * WARPS] = ss;
-    }
-    __syncthreads();
-    const float ss = lc::warp_sum(lane < NORM_THREADS / 32 ? scratch[lane] : 0.0f);
-    const float inv = 1.0f / sqrtf(ss / float(k) + eps);
-    for (int64_t j = threadIdx.x; j < n; j += THREADS) {
-      const V v = lc::pack_norm(xv[j], wv[j], inv);
-      reinterpret_cast<V *>(xs)[j] = v;
-      if (blockIdx.x == 0) reinterpret_cast<V *>(xn)[j] = v;
-    }
-    __syncthreads();
-  }
-  __device__ uint4 vec(const uint4 *xs, int64_t i) const { return xs[i]; }
-};
 
 // Rows 2w and 2w + 1 of y = (accumulate ? y : 0) + x W^T.
 template <typename T> struct StoreRows {
@@ -71,13 +27,47 @@ template <typename T> struct StoreRows {
       y[o] = lc::from_f<T>(accumulate ? lc::to_f(y[o]) + sum[r] : sum[r]);
     }
   }
+  __device__ void block_done() const {}
 };
 
-// Rows 2w and 2w + 1 of y = x W^T, each then added to the residual stream: residual += y, the sum of the
-// two rounded values rounded again, as lc_linear then lc_add.
+// out = x * rsqrt(mean(x^2) + eps) * w over one row of k values (k % 8 == 0) by one block, in lc_rmsnorm's
+// order (its 512 threads' partial sums, four played by each thread here, then its block_sum), so the bytes
+// are lc_rmsnorm's. x is read through L2 only: other blocks of the grid wrote it.
+template <typename T> __device__ void norm_row(const T *x, const T *w, float eps, int64_t k, T *out) {
+  using V = lc::Pack<T, 8>;
+  constexpr int NORM_THREADS = 512, PLAYED = NORM_THREADS / THREADS;
+  __shared__ float scratch[NORM_THREADS / 32];
+  const uint4 *xv = reinterpret_cast<const uint4 *>(x);
+  const V *wv = reinterpret_cast<const V *>(w);
+  const auto load = [&](int64_t j) {
+    const uint4 u = __ldcg(xv + j);
+    return *reinterpret_cast<const V *>(&u);
+  };
+  const int64_t n = k / 8;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int p = 0; p < PLAYED; ++p) {
+    float ss = 0.0f;
+    for (int64_t j = threadIdx.x + p * THREADS; j < n; j += NORM_THREADS) ss += lc::pack_squares(load(j));
+    ss = lc::warp_sum(ss);
+    if (lane == 0) scratch[warp + p * WARPS] = ss;
+  }
+  __syncthreads();
+  const float ss = lc::warp_sum(lane < NORM_THREADS / 32 ? scratch[lane] : 0.0f);
+  const float inv = 1.0f / sqrtf(ss / float(k) + eps);
+  for (int64_t j = threadIdx.x; j < n; j += THREADS) reinterpret_cast<V *>(out)[j] = lc::pack_norm(load(j), wv[j], inv);
+}
+
+// Rows 2w and 2w + 1 of y = x W^T, each also added into the residual stream (the sum of two rounded
+// values rounded again, as lc_linear then lc_add). With a norm weight, the grid's last block to finish then
+// normalises the whole residual row into out, as lc_add_rmsnorm does: that op's work without its launch.
 template <typename T> struct ResidualRows {
   int64_t n;
   T *y, *residual;
+  const T *norm_w;  // NULL: no norm
+  float eps;
+  T *out;
+  unsigned *blocks_done;  // 0 on entry, left 0
   __device__ int64_t row(int64_t w, int r) const { return w * R + r; }
   __device__ int rows(int64_t w) const { return int(max(int64_t(0), min(int64_t(R), n - w * R))); }
   __device__ void finish(int64_t w, const float (&sum)[R]) const {
@@ -87,6 +77,18 @@ template <typename T> struct ResidualRows {
       y[o] = v;
       residual[o] = lc::from_f<T>(lc::to_f(residual[o]) + lc::to_f(v));
     }
+  }
+  __device__ void block_done() const {
+    if (!norm_w) return;
+    __shared__ bool last;
+    __threadfence();  // this block's residual rows, visible to whichever block is last
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(blocks_done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    norm_row(residual, norm_w, eps, n, out);
+    if (threadIdx.x == 0) *blocks_done = 0;
   }
 };
 
@@ -101,6 +103,7 @@ template <typename T> struct SiluMulRows {
     const float g = lc::to_f(lc::from_f<T>(sum[0])), u = lc::to_f(lc::from_f<T>(sum[1]));
     out[w] = lc::from_f<T>(lc::silu_times(g, u));
   }
+  __device__ void block_done() const {}
 };
 
 // Rows i and i + half of head h of the fused q|k|v projection (warp w = h * half + i): q's rotated into
@@ -141,18 +144,20 @@ template <typename T, typename C> struct RopeStoreRows {
       k[half] = lc::from_f<C>(lc::to_f(hi));
     }
   }
+  __device__ void block_done() const {}
 };
 
 // Warp w = blockIdx.x * WARPS + warp reads rows e.row(w, 0:e.rows(w)): each x vector (from L1: x is a few
 // KB that every warp reads) serves R rows, and R * U loads of W are in flight per lane. The body is the
 // plain GEMV's of run 5 with e.row for n0 + r (a first form that cached row pointers ran ~8 % slower, runs
 // 7b-7d); 7 blocks an SM are asked for (at most 72 registers: silu's epilogue took 80 and 6 blocks).
-template <typename T, typename X, typename E>
-__global__ void __launch_bounds__(THREADS, 7) gemv_kernel(const X src, const T *__restrict__ w, int64_t k, E e) {
-  extern __shared__ uint4 x_shared[];  // NormX's x; none for PlainX
+template <typename T, typename E>
+__global__ void __launch_bounds__(THREADS, 7) gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, int64_t k,
+                                                        E e) {
   const int lane = threadIdx.x & 31;
   const int64_t wi = int64_t(blockIdx.x) * WARPS + (threadIdx.x >> 5);
   const int rows = e.rows(wi);  // 0 past the last row
+  const uint4 *xv = reinterpret_cast<const uint4 *>(x);
   const int64_t n_vec = k / 8;
   // While the previous kernel finishes (launch_pdl), pull this warp's first weights into L2: W is no
   // kernel's output, so it may be read before the wait.
@@ -162,54 +167,45 @@ __global__ void __launch_bounds__(THREADS, 7) gemv_kernel(const X src, const T *
     for (int u = 0; u < U; ++u)
       if (lane + 32 * u < n_vec) lc::prefetch_l2(reinterpret_cast<const uint4 *>(w + e.row(wi, r) * k) + lane + 32 * u);
   lc::pdl_wait();
-  src.prepare(x_shared);  // every warp: NormX has barriers
-  if (rows == 0) return;  // uniform across the warp
-  float acc[R] = {};
-  for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * U) {
-    uint4 a[R][U], b[U];
+  if (rows > 0) {  // uniform across the warp
+    float acc[R] = {};
+    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * U) {
+      uint4 a[R][U], b[U];
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (v0 + 32 * u >= n_vec) break;
-      b[u] = src.vec(x_shared, v0 + 32 * u);
+      for (int u = 0; u < U; ++u) {
+        if (v0 + 32 * u >= n_vec) break;
+        b[u] = __ldg(xv + v0 + 32 * u);
 #pragma unroll
-      for (int r = 0; r < R; ++r)
-        if (r < rows) a[r][u] = reinterpret_cast<const uint4 *>(w + e.row(wi, r) * k)[v0 + 32 * u];
-    }
+        for (int r = 0; r < R; ++r)
+          if (r < rows) a[r][u] = reinterpret_cast<const uint4 *>(w + e.row(wi, r) * k)[v0 + 32 * u];
+      }
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (v0 + 32 * u >= n_vec) break;
-      float fb[8];
-      lc::unpack8<T>(b[u], fb);
+      for (int u = 0; u < U; ++u) {
+        if (v0 + 32 * u >= n_vec) break;
+        float fb[8];
+        lc::unpack8<T>(b[u], fb);
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        float fa[8];
-        lc::unpack8<T>(a[r][u], fa);
+        for (int r = 0; r < R; ++r) {
+          float fa[8];
+          lc::unpack8<T>(a[r][u], fa);
 #pragma unroll
-        for (int i = 0; i < 8; ++i) acc[r] += fa[i] * fb[i];
+          for (int i = 0; i < 8; ++i) acc[r] += fa[i] * fb[i];
+        }
       }
     }
-  }
-  float sum[R];
+    float sum[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) sum[r] = lc::warp_sum(acc[r]);
-  if (lane == 0) e.finish(wi, sum);
+    for (int r = 0; r < R; ++r) sum[r] = lc::warp_sum(acc[r]);
+    if (lane == 0) e.finish(wi, sum);
+  }
+  e.block_done();  // by every thread of the block
 }
 
-template <typename T, typename X, typename E>
-lc_status launch(lc_ctx *ctx, const X &src, size_t smem, const void *w, int64_t k, const E &e, int64_t warps,
-                 const char *op) {
-  lc::launch_pdl(ctx, gemv_kernel<T, X, E>, dim3(lc::blocks_for(warps, WARPS)), dim3(THREADS), smem, src,
-                 static_cast<const T *>(w), k, e);
+template <typename T, typename E> lc_status launch(lc_ctx *ctx, const void *x, const void *w, int64_t k, const E &e,
+                                                   int64_t warps, const char *op) {
+  lc::launch_pdl(ctx, gemv_kernel<T, E>, dim3(lc::blocks_for(warps, WARPS)), dim3(THREADS), 0,
+                 static_cast<const T *>(x), static_cast<const T *>(w), k, e);
   return lc::launched(ctx, op);
-}
-
-// x as it is, or (norm not NULL) its RMSNorm: the op's name says which.
-template <typename T, typename E>
-lc_status launch_maybe_norm(lc_ctx *ctx, const void *x, const lc::GemvNorm *norm, const void *w, int64_t k, const E &e,
-                            int64_t warps, const char *op, const char *norm_op) {
-  if (!norm) return launch<T>(ctx, PlainX<T>{static_cast<const T *>(x)}, 0, w, k, e, warps, op);
-  const NormX<T> src{static_cast<const T *>(x), static_cast<const T *>(norm->w), norm->eps, k, static_cast<T *>(norm->xn)};
-  return launch<T>(ctx, src, size_t(k) * sizeof(T), w, k, e, warps, norm_op);
 }
 
 }  // namespace
@@ -221,49 +217,44 @@ bool gemv_fits(lc_dtype act, lc_dtype wt, int64_t m, int64_t k, const void *x, c
          lc::aligned16(w);
 }
 
-bool gemv_norm_fits(lc_dtype act, lc_dtype norm_wt, int64_t k, const void *norm_w, const void *xn) {
-  return norm_wt == act && k * int64_t(sizeof(uint16_t)) <= 48 * 1024 && lc::aligned16(norm_w) && lc::aligned16(xn);
-}
-
 lc_status linear_gemv(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, int64_t n, int64_t k,
                       int32_t accumulate, void *y) {
   lc_status st = LC_OK;
   lc_dispatch(act, [&](auto a) {
     using T = decltype(a);
     if constexpr (sizeof(T) == 2)
-      st = launch<T>(ctx, PlainX<T>{static_cast<const T *>(x)}, 0, w, k, StoreRows<T>{n, accumulate, static_cast<T *>(y)},
-                     (n + R - 1) / R, "lc_linear");
+      st = launch<T>(ctx, x, w, k, StoreRows<T>{n, accumulate, static_cast<T *>(y)}, (n + R - 1) / R, "lc_linear");
   });
   return st;
 }
 
 lc_status linear_gemv_residual(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, int64_t n, int64_t k, void *y,
-                               void *residual) {
+                               void *residual, const void *norm_w, float eps, void *out) {
   lc_status st = LC_OK;
   lc_dispatch(act, [&](auto a) {
     using T = decltype(a);
-    if constexpr (sizeof(T) == 2)
-      st = launch<T>(ctx, PlainX<T>{static_cast<const T *>(x)}, 0, w, k,
-                     ResidualRows<T>{n, static_cast<T *>(y), static_cast<T *>(residual)}, (n + R - 1) / R,
-                     "lc_linear_residual");
+    if constexpr (sizeof(T) == 2) {
+      const ResidualRows<T> e{n, static_cast<T *>(y), static_cast<T *>(residual), static_cast<const T *>(norm_w), eps,
+                              static_cast<T *>(out), ctx->blocks_done};
+      st = launch<T>(ctx, x, w, k, e, (n + R - 1) / R, "lc_linear_residual");
+    }
   });
   return st;
 }
 
-lc_status linear_gemv_silu_mul(lc_ctx *ctx, lc_dtype act, const void *x, const GemvNorm *norm, const void *w,
-                               int64_t inter, int64_t k, void *out) {
+lc_status linear_gemv_silu_mul(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, int64_t inter, int64_t k,
+                               void *out) {
   lc_status st = LC_OK;
   lc_dispatch(act, [&](auto a) {
     using T = decltype(a);
     if constexpr (sizeof(T) == 2)
-      st = launch_maybe_norm<T>(ctx, x, norm, w, k, SiluMulRows<T>{inter, static_cast<T *>(out)}, inter,
-                                "lc_linear_silu_mul", "lc_rmsnorm_linear_silu_mul");
+      st = launch<T>(ctx, x, w, k, SiluMulRows<T>{inter, static_cast<T *>(out)}, inter, "lc_linear_silu_mul");
   });
   return st;
 }
 
-lc_status linear_gemv_rope_store(lc_ctx *ctx, lc_dtype act, const void *x, const GemvNorm *norm, const void *w,
-                                 int64_t k, const int32_t *positions, const int32_t *slot_mapping, int32_t n_heads,
+lc_status linear_gemv_rope_store(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, int64_t k,
+                                 const int32_t *positions, const int32_t *slot_mapping, int32_t n_heads,
                                  int32_t n_kv_heads, int32_t head_dim, const float *inv_freq, float scaling,
                                  void *q_out, lc_dtype cache_dt, void *k_cache, void *v_cache, int64_t cache_slots) {
   lc_status st = LC_OK;
@@ -276,8 +267,7 @@ lc_status linear_gemv_rope_store(lc_ctx *ctx, lc_dtype act, const void *x, const
         const RopeStoreRows<T, C> e{heads, n_heads, n_kv_heads, half, positions, slot_mapping, inv_freq, scaling,
                                     static_cast<T *>(q_out), static_cast<C *>(k_cache), static_cast<C *>(v_cache),
                                     cache_slots, ctx->dev_error};
-        st = launch_maybe_norm<T>(ctx, x, norm, w, k, e, int64_t(heads) * half, "lc_linear_rope_store",
-                                  "lc_rmsnorm_linear_rope_store");
+        st = launch<T>(ctx, x, w, k, e, int64_t(heads) * half, "lc_linear_rope_store");
       }
     });
   });

@@ -1,4 +1,4 @@
-// The two-op forms of lc_linear_silu_mul, lc_linear_rope_store, lc_linear_residual and lc_rmsnorm_linear_*, through the ABI itself: the CPU
+// The two-op forms of lc_linear_silu_mul, lc_linear_rope_store and lc_linear_residual, through the ABI itself: the CPU
 // twin's whole implementation, and the CUDA backend's wherever one fused kernel does not apply.
 #pragma once
 #include "loracuda.h"
@@ -22,28 +22,9 @@ inline lc_status lc_linear_then_rope_store(lc_ctx *ctx, lc_dtype act, const void
 }
 
 inline lc_status lc_linear_then_residual(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w, int64_t m,
-                                         int64_t n, int64_t k, void *y, void *residual) {
+                                         int64_t n, int64_t k, void *y, void *residual, lc_dtype norm_wt,
+                                         const void *norm_w, float eps, void *out) {
   const lc_status st = lc_linear(ctx, act, x, wt, w, m, n, k, 0, y);
-  return st != LC_OK ? st : lc_add(ctx, act, y, m * n, residual);
-}
-
-inline lc_status lc_rmsnorm_then_linear_silu_mul(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype norm_wt,
-                                                 const void *norm_w, float eps, void *xn, lc_dtype wt, const void *w,
-                                                 int64_t m, int64_t inter, int64_t k, void *gate_up, void *out) {
-  const lc_status st = lc_rmsnorm(ctx, act, x, norm_wt, norm_w, m, k, eps, xn);
-  return st != LC_OK ? st : lc_linear_then_silu_mul(ctx, act, xn, wt, w, m, inter, k, gate_up, out);
-}
-
-inline lc_status lc_rmsnorm_then_linear_rope_store(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype norm_wt,
-                                                   const void *norm_w, float eps, void *xn, lc_dtype wt, const void *w,
-                                                   int64_t m, int64_t k, void *qkv, const int32_t *positions,
-                                                   const int32_t *slot_mapping, int32_t n_heads, int32_t n_kv_heads,
-                                                   int32_t head_dim, const float *inv_freq, float attention_scaling,
-                                                   void *q_out, lc_dtype cache_dt, void *k_cache, void *v_cache,
-                                                   int64_t cache_slots) {
-  const lc_status st = lc_rmsnorm(ctx, act, x, norm_wt, norm_w, m, k, eps, xn);
-  return st != LC_OK ? st
-                     : lc_linear_then_rope_store(ctx, act, xn, wt, w, m, k, qkv, positions, slot_mapping, n_heads,
-                                                 n_kv_heads, head_dim, inv_freq, attention_scaling, q_out, cache_dt,
-                                                 k_cache, v_cache, cache_slots);
+  if (st != LC_OK) return st;
+  return norm_w ? lc_add_rmsnorm(ctx, act, y, residual, norm_wt, norm_w, m, n, eps, out) : lc_add(ctx, act, y, m * n, residual);
 }

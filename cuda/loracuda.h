@@ -180,23 +180,14 @@ lc_status lc_linear_rope_store(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtyp
                                float attention_scaling, void *q_out, lc_dtype cache_dt, void *k_cache,
                                void *v_cache, int64_t cache_slots);
 
-/* The norm between two projections, folded into them (CUDA does each in one kernel at m = 1, so a decode
- * step at batch 1 launches no norm); the same bytes as the ops they replace, on a backend:
- *   lc_linear_residual:  y = x @ W^T [m, n]; residual += y          (lc_linear, then lc_add(y, residual))
- *   lc_rmsnorm_linear_*: xn = lc_rmsnorm(x, norm_w) [m, k] (always written; must not alias x), then
- *                        lc_linear_silu_mul / lc_linear_rope_store on xn (gate_up, qkv: scratch as above)
- * So lc_linear_residual + lc_rmsnorm_linear_* equal lc_linear + lc_add_rmsnorm + lc_linear_*. */
+/* lc_linear, then its output added into the residual stream, and the norm after that where norm_w is not NULL:
+ *   y = x @ W^T [m, n];  norm_w NULL: residual += y, as lc_add;
+ *   else lc_add_rmsnorm(y, residual, norm_w, eps) -> out [m, n] (out may not alias y or residual)
+ * Bit for bit those ops' results. CUDA does it in one kernel at m = 1, the last of its blocks taking the norm,
+ * so a decode step at batch 1 launches no norm. */
 lc_status lc_linear_residual(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w, int64_t m,
-                             int64_t n, int64_t k, void *y, void *residual);
-lc_status lc_rmsnorm_linear_silu_mul(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype norm_wt, const void *norm_w,
-                                     float eps, void *xn, lc_dtype wt, const void *w, int64_t m, int64_t inter,
-                                     int64_t k, void *gate_up, void *out);
-lc_status lc_rmsnorm_linear_rope_store(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype norm_wt, const void *norm_w,
-                                       float eps, void *xn, lc_dtype wt, const void *w, int64_t m, int64_t k,
-                                       void *qkv, const int32_t *positions, const int32_t *slot_mapping,
-                                       int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, const float *inv_freq,
-                                       float attention_scaling, void *q_out, lc_dtype cache_dt, void *k_cache,
-                                       void *v_cache, int64_t cache_slots);
+                             int64_t n, int64_t k, void *y, void *residual, lc_dtype norm_wt, const void *norm_w,
+                             float eps, void *out);
 
 /* y[i] += x[i]                                              n elements of act */
 lc_status lc_add(lc_ctx *ctx, lc_dtype act, const void *x, int64_t n, void *y);

@@ -27,12 +27,6 @@ export interface BatchShape {
 export class LlamaForward {
   readonly act: NumericDType;
   private readonly layouts: Record<Projection, ReturnType<typeof projectionLayout>>;
-  /**
-   * At one row (decode at batch 1), a projection without LoRA adds its output into the residual stream itself
-   * and the next one without LoRA normalises the stream itself: one kernel each on CUDA, and no norm launched.
-   * With more rows, lc_add_rmsnorm is one launch fewer than lc_add + lc_rmsnorm. LORA_SERVE_FOLD_NORMS=0: off.
-   */
-  private readonly foldNorms = process.env.LORA_SERVE_FOLD_NORMS !== "0";
   /** Per layer and projection, each module's slot tables and output columns (fixed device addresses). */
   private readonly loraTables: Record<Projection, LoraModuleTables[]>[];
 
@@ -57,15 +51,9 @@ export class LlamaForward {
   /** Runs the batch and leaves logits [nLogitRows, vocab] in ws.logits. */
   run(b: BatchShape): void {
     const { device: d, config: c, weights: w, ws, act } = this;
-    const T = b.nTokens, h = c.hiddenSize, eps = c.rmsNormEps;
-    const fold = T === 1 && this.foldNorms;
+    const T = b.nTokens, h = c.hiddenSize;
     d.embed({ wt: w.embed.dtype, table: w.embed.ptr, vocab: c.vocabSize, hidden: h, ids: ws.tokenIds, nTokens: T, act, out: ws.hidden });
-    // the norm the residual stream (ws.hidden) awaits before the next projection reads it, if not yet in ws.normed
-    let pending: DeviceTensor | null = w.layers[0].inputNorm;
-    const normNow = (): void => {
-      if (pending) d.rmsnorm({ act, x: ws.hidden, wt: pending.dtype, w: pending.ptr, nTokens: T, hidden: h, eps, out: ws.normed });
-      pending = null;
-    };
+    d.rmsnorm({ act, x: ws.hidden, wt: w.layers[0].inputNorm.dtype, w: w.layers[0].inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l];
       const rope = {
@@ -73,14 +61,11 @@ export class LlamaForward {
         invFreq: this.invFreq, attentionScaling: this.attentionScaling, qOut: ws.q, cacheDtype: this.kv.dtype, kCache: this.kv.k[l],
         vCache: this.kv.v[l], cacheSlots: this.kv.slots,
       };
-      // without LoRA on q|k|v, the norm before it and RoPE and the KV write after it ride on the projection
+      // without LoRA on q|k|v, RoPE and the KV write ride on the projection (one kernel at batch 1)
       const qkvLora = this.loraModules(b, l, "qkv");
       if (qkvLora.length === 0) {
-        const norm = pending ? { wt: pending.dtype, w: pending.ptr, eps, xn: ws.normed } : undefined;
-        d.linearRopeStore({ act, x: norm ? ws.hidden : ws.normed, wt: L.qkv.dtype, w: L.qkv.ptr, m: T, k: h, qkv: ws.qkv, ...rope, norm });
-        pending = null;
+        d.linearRopeStore({ act, x: ws.normed, wt: L.qkv.dtype, w: L.qkv.ptr, m: T, k: h, qkv: ws.qkv, ...rope });
       } else {
-        normNow();
         this.projection(b, l, "qkv", ws.normed, ws.qkv, qkvLora);
         d.ropeStore({ act, qkv: ws.qkv, nTokens: T, ...rope });
       }
@@ -91,45 +76,36 @@ export class LlamaForward {
         nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim, slidingWindow: c.slidingWindow, scale: 1 / Math.sqrt(c.headDim),
         workspace: ws.attentionWorkspace, workspaceBytes: ws.attentionWorkspaceBytes, out: ws.attn,
       });
-      pending = this.residualProjection(b, l, "o", ws.attn, L.postNorm, fold);
+      this.residualProjection(b, l, "o", ws.attn, L.postNorm);
       const gateUpLora = this.loraModules(b, l, "gateUp");
       if (gateUpLora.length === 0) {
-        const norm = pending ? { wt: pending.dtype, w: pending.ptr, eps, xn: ws.normed } : undefined;
-        d.linearSiluMul({
-          act, x: norm ? ws.hidden : ws.normed, wt: L.gateUp.dtype, w: L.gateUp.ptr, m: T, inter: c.intermediateSize, k: h,
-          gateUp: ws.gateUp, out: ws.mlp, norm,
-        });
-        pending = null;
+        d.linearSiluMul({ act, x: ws.normed, wt: L.gateUp.dtype, w: L.gateUp.ptr, m: T, inter: c.intermediateSize, k: h, gateUp: ws.gateUp, out: ws.mlp });
       } else {
-        normNow();
         this.projection(b, l, "gateUp", ws.normed, ws.gateUp, gateUpLora);
         d.siluMul({ act, gateUp: ws.gateUp, nTokens: T, inter: c.intermediateSize, out: ws.mlp });
       }
-      pending = this.residualProjection(b, l, "down", ws.mlp, w.layers[l + 1]?.inputNorm ?? null, fold);
+      this.residualProjection(b, l, "down", ws.mlp, w.layers[l + 1]?.inputNorm);
     }
     d.gatherRows({ act, x: ws.hidden, width: h, rows: ws.logitRows, nRows: b.nLogitRows, xRows: T, out: ws.lastHidden });
-    d.rmsnorm({ act, x: ws.lastHidden, wt: w.norm.dtype, w: w.norm.ptr, nTokens: b.nLogitRows, hidden: h, eps, out: ws.normed });
+    d.rmsnorm({ act, x: ws.lastHidden, wt: w.norm.dtype, w: w.norm.ptr, nTokens: b.nLogitRows, hidden: h, eps: c.rmsNormEps, out: ws.normed });
     d.linear({ act, x: ws.normed, wt: w.lmHead.dtype, w: w.lmHead.ptr, m: b.nLogitRows, n: c.vocabSize, k: h, y: ws.logits });
   }
 
   /**
-   * A projection whose output (ws.proj) is added into the residual stream, normalised by `nextNorm` into ws.normed
-   * where one follows. Folded (see foldNorms) and without LoRA, the norm is left to the next projection: it is returned.
+   * o or down: its output (ws.proj) added into the residual stream (ws.hidden), then the next norm into ws.normed
+   * where one follows. Without LoRA, one op (at batch 1 one CUDA kernel, which also takes the norm).
    */
-  private residualProjection(b: BatchShape, layer: number, p: "o" | "down", x: number, nextNorm: DeviceTensor | null, fold: boolean): DeviceTensor | null {
-    const { device: d, ws, act } = this, h = this.config.hiddenSize, modules = this.loraModules(b, layer, p);
-    if (fold && modules.length === 0) {
+  private residualProjection(b: BatchShape, layer: number, p: "o" | "down", x: number, nextNorm?: DeviceTensor): void {
+    const { device: d, ws, act } = this, c = this.config, T = b.nTokens, h = c.hiddenSize, modules = this.loraModules(b, layer, p);
+    if (modules.length === 0) {
       const W = this.weights.layers[layer][p];
-      d.linearResidual({ act, x, wt: W.dtype, w: W.ptr, m: b.nTokens, n: h, k: this.layouts[p].in, y: ws.proj, residual: ws.hidden });
-      return nextNorm;
+      const norm = nextNorm && { wt: nextNorm.dtype, w: nextNorm.ptr, eps: c.rmsNormEps, out: ws.normed };
+      d.linearResidual({ act, x, wt: W.dtype, w: W.ptr, m: T, n: h, k: this.layouts[p].in, y: ws.proj, residual: ws.hidden, norm });
+      return;
     }
     this.projection(b, layer, p, x, ws.proj, modules);
-    if (nextNorm) {
-      d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: nextNorm.dtype, w: nextNorm.ptr, nTokens: b.nTokens, hidden: h, eps: this.config.rmsNormEps, out: ws.normed });
-    } else {
-      d.add({ act, x: ws.proj, n: b.nTokens * h, y: ws.hidden });
-    }
-    return null;
+    if (nextNorm) d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: nextNorm.dtype, w: nextNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
+    else d.add({ act, x: ws.proj, n: T * h, y: ws.hidden });
   }
 
   /** The LoRA modules this batch runs on a projection (none without adapters). */

@@ -10,14 +10,6 @@ export type { BackendKind };
 export const DTYPE_CODE: Record<NumericDType, DTypeCode> = { F32: DTypeCode.F32, F16: DTypeCode.F16, BF16: DTypeCode.BF16 };
 export const NUMERIC_DTYPE_BYTES: Record<NumericDType, number> = { F32: 4, F16: 2, BF16: 2 };
 
-/** The RMSNorm an op applies to its x first: xn = x * rsqrt(mean(x^2) + eps) * w, always written (not aliasing x). */
-export interface NormFirst {
-  wt: NumericDType;
-  w: DevPtr;
-  eps: number;
-  xn: DevPtr;
-}
-
 /** One projection of a LoRA launch (lc_lora_module): slot-indexed device tables, and its columns of y. */
 export interface LoraModuleTables {
   /** shrink */
@@ -270,46 +262,33 @@ export class Device {
     this.check("lc_silu_mul", this.lib.lc_silu_mul(this.ctx, DTYPE_CODE[a.act], a.gateUp, a.nTokens, a.inter, a.out));
   }
 
-  /**
-   * siluMul of linear's output (W: gate rows, then up rows) in one op; gateUp is scratch it may leave unwritten.
-   * With `norm`, x is first RMS-normalised into norm.xn (lc_rmsnorm_linear_silu_mul).
-   */
-  linearSiluMul(a: {
-    act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; m: number; inter: number; k: number; gateUp: DevPtr; out: DevPtr; norm?: NormFirst;
-  }): void {
-    const { act, x, norm } = a, wt = DTYPE_CODE[a.wt];
-    if (!norm) {
-      this.check("lc_linear_silu_mul", this.lib.lc_linear_silu_mul(this.ctx, DTYPE_CODE[act], x, wt, a.w, a.m, a.inter, a.k, a.gateUp, a.out));
-      return;
-    }
-    this.check("lc_rmsnorm_linear_silu_mul", this.lib.lc_rmsnorm_linear_silu_mul(this.ctx, DTYPE_CODE[act], x, DTYPE_CODE[norm.wt], norm.w,
-      norm.eps, norm.xn, wt, a.w, a.m, a.inter, a.k, a.gateUp, a.out));
+  /** siluMul of linear's output (W: gate rows, then up rows) in one op; gateUp is scratch it may leave unwritten. */
+  linearSiluMul(a: { act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; m: number; inter: number; k: number; gateUp: DevPtr; out: DevPtr }): void {
+    this.check("lc_linear_silu_mul", this.lib.lc_linear_silu_mul(this.ctx, DTYPE_CODE[a.act], a.x, DTYPE_CODE[a.wt], a.w, a.m, a.inter, a.k, a.gateUp, a.out));
   }
 
-  /**
-   * ropeStore of linear's output (the fused q|k|v weight) in one op; qkv is scratch it may leave unwritten.
-   * With `norm`, x is first RMS-normalised into norm.xn (lc_rmsnorm_linear_rope_store).
-   */
+  /** ropeStore of linear's output (the fused q|k|v weight) in one op; qkv is scratch it may leave unwritten. */
   linearRopeStore(a: {
     act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; m: number; k: number; qkv: DevPtr; positions: DevPtr; slotMapping: DevPtr;
     nHeads: number; nKvHeads: number; headDim: number; invFreq: DevPtr; attentionScaling: number; qOut: DevPtr; cacheDtype: NumericDType;
-    kCache: DevPtr; vCache: DevPtr; cacheSlots: number; norm?: NormFirst;
+    kCache: DevPtr; vCache: DevPtr; cacheSlots: number;
   }): void {
-    const { act, norm } = a;
-    const rest = [DTYPE_CODE[a.wt], a.w, a.m, a.k, a.qkv, a.positions, a.slotMapping, a.nHeads, a.nKvHeads, a.headDim, a.invFreq,
-      a.attentionScaling, a.qOut, DTYPE_CODE[a.cacheDtype], a.kCache, a.vCache, a.cacheSlots] as const;
-    if (!norm) {
-      this.check("lc_linear_rope_store", this.lib.lc_linear_rope_store(this.ctx, DTYPE_CODE[act], a.x, ...rest));
-      return;
-    }
-    this.check("lc_rmsnorm_linear_rope_store", this.lib.lc_rmsnorm_linear_rope_store(this.ctx, DTYPE_CODE[act], a.x, DTYPE_CODE[norm.wt],
-      norm.w, norm.eps, norm.xn, ...rest));
+    this.check("lc_linear_rope_store", this.lib.lc_linear_rope_store(this.ctx, DTYPE_CODE[a.act], a.x, DTYPE_CODE[a.wt], a.w, a.m, a.k, a.qkv,
+      a.positions, a.slotMapping, a.nHeads, a.nKvHeads, a.headDim, a.invFreq, a.attentionScaling, a.qOut, DTYPE_CODE[a.cacheDtype], a.kCache,
+      a.vCache, a.cacheSlots));
   }
 
-  /** y = x @ W^T [m, n] and residual += y in one op (the residual stream's add, where no norm follows at once). */
-  linearResidual(a: { act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; m: number; n: number; k: number; y: DevPtr; residual: DevPtr }): void {
+  /**
+   * y = x @ W^T [m, n] added into the residual stream: residual += y; with `norm`, then out = rmsnorm(residual) * norm.w
+   * (linear, then add or addRmsnorm, in one op: one kernel at m = 1 on CUDA). out may not alias y or residual.
+   */
+  linearResidual(a: {
+    act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; m: number; n: number; k: number; y: DevPtr; residual: DevPtr;
+    norm?: { wt: NumericDType; w: DevPtr; eps: number; out: DevPtr };
+  }): void {
+    const { norm } = a;
     this.check("lc_linear_residual", this.lib.lc_linear_residual(this.ctx, DTYPE_CODE[a.act], a.x, DTYPE_CODE[a.wt], a.w, a.m, a.n, a.k, a.y,
-      a.residual));
+      a.residual, DTYPE_CODE[norm?.wt ?? a.act], norm?.w ?? 0, norm?.eps ?? 0, norm?.out ?? 0));
   }
 
   add(a: { act: NumericDType; x: DevPtr; n: number; y: DevPtr }): void {

@@ -13,7 +13,7 @@ import { loraCase } from "./lora-case.ts";
 const { dut, cpu, gpuTest, timingTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
 /** Every speed-up switch (see README): none may change a result. */
-const SWITCHES = ["LORA_SERVE_CUDA_PDL", "LORA_SERVE_CUDA_FUSE_GEMV"];
+const SWITCHES = ["LORA_SERVE_CUDA_PDL", "LORA_SERVE_CUDA_FUSE_GEMV", "LORA_SERVE_CUDA_FUSE_NORM"];
 const switchedOff = dut && DUT === "cuda" ? await openCudaSwitchedOff(SWITCHES) : undefined;
 afterAll(() => switchedOff?.close());
 const statusOf = (fn: () => void): Status => {
@@ -165,95 +165,66 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
     }
   }));
 
-  // The norm folded into the projections around it (lc_linear_residual, lc_rmsnorm_linear_*): at m = 1 CUDA
-  // runs each as one GEMV, the residual add in its epilogue, the RMSNorm in each block's prologue in
-  // lc_rmsnorm's summation order; elsewhere (m = 3, a norm weight of another dtype) the ops one after the
-  // other. So on the device under test each must give the bytes of the ops it replaces (xn included), and
-  // within the twin bounds of those ops: y and xn 2 ulp (one rounding each); the residual adds a rounded y,
-  // and silu / RoPE round once more (2 x 2 ulp, as above). Widths 1000, 4096 and 8200 put fewer vectors
-  // than lc_rmsnorm's 512 threads in a row, eight a thread, and over two.
+  // lc_linear_residual: at m = 1 CUDA runs one GEMV whose epilogue adds each (rounded) dot into the residual,
+  // and whose last block to finish takes the residual's RMSNorm in lc_rmsnorm's summation order; elsewhere (m = 3,
+  // a norm weight of another dtype) lc_linear and lc_add_rmsnorm (or lc_add). So on the device under test it
+  // must give those ops' bytes, y, residual and out; against the twin y is one rounding (2 ulp), the residual
+  // adds a rounded y and the norm rounds again: twice that. Widths 1000, 4096 and 8200 put fewer vectors than
+  // lc_rmsnorm's 512 threads in a row, eight a thread, and over two.
   for (const act of ACTS) {
-    gpuTest(`linear_residual, rmsnorm_linear_silu_mul ${act}: one kernel at m = 1 equals the ops they replace bit for bit; m = 3; vs the twin`, () => withPair((p) => {
-      const eps = 1e-5, inter = 600, tol = 2 * tolFor(act);
-      for (const k of [1000, 4096, 8200]) {
-        const kIn = 8 * Math.ceil(k / 32); // o's or down's input width, whole 16-byte vectors for the GEMV
-        const w = p.floats(randn(2 * inter * k, 1 / Math.sqrt(k)), act), wo = p.floats(randn(k * kIn, 1 / Math.sqrt(kIn)), act);
-        for (const [m, normWt] of [[1, act], [3, act], [1, "F32"]] as [number, NumericDType][]) {
-          const what = `k=${k} m=${m} norm ${normWt}`;
-          const x = p.floats(randn(m * kIn), act), resInit = randn(m * k, 3), norm = p.floats(randn(k, 0.2).map((v) => 1 + v), normWt);
-          const sides = [0, 1].map(() => ({ y: p.alloc(m * k * 2), res: p.floats(resInit, act), xn: p.alloc(m * k * 2), out: p.alloc(m * inter * 2) }));
-          const gateUp = p.alloc(m * 2 * inter * 2), [one, apart] = sides;
+    gpuTest(`linear_residual ${act}: one kernel at m = 1 equals linear + add_rmsnorm (or add) bit for bit; m = 3; vs the twin`, () => withPair((p) => {
+      const eps = 1e-5, tol = 2 * tolFor(act);
+      for (const n of [1000, 4096, 8200]) {
+        const k = 8 * Math.ceil(n / 32); // o's or down's input width, whole 16-byte vectors for the GEMV
+        const w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act);
+        for (const [m, normWt] of [[1, act], [3, act], [1, "F32"], [1, null]] as [number, NumericDType | null][]) {
+          const what = `n=${n} m=${m} norm ${normWt ?? "none"}`;
+          const x = p.floats(randn(m * k), act), resInit = randn(m * n, 3), norm = p.floats(randn(n, 0.2).map((v) => 1 + v), normWt ?? act);
+          const sides = [0, 1].map(() => ({ y: p.alloc(m * n * 2), res: p.floats(resInit, act), out: p.alloc(m * n * 2) }));
+          const [one, apart] = sides;
           p.poison(one.y);
-          p.poison(one.xn);
           p.poison(one.out);
-          p.run((d, P) => d.linearResidual({ act, x: P(x), wt: act, w: P(wo), m, n: k, k: kIn, y: P(one.y), residual: P(one.res) }));
-          p.run((d, P) => d.linearSiluMul({
-            act, x: P(one.res), wt: act, w: P(w), m, inter, k, gateUp: P(gateUp), out: P(one.out), norm: { wt: normWt, w: P(norm), eps, xn: P(one.xn) },
+          p.poison(apart.out);
+          p.run((d, P) => d.linearResidual({
+            act, x: P(x), wt: act, w: P(w), m, n, k, y: P(one.y), residual: P(one.res), norm: normWt ? { wt: normWt, w: P(norm), eps, out: P(one.out) } : undefined,
           }));
           compare(p, `linear_residual y, ${what} vs the twin`, one.y, act);
           compare(p, `linear_residual residual, ${what} vs the twin`, one.res, act, tol);
-          compare(p, `rmsnorm_linear_silu_mul xn, ${what} vs the twin`, one.xn, act, tol);
-          compare(p, `rmsnorm_linear_silu_mul out, ${what} vs the twin`, one.out, act, 2 * tol);
+          if (normWt) compare(p, `linear_residual out, ${what} vs the twin`, one.out, act, 2 * tol);
           const g = p.g;
-          g.linear({ act, x: x.g, wt: act, w: wo.g, m, n: k, k: kIn, y: apart.y.g });
-          g.addRmsnorm({ act, x: apart.y.g, residual: apart.res.g, wt: normWt, w: norm.g, nTokens: m, hidden: k, eps, out: apart.xn.g });
-          g.linear({ act, x: apart.xn.g, wt: act, w: w.g, m, n: 2 * inter, k, y: gateUp.g });
-          g.siluMul({ act, gateUp: gateUp.g, nTokens: m, inter, out: apart.out.g });
-          for (const key of ["y", "res", "xn", "out"] as const)
-            expectSameBytes(`${what} ${key}: folded vs linear + add_rmsnorm + linear + silu_mul`, p.bytes(one[key], "g"), p.bytes(apart[key], "g"));
+          g.linear({ act, x: x.g, wt: act, w: w.g, m, n, k, y: apart.y.g });
+          if (normWt) g.addRmsnorm({ act, x: apart.y.g, residual: apart.res.g, wt: normWt, w: norm.g, nTokens: m, hidden: n, eps, out: apart.out.g });
+          else g.add({ act, x: apart.y.g, n: m * n, y: apart.res.g });
+          for (const key of ["y", "res", "out"] as const)
+            expectSameBytes(`${what} ${key}: one op vs linear + ${normWt ? "add_rmsnorm" : "add"}`, p.bytes(one[key], "g"), p.bytes(apart[key], "g"));
         }
       }
       // A sum of squares in another order moves the norm's scale by an ulp at most, which seldom changes a
-      // rounded output: 200 more rows of mixed magnitudes (a tiny gate|up), each normalised by the prologue and
-      // by lc_rmsnorm. (The final 16 partial sums taken in another order showed first at row 4 in f16, 32 in bf16.)
-      const ROWS = 200, k = 4096, w = p.floats(randn(2 * 8 * k, 1 / 64), act), norm = p.floats(randn(k, 0.2).map((v) => 1 + v), act);
-      const x = p.alloc(k * 2), xn = p.alloc(k * 2), want = p.alloc(k * 2), gateUp = p.alloc(2 * 8 * 2), out = p.alloc(8 * 2);
-      for (let row = 0; row < ROWS; row++) {
-        p.g.upload(x.g, encodeFloats(randn(k).map((v) => v * 10 ** randInt(4)), act));
-        p.g.linearSiluMul({ act, x: x.g, wt: act, w: w.g, m: 1, inter: 8, k, gateUp: gateUp.g, out: out.g, norm: { wt: act, w: norm.g, eps, xn: xn.g } });
-        p.g.rmsnorm({ act, x: x.g, wt: act, w: norm.g, nTokens: 1, hidden: k, eps, out: want.g });
-        expectSameBytes(`rmsnorm_linear_silu_mul xn, row ${row} of mixed magnitudes`, p.bytes(xn, "g"), p.bytes(want, "g"));
+      // rounded output: 200 more launches over residuals of mixed magnitudes, each normalised by the kernel's
+      // last block and by lc_add_rmsnorm. (The final 16 partial sums taken in another order showed first at
+      // row 4 in f16, 32 in bf16, in the emulator.) Each launch also starts from the block count the last one left.
+      const n = 4096, k = 64, w = p.floats(randn(n * k, 1 / 8), act), x = p.floats(randn(k), act), norm = p.floats(randn(n, 0.2).map((v) => 1 + v), act);
+      const y = p.alloc(n * 2), res = p.alloc(n * 2), out = p.alloc(n * 2), res2 = p.alloc(n * 2), out2 = p.alloc(n * 2);
+      for (let row = 0; row < 200; row++) {
+        const r = encodeFloats(randn(n).map((v) => v * 10 ** randInt(4)), act);
+        p.g.upload(res.g, r);
+        p.g.upload(res2.g, r);
+        p.g.linearResidual({ act, x: x.g, wt: act, w: w.g, m: 1, n, k, y: y.g, residual: res.g, norm: { wt: act, w: norm.g, eps, out: out.g } });
+        p.g.addRmsnorm({ act, x: y.g, residual: res2.g, wt: act, w: norm.g, nTokens: 1, hidden: n, eps, out: out2.g });
+        expectSameBytes(`linear_residual out, launch ${row} over mixed magnitudes`, p.bytes(out, "g"), p.bytes(out2, "g"));
+      }
+      for (const d of [p.g, p.c]) {
+        const P = (b: Buf) => (d === p.g ? b.g : b.c);
+        expect(statusOf(() => d.linearResidual({ act, x: P(x), wt: act, w: P(w), m: 1, n, k, y: P(y), residual: P(res), norm: { wt: act, w: P(norm), eps, out: P(res) } })))
+          .toBe(Status.InvalidArgument);
       }
     }));
   }
 
-  gpuTest("rmsnorm_linear_rope_store: one kernel at m = 1 equals rmsnorm + linear + rope_store bit for bit; m = 3; vs the twin; xn may not alias x", () => withPair((p) => {
-    const act = "BF16", heads = 8, kvHeads = 2, headDim = 128, k = 4096, slots = 16, eps = 1e-6, tol = 2 * tolFor(act);
-    const qw = heads * headDim, kvw = kvHeads * headDim, n = qw + 2 * kvw;
-    const w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act), norm = p.floats(randn(k, 0.2).map((v) => 1 + v), act);
-    const inv = p.from(Float32Array.from({ length: headDim / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / headDim)));
-    for (const m of [1, 3]) {
-      const x = p.floats(randn(m * k, 2), act), qkv = p.alloc(m * n * 2), kvInit = [randn(slots * kvw), randn(slots * kvw)];
-      const pos = p.from(Int32Array.from({ length: m }, () => randInt(8192))), mapping = p.from(Int32Array.from([5, 11, -1].slice(0, m)));
-      const sides = [0, 1].map(() => ({ xn: p.alloc(m * k * 2), q: p.alloc(m * qw * 2), kc: p.floats(kvInit[0], act), vc: p.floats(kvInit[1], act) }));
-      const args = (P: (b: Buf) => DevPtr, s: (typeof sides)[number]) => ({
-        act, wt: act, w: P(w), m, k, qkv: P(qkv), positions: P(pos), slotMapping: P(mapping), nHeads: heads, nKvHeads: kvHeads, headDim,
-        invFreq: P(inv), attentionScaling: 1, qOut: P(s.q), cacheDtype: act, kCache: P(s.kc), vCache: P(s.vc), cacheSlots: slots,
-      } as const);
-      const [one, apart] = sides;
-      p.poison(one.xn);
-      p.poison(one.q);
-      p.run((d, P) => d.linearRopeStore({ x: P(x), ...args(P, one), norm: { wt: act, w: P(norm), eps, xn: P(one.xn) } }));
-      compare(p, `rmsnorm_linear_rope_store xn, m=${m} vs the twin`, one.xn, act);
-      compare(p, `rmsnorm_linear_rope_store q, m=${m} vs the twin`, one.q, act, tol);
-      compare(p, `rmsnorm_linear_rope_store k cache, m=${m} vs the twin`, one.kc, act, tol);
-      compare(p, `rmsnorm_linear_rope_store v cache, m=${m} vs the twin`, one.vc, act, tol);
-      p.g.rmsnorm({ act, x: x.g, wt: act, w: norm.g, nTokens: m, hidden: k, eps, out: apart.xn.g });
-      p.g.linear({ act, x: apart.xn.g, wt: act, w: w.g, m, n, k, y: qkv.g });
-      p.g.ropeStore({ ...args((b) => b.g, apart), nTokens: m });
-      for (const key of ["xn", "q", "kc", "vc"] as const)
-        expectSameBytes(`rmsnorm_linear_rope_store ${key}, m=${m}: one op vs rmsnorm + linear + rope_store`, p.bytes(one[key], "g"), p.bytes(apart[key], "g"));
-      for (const d of [p.g, p.c]) {
-        const X = d === p.g ? x.g : x.c, P = (b: Buf) => (d === p.g ? b.g : b.c);
-        expect(statusOf(() => d.linearRopeStore({ x: X, ...args(P, one), norm: { wt: act, w: P(norm), eps, xn: X } }))).toBe(Status.InvalidArgument);
-      }
-    }
-  }));
-
   // The same ops on the CUDA backend as it runs by default and with every switch off (no dependent launch;
   // linear + the second op instead of a fused epilogue): the bytes must match.
   if (DUT !== "cuda") console.log(`SKIP gpu ops v2 tests "speed-up switches": they are CUDA's (device under test: ${DUT})`);
-  (switchedOff ? gpuTest : test.skip)(`speed-up switches (${SWITCHES.join(", ")} = 0) change no byte: GEMV, fused epilogues, folded norms, split decode attention at batch 1`, () => pairWith(dut!, switchedOff!, (p) => {
+  (switchedOff ? gpuTest : test.skip)(`speed-up switches (${SWITCHES.join(", ")} = 0) change no byte: GEMV, fused epilogues and norm, split decode attention at batch 1`, () => pairWith(dut!, switchedOff!, (p) => {
     const act = "F16", k = 11008, n = 4096, inter = 1000, heads = 32, headDim = 128, blockSize = 16;
     const x = p.floats(randn(k), act), w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act), y = p.alloc(n * 2);
     p.run((d, P) => d.linear({ act, x: P(x), wt: act, w: P(w), m: 1, n, k, y: P(y) }));
@@ -270,21 +241,11 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
       invFreq: P(inv), attentionScaling: 1, qOut: P(qOut), cacheDtype: act, kCache: P(kc), vCache: P(vc), cacheSlots: slots,
     }));
     for (const [what, b] of [["q", qOut], ["k cache", kc], ["v cache", vc]] as const) expectSameBytes(`linear_rope_store ${what}`, p.bytes(b, "g"), p.bytes(b, "c"));
-    // the norm folded into the projections around it, at the Llama-2-7B widths
-    const hid = 4096, res = p.floats(randn(hid, 3), act), xn = p.alloc(hid * 2), nw = p.floats(randn(hid, 0.2).map((v) => 1 + v), act);
+    // lc_linear_residual with the next norm, at the Llama-2-7B widths
+    const hid = 4096, res = p.floats(randn(hid, 3), act), normed = p.alloc(hid * 2), nw = p.floats(randn(hid, 0.2).map((v) => 1 + v), act);
     const wo = p.floats(randn(hid * hid, 1 / 64), act), xo = p.floats(randn(hid), act), yo = p.alloc(hid * 2);
-    p.run((d, P) => d.linearResidual({ act, x: P(xo), wt: act, w: P(wo), m: 1, n: hid, k: hid, y: P(yo), residual: P(res) }));
-    expectSameBytes("linear_residual residual", p.bytes(res, "g"), p.bytes(res, "c"));
-    const wg = p.floats(randn(2 * inter * hid, 1 / 64), act);
-    p.run((d, P) => d.linearSiluMul({ act, x: P(res), wt: act, w: P(wg), m: 1, inter, k: hid, gateUp: P(gateUp), out: P(mlp), norm: { wt: act, w: P(nw), eps: 1e-5, xn: P(xn) } }));
-    expectSameBytes("rmsnorm_linear_silu_mul", p.bytes(mlp, "g"), p.bytes(mlp, "c"));
-    expectSameBytes("rmsnorm_linear_silu_mul xn", p.bytes(xn, "g"), p.bytes(xn, "c"));
-    const wq4 = p.floats(randn((heads + 16) * headDim * hid, 1 / 64), act);
-    p.run((d, P) => d.linearRopeStore({
-      act, x: P(res), wt: act, w: P(wq4), m: 1, k: hid, qkv: P(qkv), positions: P(pos), slotMapping: P(mapping), nHeads: heads, nKvHeads: 8, headDim,
-      invFreq: P(inv), attentionScaling: 1, qOut: P(qOut), cacheDtype: act, kCache: P(kc), vCache: P(vc), cacheSlots: slots, norm: { wt: act, w: P(nw), eps: 1e-5, xn: P(xn) },
-    }));
-    for (const [what, b] of [["q", qOut], ["k cache", kc], ["v cache", vc]] as const) expectSameBytes(`rmsnorm_linear_rope_store ${what}`, p.bytes(b, "g"), p.bytes(b, "c"));
+    p.run((d, P) => d.linearResidual({ act, x: P(xo), wt: act, w: P(wo), m: 1, n: hid, k: hid, y: P(yo), residual: P(res), norm: { wt: act, w: P(nw), eps: 1e-5, out: P(normed) } }));
+    for (const [what, b] of [["y", yo], ["residual", res], ["out", normed]] as const) expectSameBytes(`linear_residual ${what}`, p.bytes(b, "g"), p.bytes(b, "c"));
     // one sequence at 1000 keys over 32 heads (Llama-2-7B): 16 chunks of 64, a grid of 512 blocks
     const inp = attentionInputs(p, act, act, [{ nq: 1, ctx: 1000 }], { heads, kvHeads: heads, headDim, blockSize });
     const maxContextLen = inp.maxCtx + 7;
