@@ -32,7 +32,9 @@ template <typename T> struct StoreRows {
 
 // out = x * rsqrt(mean(x^2) + eps) * w over one row of k values (k % 8 == 0) by one block, in lc_rmsnorm's
 // order (its 512 threads' partial sums, four played by each thread here, then its block_sum), so the bytes
-// are lc_rmsnorm's. x is read through L2 only: other blocks of the grid wrote it.
+// are lc_rmsnorm's. x is read through L2 only: other blocks of the grid wrote it. Each thread loads the first
+// vector of each thread it plays at once, and later their weights at once (two L2 round trips; run 10's
+// loops took eight).
 template <typename T> __device__ void norm_row(const T *x, const T *w, float eps, int64_t k, T *out) {
   using V = lc::Pack<T, 8>;
   constexpr int NORM_THREADS = 512, PLAYED = NORM_THREADS / THREADS;
@@ -45,17 +47,36 @@ template <typename T> __device__ void norm_row(const T *x, const T *w, float eps
   };
   const int64_t n = k / 8;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  V xc[PLAYED];
 #pragma unroll
   for (int p = 0; p < PLAYED; ++p) {
-    float ss = 0.0f;
-    for (int64_t j = threadIdx.x + p * THREADS; j < n; j += NORM_THREADS) ss += lc::pack_squares(load(j));
-    ss = lc::warp_sum(ss);
-    if (lane == 0) scratch[warp + p * WARPS] = ss;
+    const int64_t j = threadIdx.x + p * THREADS;
+    if (j < n) xc[p] = load(j);
+  }
+  float ss[PLAYED];
+#pragma unroll
+  for (int p = 0; p < PLAYED; ++p) {
+    const int64_t j = threadIdx.x + p * THREADS;
+    ss[p] = 0.0f;
+    if (j < n) ss[p] += lc::pack_squares(xc[p]);
+    for (int64_t jj = j + NORM_THREADS; jj < n; jj += NORM_THREADS) ss[p] += lc::pack_squares(load(jj));
+  }
+#pragma unroll
+  for (int p = 0; p < PLAYED; ++p) ss[p] = lc::warp_sum(ss[p]);
+  if (lane == 0) {
+#pragma unroll
+    for (int p = 0; p < PLAYED; ++p) scratch[warp + p * WARPS] = ss[p];
   }
   __syncthreads();
-  const float ss = lc::warp_sum(lane < NORM_THREADS / 32 ? scratch[lane] : 0.0f);
-  const float inv = 1.0f / sqrtf(ss / float(k) + eps);
-  for (int64_t j = threadIdx.x; j < n; j += THREADS) reinterpret_cast<V *>(out)[j] = lc::pack_norm(load(j), wv[j], inv);
+  const float total = lc::warp_sum(lane < NORM_THREADS / 32 ? scratch[lane] : 0.0f);
+  const float inv = 1.0f / sqrtf(total / float(k) + eps);
+  V *ov = reinterpret_cast<V *>(out);
+#pragma unroll
+  for (int p = 0; p < PLAYED; ++p) {
+    const int64_t j = threadIdx.x + p * THREADS;
+    if (j < n) ov[j] = lc::pack_norm(xc[p], wv[j], inv);
+  }
+  for (int64_t j = threadIdx.x + NORM_THREADS; j < n; j += THREADS) ov[j] = lc::pack_norm(load(j), wv[j], inv);
 }
 
 // Rows 2w and 2w + 1 of y = x W^T, each also added into the residual stream (the sum of two rounded
