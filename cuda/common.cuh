@@ -63,11 +63,9 @@ struct lc_ctx {
   void *cublas_ws = nullptr;    // LC_CUBLAS_WORKSPACE bytes
   int *dev_error = nullptr;     // one lc_device_error in device memory
   int *host_error = nullptr;    // pinned mirror, copied after each sync
-  unsigned *blocks_done = nullptr;  // device counter for a kernel whose last block finishes the op (0 between kernels)
   int sm_count = 0;
   bool pdl = false;  // programmatic dependent launch for lc::launch_pdl (Hopper on; LORA_SERVE_CUDA_PDL=0 off)
   bool fuse_gemv = true;  // lc_linear_silu_mul / _rope_store in one kernel at m = 1 (LORA_SERVE_CUDA_FUSE_GEMV=0 off)
-  bool fuse_norm = true;  // lc_linear_residual in one kernel at m = 1 (LORA_SERVE_CUDA_FUSE_NORM=0 off)
   std::string last_error;
   std::unordered_set<void *> allocations;       // lc_alloc'd (cudaMalloc)
   lc::HostAllocations host_allocations;  // lc_host_alloc'd (cudaHostAlloc): base -> bytes

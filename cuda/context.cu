@@ -148,7 +148,6 @@ static void release(lc_ctx *ctx) {
   if (ctx->cublas) lc::cublas().destroy(ctx->cublas);
   if (ctx->cublas_ws) cudaFree(ctx->cublas_ws);
   if (ctx->dev_error) cudaFree(ctx->dev_error);
-  if (ctx->blocks_done) cudaFree(ctx->blocks_done);
   if (ctx->host_error) cudaFreeHost(ctx->host_error);
   if (ctx->stream) cudaStreamDestroy(ctx->stream);
   delete ctx;
@@ -194,14 +193,10 @@ lc_status lc_ctx_create(int32_t device, lc_ctx **out) {
   auto switched_off = [](const char *var) { const char *v = getenv(var); return v && strcmp(v, "0") == 0; };
   ctx->pdl = cc_major >= 9 && !switched_off("LORA_SERVE_CUDA_PDL");
   ctx->fuse_gemv = !switched_off("LORA_SERVE_CUDA_FUSE_GEMV");
-  ctx->fuse_norm = !switched_off("LORA_SERVE_CUDA_FUSE_NORM");
   if ((err = cudaMalloc(&ctx->dev_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMalloc", err);
   if ((err = cudaMallocHost(&ctx->host_error, sizeof(int))) != cudaSuccess) return cuda_failed("cudaMallocHost", err);
   *ctx->host_error = 0;
   if ((err = cudaMemsetAsync(ctx->dev_error, 0, sizeof(int), ctx->stream)) != cudaSuccess)
-    return cuda_failed("cudaMemset", err);
-  if ((err = cudaMalloc(&ctx->blocks_done, sizeof(unsigned))) != cudaSuccess) return cuda_failed("cudaMalloc", err);
-  if ((err = cudaMemsetAsync(ctx->blocks_done, 0, sizeof(unsigned), ctx->stream)) != cudaSuccess)
     return cuda_failed("cudaMemset", err);
 
   const lc_cublas &cb = lc::cublas();

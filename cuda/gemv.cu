@@ -4,8 +4,7 @@
 // (copy: 4.26), and split-K added a reduce kernel to two of the four projections per layer.
 // An epilogue decides which R rows a warp reads and what it does with their sums: store them (lc_linear),
 // or, where the next op only combines rows pairwise, do that op in place of a launch: silu(gate) * up
-// (lc_linear_silu_mul) or RoPE and the KV write (lc_linear_rope_store), or add them into the residual
-// stream, whose RMSNorm the grid's last block then takes (lc_linear_residual).
+// (lc_linear_silu_mul) or RoPE and the KV write (lc_linear_rope_store).
 #include "gemv.cuh"
 
 #include "rope.cuh"
@@ -27,90 +26,6 @@ template <typename T> struct StoreRows {
       y[o] = lc::from_f<T>(accumulate ? lc::to_f(y[o]) + sum[r] : sum[r]);
     }
   }
-  __device__ void block_done() const {}
-};
-
-// out = x * rsqrt(mean(x^2) + eps) * w over one row of k values (k % 8 == 0) by one block, in lc_rmsnorm's
-// order (its 512 threads' partial sums, four played by each thread here, then its block_sum), so the bytes
-// are lc_rmsnorm's. x is read through L2 only: other blocks of the grid wrote it. Each thread loads the first
-// vector of each thread it plays at once, and later their weights at once (two L2 round trips; run 10's
-// loops took eight).
-template <typename T> __device__ void norm_row(const T *x, const T *w, float eps, int64_t k, T *out) {
-  using V = lc::Pack<T, 8>;
-  constexpr int NORM_THREADS = 512, PLAYED = NORM_THREADS / THREADS;
-  __shared__ float scratch[NORM_THREADS / 32];
-  const uint4 *xv = reinterpret_cast<const uint4 *>(x);
-  const V *wv = reinterpret_cast<const V *>(w);
-  const auto load = [&](int64_t j) {
-    const uint4 u = __ldcg(xv + j);
-    return *reinterpret_cast<const V *>(&u);
-  };
-  const int64_t n = k / 8;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  V xc[PLAYED];
-#pragma unroll
-  for (int p = 0; p < PLAYED; ++p) {
-    const int64_t j = threadIdx.x + p * THREADS;
-    if (j < n) xc[p] = load(j);
-  }
-  float ss[PLAYED];
-#pragma unroll
-  for (int p = 0; p < PLAYED; ++p) {
-    const int64_t j = threadIdx.x + p * THREADS;
-    ss[p] = 0.0f;
-    if (j < n) ss[p] += lc::pack_squares(xc[p]);
-    for (int64_t jj = j + NORM_THREADS; jj < n; jj += NORM_THREADS) ss[p] += lc::pack_squares(load(jj));
-  }
-#pragma unroll
-  for (int p = 0; p < PLAYED; ++p) ss[p] = lc::warp_sum(ss[p]);
-  if (lane == 0) {
-#pragma unroll
-    for (int p = 0; p < PLAYED; ++p) scratch[warp + p * WARPS] = ss[p];
-  }
-  __syncthreads();
-  const float total = lc::warp_sum(lane < NORM_THREADS / 32 ? scratch[lane] : 0.0f);
-  const float inv = 1.0f / sqrtf(total / float(k) + eps);
-  V *ov = reinterpret_cast<V *>(out);
-#pragma unroll
-  for (int p = 0; p < PLAYED; ++p) {
-    const int64_t j = threadIdx.x + p * THREADS;
-    if (j < n) ov[j] = lc::pack_norm(xc[p], wv[j], inv);
-  }
-  for (int64_t j = threadIdx.x + NORM_THREADS; j < n; j += THREADS) ov[j] = lc::pack_norm(load(j), wv[j], inv);
-}
-
-// Rows 2w and 2w + 1 of y = x W^T, each also added into the residual stream (the sum of two rounded
-// values rounded again, as lc_linear then lc_add). With a norm weight, the grid's last block to finish then
-// normalises the whole residual row into out, as lc_add_rmsnorm does: that op's work without its launch.
-template <typename T> struct ResidualRows {
-  int64_t n;
-  T *y, *residual;
-  const T *norm_w;  // NULL: no norm
-  float eps;
-  T *out;
-  unsigned *blocks_done;  // 0 on entry, left 0
-  __device__ int64_t row(int64_t w, int r) const { return w * R + r; }
-  __device__ int rows(int64_t w) const { return int(max(int64_t(0), min(int64_t(R), n - w * R))); }
-  __device__ void finish(int64_t w, const float (&sum)[R]) const {
-    for (int r = 0; r < rows(w); ++r) {
-      const int64_t o = w * R + r;
-      const T v = lc::from_f<T>(sum[r]);
-      y[o] = v;
-      residual[o] = lc::from_f<T>(lc::to_f(residual[o]) + lc::to_f(v));
-    }
-  }
-  __device__ void block_done() const {
-    if (!norm_w) return;
-    __shared__ bool last;
-    __threadfence();  // this block's residual rows, visible to whichever block is last
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(blocks_done, 1u) == gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    norm_row(residual, norm_w, eps, n, out);
-    if (threadIdx.x == 0) *blocks_done = 0;
-  }
 };
 
 // Rows w (gate) and inter + w (up): out[w] = silu(g) * u, g and u rounded to T first as lc_linear would
@@ -124,7 +39,6 @@ template <typename T> struct SiluMulRows {
     const float g = lc::to_f(lc::from_f<T>(sum[0])), u = lc::to_f(lc::from_f<T>(sum[1]));
     out[w] = lc::from_f<T>(lc::silu_times(g, u));
   }
-  __device__ void block_done() const {}
 };
 
 // Rows i and i + half of head h of the fused q|k|v projection (warp w = h * half + i): q's rotated into
@@ -165,7 +79,6 @@ template <typename T, typename C> struct RopeStoreRows {
       k[half] = lc::from_f<C>(lc::to_f(hi));
     }
   }
-  __device__ void block_done() const {}
 };
 
 // Warp w = blockIdx.x * WARPS + warp reads rows e.row(w, 0:e.rows(w)): each x vector (from L1: x is a few
@@ -188,38 +101,36 @@ __global__ void __launch_bounds__(THREADS, 7) gemv_kernel(const T *__restrict__ 
     for (int u = 0; u < U; ++u)
       if (lane + 32 * u < n_vec) lc::prefetch_l2(reinterpret_cast<const uint4 *>(w + e.row(wi, r) * k) + lane + 32 * u);
   lc::pdl_wait();
-  if (rows > 0) {  // uniform across the warp
-    float acc[R] = {};
-    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * U) {
-      uint4 a[R][U], b[U];
+  if (rows == 0) return;  // uniform across the warp
+  float acc[R] = {};
+  for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * U) {
+    uint4 a[R][U], b[U];
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (v0 + 32 * u >= n_vec) break;
-        b[u] = __ldg(xv + v0 + 32 * u);
+    for (int u = 0; u < U; ++u) {
+      if (v0 + 32 * u >= n_vec) break;
+      b[u] = __ldg(xv + v0 + 32 * u);
 #pragma unroll
-        for (int r = 0; r < R; ++r)
-          if (r < rows) a[r][u] = reinterpret_cast<const uint4 *>(w + e.row(wi, r) * k)[v0 + 32 * u];
-      }
+      for (int r = 0; r < R; ++r)
+        if (r < rows) a[r][u] = reinterpret_cast<const uint4 *>(w + e.row(wi, r) * k)[v0 + 32 * u];
+    }
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (v0 + 32 * u >= n_vec) break;
-        float fb[8];
-        lc::unpack8<T>(b[u], fb);
+    for (int u = 0; u < U; ++u) {
+      if (v0 + 32 * u >= n_vec) break;
+      float fb[8];
+      lc::unpack8<T>(b[u], fb);
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          float fa[8];
-          lc::unpack8<T>(a[r][u], fa);
+      for (int r = 0; r < R; ++r) {
+        float fa[8];
+        lc::unpack8<T>(a[r][u], fa);
 #pragma unroll
-          for (int i = 0; i < 8; ++i) acc[r] += fa[i] * fb[i];
-        }
+        for (int i = 0; i < 8; ++i) acc[r] += fa[i] * fb[i];
       }
     }
-    float sum[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) sum[r] = lc::warp_sum(acc[r]);
-    if (lane == 0) e.finish(wi, sum);
   }
-  e.block_done();  // by every thread of the block
+  float sum[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) sum[r] = lc::warp_sum(acc[r]);
+  if (lane == 0) e.finish(wi, sum);
 }
 
 template <typename T, typename E> lc_status launch(lc_ctx *ctx, const void *x, const void *w, int64_t k, const E &e,
@@ -245,20 +156,6 @@ lc_status linear_gemv(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, i
     using T = decltype(a);
     if constexpr (sizeof(T) == 2)
       st = launch<T>(ctx, x, w, k, StoreRows<T>{n, accumulate, static_cast<T *>(y)}, (n + R - 1) / R, "lc_linear");
-  });
-  return st;
-}
-
-lc_status linear_gemv_residual(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, int64_t n, int64_t k, void *y,
-                               void *residual, const void *norm_w, float eps, void *out) {
-  lc_status st = LC_OK;
-  lc_dispatch(act, [&](auto a) {
-    using T = decltype(a);
-    if constexpr (sizeof(T) == 2) {
-      const ResidualRows<T> e{n, static_cast<T *>(y), static_cast<T *>(residual), static_cast<const T *>(norm_w), eps,
-                              static_cast<T *>(out), ctx->blocks_done};
-      st = launch<T>(ctx, x, w, k, e, (n + R - 1) / R, "lc_linear_residual");
-    }
   });
   return st;
 }

@@ -11,11 +11,6 @@ bool gemv_fits(lc_dtype act, lc_dtype wt, int64_t m, int64_t k, const void *x, c
 lc_status linear_gemv(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, int64_t n, int64_t k,
                       int32_t accumulate, void *y);
 
-// lc_linear_residual for one row: y = x . W^T, residual += y, and where norm_w is not NULL (of dtype act, 16-byte
-// aligned, n % 8 == 0) out = rmsnorm(residual) * norm_w, by the grid's last block (ctx->blocks_done).
-lc_status linear_gemv_residual(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, int64_t n, int64_t k, void *y,
-                               void *residual, const void *norm_w, float eps, void *out);
-
 // lc_linear_silu_mul for one row (W [2 inter, k]): out[inter], no gate_up written.
 lc_status linear_gemv_silu_mul(lc_ctx *ctx, lc_dtype act, const void *x, const void *w, int64_t inter, int64_t k,
                                void *out);

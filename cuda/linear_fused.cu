@@ -1,5 +1,5 @@
 // lc_linear with the op after it (see loracuda.h): one kernel for a one-row projection (gemv.cu), else
-// the ops one after the other (linear_then.h).
+// the two ops one after the other.
 #include "gemv.cuh"
 #include "linear_then.h"
 
@@ -37,24 +37,4 @@ extern "C" lc_status lc_linear_rope_store(lc_ctx *ctx, lc_dtype act, const void 
                                       inv_freq, attention_scaling, q_out, cache_dt, k_cache, v_cache, cache_slots);
   return lc_linear_then_rope_store(ctx, act, x, wt, w, m, k, qkv, positions, slot_mapping, n_heads, n_kv_heads,
                                    head_dim, inv_freq, attention_scaling, q_out, cache_dt, k_cache, v_cache, cache_slots);
-}
-
-extern "C" lc_status lc_linear_residual(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w,
-                                        int64_t m, int64_t n, int64_t k, void *y, void *residual, lc_dtype norm_wt,
-                                        const void *norm_w, float eps, void *out) {
-  LC_BEGIN(ctx);
-  LC_REQUIRE_DTYPE(ctx, act);
-  LC_REQUIRE_DTYPE(ctx, wt);
-  LC_REQUIRE(ctx, x && w && y && residual && (!norm_w || out), "lc_linear_residual: NULL pointer");
-  LC_REQUIRE(ctx, m >= 0 && m <= INT32_MAX && n > 0 && k > 0 && n <= INT32_MAX && k <= INT32_MAX,
-             "lc_linear_residual: bad shape m=%lld n=%lld k=%lld", (long long)m, (long long)n, (long long)k);
-  LC_REQUIRE(ctx, !norm_w || (out != y && out != residual), "lc_linear_residual: out may not alias y or residual");
-  if (norm_w) LC_REQUIRE_DTYPE(ctx, norm_wt);
-  if (m == 0) return LC_OK;
-  // the norm in the kernel's last block: its weight of act's dtype, whole 16-byte vectors
-  const bool norm_fits = !norm_w || (norm_wt == act && n % 8 == 0 && lc::aligned16(norm_w) && lc::aligned16(residual) &&
-                                     lc::aligned16(out));
-  if (ctx->fuse_norm && norm_fits && lc::gemv_fits(act, wt, m, k, x, w))
-    return lc::linear_gemv_residual(ctx, act, x, w, n, k, y, residual, norm_w, eps, out);
-  return lc_linear_then_residual(ctx, act, x, wt, w, m, n, k, y, residual, norm_wt, norm_w, eps, out);
 }

@@ -1,4 +1,4 @@
-// The two-op forms of lc_linear_silu_mul, lc_linear_rope_store and lc_linear_residual, through the ABI itself: the CPU
+// The two-op form of lc_linear_silu_mul and lc_linear_rope_store, through the ABI itself: the CPU
 // twin's whole implementation, and the CUDA backend's wherever one fused kernel does not apply.
 #pragma once
 #include "loracuda.h"
@@ -19,12 +19,4 @@ inline lc_status lc_linear_then_rope_store(lc_ctx *ctx, lc_dtype act, const void
   return st != LC_OK ? st
                      : lc_rope_store(ctx, act, qkv, positions, slot_mapping, m, n_heads, n_kv_heads, head_dim, inv_freq,
                                      attention_scaling, q_out, cache_dt, k_cache, v_cache, cache_slots);
-}
-
-inline lc_status lc_linear_then_residual(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w, int64_t m,
-                                         int64_t n, int64_t k, void *y, void *residual, lc_dtype norm_wt,
-                                         const void *norm_w, float eps, void *out) {
-  const lc_status st = lc_linear(ctx, act, x, wt, w, m, n, k, 0, y);
-  if (st != LC_OK) return st;
-  return norm_w ? lc_add_rmsnorm(ctx, act, y, residual, norm_wt, norm_w, m, n, eps, out) : lc_add(ctx, act, y, m * n, residual);
 }

@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define LC_ABI_VERSION 6
+#define LC_ABI_VERSION 5
 
 typedef struct lc_ctx lc_ctx; /* opaque: device, stream, BLAS handle, scratch */
 
@@ -179,15 +179,6 @@ lc_status lc_linear_rope_store(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtyp
                                int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, const float *inv_freq,
                                float attention_scaling, void *q_out, lc_dtype cache_dt, void *k_cache,
                                void *v_cache, int64_t cache_slots);
-
-/* lc_linear, then its output added into the residual stream, and the norm after that where norm_w is not NULL:
- *   y = x @ W^T [m, n];  norm_w NULL: residual += y, as lc_add;
- *   else lc_add_rmsnorm(y, residual, norm_w, eps) -> out [m, n] (out may not alias y or residual)
- * Bit for bit those ops' results. CUDA does it in one kernel at m = 1, the last of its blocks taking the norm,
- * so a decode step at batch 1 launches no norm. */
-lc_status lc_linear_residual(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w, int64_t m,
-                             int64_t n, int64_t k, void *y, void *residual, lc_dtype norm_wt, const void *norm_w,
-                             float eps, void *out);
 
 /* y[i] += x[i]                                              n elements of act */
 lc_status lc_add(lc_ctx *ctx, lc_dtype act, const void *x, int64_t n, void *y);

@@ -20,11 +20,3 @@ extern "C" lc_status lc_linear_rope_store(lc_ctx *ctx, lc_dtype act, const void 
   return lc_linear_then_rope_store(ctx, act, x, wt, w, m, k, qkv, positions, slot_mapping, n_heads, n_kv_heads,
                                    head_dim, inv_freq, attention_scaling, q_out, cache_dt, k_cache, v_cache, cache_slots);
 }
-
-extern "C" lc_status lc_linear_residual(lc_ctx *ctx, lc_dtype act, const void *x, lc_dtype wt, const void *w,
-                                        int64_t m, int64_t n, int64_t k, void *y, void *residual, lc_dtype norm_wt,
-                                        const void *norm_w, float eps, void *out) {
-  LC_REQUIRE_CTX(ctx);
-  LC_REQUIRE(ctx, !norm_w || (out && out != y && out != residual), "lc_linear_residual: out may not alias y or residual");
-  return lc_linear_then_residual(ctx, act, x, wt, w, m, n, k, y, residual, norm_wt, norm_w, eps, out);
-}

@@ -3,7 +3,7 @@ import type { Device, LoraModuleTables, NumericDType } from "../native/device.ts
 import type { LoraSlots } from "../adapters/lora-slots.ts";
 import type { KvCache } from "../engine/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
-import type { DeviceTensor, ModelWeights } from "./weights.ts";
+import type { ModelWeights } from "./weights.ts";
 import type { Workspace } from "./workspace.ts";
 import { PROJECTIONS, projectionLayout, type Projection } from "./projections.ts";
 
@@ -76,7 +76,9 @@ export class LlamaForward {
         nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim, slidingWindow: c.slidingWindow, scale: 1 / Math.sqrt(c.headDim),
         workspace: ws.attentionWorkspace, workspaceBytes: ws.attentionWorkspaceBytes, out: ws.attn,
       });
-      this.residualProjection(b, l, "o", ws.attn, L.postNorm);
+      this.projection(b, l, "o", ws.attn, ws.proj);
+      // residual add fused into the norm that follows it
+      d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: L.postNorm.dtype, w: L.postNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
       const gateUpLora = this.loraModules(b, l, "gateUp");
       if (gateUpLora.length === 0) {
         d.linearSiluMul({ act, x: ws.normed, wt: L.gateUp.dtype, w: L.gateUp.ptr, m: T, inter: c.intermediateSize, k: h, gateUp: ws.gateUp, out: ws.mlp });
@@ -84,28 +86,14 @@ export class LlamaForward {
         this.projection(b, l, "gateUp", ws.normed, ws.gateUp, gateUpLora);
         d.siluMul({ act, gateUp: ws.gateUp, nTokens: T, inter: c.intermediateSize, out: ws.mlp });
       }
-      this.residualProjection(b, l, "down", ws.mlp, w.layers[l + 1]?.inputNorm);
+      this.projection(b, l, "down", ws.mlp, ws.proj);
+      const next = w.layers[l + 1];
+      if (next) d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: next.inputNorm.dtype, w: next.inputNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
+      else d.add({ act, x: ws.proj, n: T * h, y: ws.hidden });
     }
     d.gatherRows({ act, x: ws.hidden, width: h, rows: ws.logitRows, nRows: b.nLogitRows, xRows: T, out: ws.lastHidden });
     d.rmsnorm({ act, x: ws.lastHidden, wt: w.norm.dtype, w: w.norm.ptr, nTokens: b.nLogitRows, hidden: h, eps: c.rmsNormEps, out: ws.normed });
     d.linear({ act, x: ws.normed, wt: w.lmHead.dtype, w: w.lmHead.ptr, m: b.nLogitRows, n: c.vocabSize, k: h, y: ws.logits });
-  }
-
-  /**
-   * o or down: its output (ws.proj) added into the residual stream (ws.hidden), then the next norm into ws.normed
-   * where one follows. Without LoRA, one op (at batch 1 one CUDA kernel, which also takes the norm).
-   */
-  private residualProjection(b: BatchShape, layer: number, p: "o" | "down", x: number, nextNorm?: DeviceTensor): void {
-    const { device: d, ws, act } = this, c = this.config, T = b.nTokens, h = c.hiddenSize, modules = this.loraModules(b, layer, p);
-    if (modules.length === 0) {
-      const W = this.weights.layers[layer][p];
-      const norm = nextNorm && { wt: nextNorm.dtype, w: nextNorm.ptr, eps: c.rmsNormEps, out: ws.normed };
-      d.linearResidual({ act, x, wt: W.dtype, w: W.ptr, m: T, n: h, k: this.layouts[p].in, y: ws.proj, residual: ws.hidden, norm });
-      return;
-    }
-    this.projection(b, layer, p, x, ws.proj, modules);
-    if (nextNorm) d.addRmsnorm({ act, x: ws.proj, residual: ws.hidden, wt: nextNorm.dtype, w: nextNorm.ptr, nTokens: T, hidden: h, eps: c.rmsNormEps, out: ws.normed });
-    else d.add({ act, x: ws.proj, n: T * h, y: ws.hidden });
   }
 
   /** The LoRA modules this batch runs on a projection (none without adapters). */

@@ -278,19 +278,6 @@ export class Device {
       a.vCache, a.cacheSlots));
   }
 
-  /**
-   * y = x @ W^T [m, n] added into the residual stream: residual += y; with `norm`, then out = rmsnorm(residual) * norm.w
-   * (linear, then add or addRmsnorm, in one op: one kernel at m = 1 on CUDA). out may not alias y or residual.
-   */
-  linearResidual(a: {
-    act: NumericDType; x: DevPtr; wt: NumericDType; w: DevPtr; m: number; n: number; k: number; y: DevPtr; residual: DevPtr;
-    norm?: { wt: NumericDType; w: DevPtr; eps: number; out: DevPtr };
-  }): void {
-    const { norm } = a;
-    this.check("lc_linear_residual", this.lib.lc_linear_residual(this.ctx, DTYPE_CODE[a.act], a.x, DTYPE_CODE[a.wt], a.w, a.m, a.n, a.k, a.y,
-      a.residual, DTYPE_CODE[norm?.wt ?? a.act], norm?.w ?? 0, norm?.eps ?? 0, norm?.out ?? 0));
-  }
-
   add(a: { act: NumericDType; x: DevPtr; n: number; y: DevPtr }): void {
     this.check("lc_add", this.lib.lc_add(this.ctx, DTYPE_CODE[a.act], a.x, a.n, a.y));
   }

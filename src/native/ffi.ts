@@ -49,7 +49,6 @@ export const LORACUDA_SYMBOLS = {
     args: [ctx, dtype, ptr, dtype, ptr, T.i64, T.i64, ptr, ptr, ptr, T.i32, T.i32, T.i32, ptr, T.f32, ptr, dtype, ptr, ptr, T.i64],
     returns: T.i32,
   },
-  lc_linear_residual: { args: [ctx, dtype, ptr, dtype, ptr, T.i64, T.i64, T.i64, ptr, ptr, dtype, ptr, T.f32, ptr], returns: T.i32 },
   lc_add: { args: [ctx, dtype, ptr, T.i64, ptr], returns: T.i32 },
   lc_gather_rows: { args: [ctx, dtype, ptr, T.i64, ptr, T.i64, T.i64, ptr], returns: T.i32 },
   // mods: host array of lc_lora_module (7 x 8 bytes each)
@@ -73,7 +72,7 @@ export function openLoracuda(path: string) {
   return dlopen(path, LORACUDA_SYMBOLS).symbols;
 }
 
-export const LC_ABI_VERSION = 6;
+export const LC_ABI_VERSION = 5;
 
 export enum Status {
   Ok = 0,

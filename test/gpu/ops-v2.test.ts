@@ -13,7 +13,7 @@ import { loraCase } from "./lora-case.ts";
 const { dut, cpu, gpuTest, timingTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
 /** Every speed-up switch (see README): none may change a result. */
-const SWITCHES = ["LORA_SERVE_CUDA_PDL", "LORA_SERVE_CUDA_FUSE_GEMV", "LORA_SERVE_CUDA_FUSE_NORM"];
+const SWITCHES = ["LORA_SERVE_CUDA_PDL", "LORA_SERVE_CUDA_FUSE_GEMV"];
 const switchedOff = dut && DUT === "cuda" ? await openCudaSwitchedOff(SWITCHES) : undefined;
 afterAll(() => switchedOff?.close());
 const statusOf = (fn: () => void): Status => {
@@ -165,66 +165,10 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
     }
   }));
 
-  // lc_linear_residual: at m = 1 CUDA runs one GEMV whose epilogue adds each (rounded) dot into the residual,
-  // and whose last block to finish takes the residual's RMSNorm in lc_rmsnorm's summation order; elsewhere (m = 3,
-  // a norm weight of another dtype) lc_linear and lc_add_rmsnorm (or lc_add). So on the device under test it
-  // must give those ops' bytes, y, residual and out; against the twin y is one rounding (2 ulp), the residual
-  // adds a rounded y and the norm rounds again: twice that. Widths 1000, 4096 and 8200 put fewer vectors than
-  // lc_rmsnorm's 512 threads in a row, eight a thread, and over two.
-  for (const act of ACTS) {
-    gpuTest(`linear_residual ${act}: one kernel at m = 1 equals linear + add_rmsnorm (or add) bit for bit; m = 3; vs the twin`, () => withPair((p) => {
-      const eps = 1e-5, tol = 2 * tolFor(act);
-      for (const n of [1000, 4096, 8200]) {
-        const k = 8 * Math.ceil(n / 32); // o's or down's input width, whole 16-byte vectors for the GEMV
-        const w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act);
-        for (const [m, normWt] of [[1, act], [3, act], [1, "F32"], [1, null]] as [number, NumericDType | null][]) {
-          const what = `n=${n} m=${m} norm ${normWt ?? "none"}`;
-          const x = p.floats(randn(m * k), act), resInit = randn(m * n, 3), norm = p.floats(randn(n, 0.2).map((v) => 1 + v), normWt ?? act);
-          const sides = [0, 1].map(() => ({ y: p.alloc(m * n * 2), res: p.floats(resInit, act), out: p.alloc(m * n * 2) }));
-          const [one, apart] = sides;
-          p.poison(one.y);
-          p.poison(one.out);
-          p.poison(apart.out);
-          p.run((d, P) => d.linearResidual({
-            act, x: P(x), wt: act, w: P(w), m, n, k, y: P(one.y), residual: P(one.res), norm: normWt ? { wt: normWt, w: P(norm), eps, out: P(one.out) } : undefined,
-          }));
-          compare(p, `linear_residual y, ${what} vs the twin`, one.y, act);
-          compare(p, `linear_residual residual, ${what} vs the twin`, one.res, act, tol);
-          if (normWt) compare(p, `linear_residual out, ${what} vs the twin`, one.out, act, 2 * tol);
-          const g = p.g;
-          g.linear({ act, x: x.g, wt: act, w: w.g, m, n, k, y: apart.y.g });
-          if (normWt) g.addRmsnorm({ act, x: apart.y.g, residual: apart.res.g, wt: normWt, w: norm.g, nTokens: m, hidden: n, eps, out: apart.out.g });
-          else g.add({ act, x: apart.y.g, n: m * n, y: apart.res.g });
-          for (const key of ["y", "res", "out"] as const)
-            expectSameBytes(`${what} ${key}: one op vs linear + ${normWt ? "add_rmsnorm" : "add"}`, p.bytes(one[key], "g"), p.bytes(apart[key], "g"));
-        }
-      }
-      // A sum of squares in another order moves the norm's scale by an ulp at most, which seldom changes a
-      // rounded output: 200 more launches over residuals of mixed magnitudes, each normalised by the kernel's
-      // last block and by lc_add_rmsnorm. (The final 16 partial sums taken in another order showed first at
-      // row 4 in f16, 32 in bf16, in the emulator.) Each launch also starts from the block count the last one left.
-      const n = 4096, k = 64, w = p.floats(randn(n * k, 1 / 8), act), x = p.floats(randn(k), act), norm = p.floats(randn(n, 0.2).map((v) => 1 + v), act);
-      const y = p.alloc(n * 2), res = p.alloc(n * 2), out = p.alloc(n * 2), res2 = p.alloc(n * 2), out2 = p.alloc(n * 2);
-      for (let row = 0; row < 200; row++) {
-        const r = encodeFloats(randn(n).map((v) => v * 10 ** randInt(4)), act);
-        p.g.upload(res.g, r);
-        p.g.upload(res2.g, r);
-        p.g.linearResidual({ act, x: x.g, wt: act, w: w.g, m: 1, n, k, y: y.g, residual: res.g, norm: { wt: act, w: norm.g, eps, out: out.g } });
-        p.g.addRmsnorm({ act, x: y.g, residual: res2.g, wt: act, w: norm.g, nTokens: 1, hidden: n, eps, out: out2.g });
-        expectSameBytes(`linear_residual out, launch ${row} over mixed magnitudes`, p.bytes(out, "g"), p.bytes(out2, "g"));
-      }
-      for (const d of [p.g, p.c]) {
-        const P = (b: Buf) => (d === p.g ? b.g : b.c);
-        expect(statusOf(() => d.linearResidual({ act, x: P(x), wt: act, w: P(w), m: 1, n, k, y: P(y), residual: P(res), norm: { wt: act, w: P(norm), eps, out: P(res) } })))
-          .toBe(Status.InvalidArgument);
-      }
-    }));
-  }
-
   // The same ops on the CUDA backend as it runs by default and with every switch off (no dependent launch;
   // linear + the second op instead of a fused epilogue): the bytes must match.
   if (DUT !== "cuda") console.log(`SKIP gpu ops v2 tests "speed-up switches": they are CUDA's (device under test: ${DUT})`);
-  (switchedOff ? gpuTest : test.skip)(`speed-up switches (${SWITCHES.join(", ")} = 0) change no byte: GEMV, fused epilogues and norm, split decode attention at batch 1`, () => pairWith(dut!, switchedOff!, (p) => {
+  (switchedOff ? gpuTest : test.skip)(`speed-up switches (${SWITCHES.join(", ")} = 0) change no byte: GEMV, fused epilogues, split decode attention at batch 1`, () => pairWith(dut!, switchedOff!, (p) => {
     const act = "F16", k = 11008, n = 4096, inter = 1000, heads = 32, headDim = 128, blockSize = 16;
     const x = p.floats(randn(k), act), w = p.floats(randn(n * k, 1 / Math.sqrt(k)), act), y = p.alloc(n * 2);
     p.run((d, P) => d.linear({ act, x: P(x), wt: act, w: P(w), m: 1, n, k, y: P(y) }));
@@ -241,11 +185,6 @@ describe(`ops v2 on ${DUT} vs the CPU twin`, () => {
       invFreq: P(inv), attentionScaling: 1, qOut: P(qOut), cacheDtype: act, kCache: P(kc), vCache: P(vc), cacheSlots: slots,
     }));
     for (const [what, b] of [["q", qOut], ["k cache", kc], ["v cache", vc]] as const) expectSameBytes(`linear_rope_store ${what}`, p.bytes(b, "g"), p.bytes(b, "c"));
-    // lc_linear_residual with the next norm, at the Llama-2-7B widths
-    const hid = 4096, res = p.floats(randn(hid, 3), act), normed = p.alloc(hid * 2), nw = p.floats(randn(hid, 0.2).map((v) => 1 + v), act);
-    const wo = p.floats(randn(hid * hid, 1 / 64), act), xo = p.floats(randn(hid), act), yo = p.alloc(hid * 2);
-    p.run((d, P) => d.linearResidual({ act, x: P(xo), wt: act, w: P(wo), m: 1, n: hid, k: hid, y: P(yo), residual: P(res), norm: { wt: act, w: P(nw), eps: 1e-5, out: P(normed) } }));
-    for (const [what, b] of [["y", yo], ["residual", res], ["out", normed]] as const) expectSameBytes(`linear_residual ${what}`, p.bytes(b, "g"), p.bytes(b, "c"));
     // one sequence at 1000 keys over 32 heads (Llama-2-7B): 16 chunks of 64, a grid of 512 blocks
     const inp = attentionInputs(p, act, act, [{ nq: 1, ctx: 1000 }], { heads, kvHeads: heads, headDim, blockSize });
     const maxContextLen = inp.maxCtx + 7;

@@ -56,10 +56,6 @@ inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 template <class T> inline T __ldg(const T *p) { return *p; }
-template <class T> inline T __ldcg(const T *p) { return *p; }
-// blocks and their fibers run one at a time on one host thread: a fence has nothing to order, an atomic nothing to race
-inline void __threadfence() {}
-inline unsigned atomicAdd(unsigned *p, unsigned v) { const unsigned old = *p; *p = old + v; return old; }
 template <class A, class B> inline std::common_type_t<A, B> min(A a, B b) { return b < a ? std::common_type_t<A, B>(b) : std::common_type_t<A, B>(a); }
 template <class A, class B> inline std::common_type_t<A, B> max(A a, B b) { return a < b ? std::common_type_t<A, B>(b) : std::common_type_t<A, B>(a); }
 inline float max(float a, float b) { return fmaxf(a, b); }  // CUDA: NaN-ignoring
