@@ -185,3 +185,43 @@ describe("uniformFor", () => {
     expect(chi2((i) => uniformFor(BigInt(i) * 0x10000n, 1))).toBeLessThan(27.88);
   });
 });
+
+describe("lc_sample over a real-sized vocabulary", () => {
+  // The sorted walk the header describes, in float64: what the selection-based sampler must reproduce.
+  function sortedWalk(l: Float32Array, temperature: number, topK: number, topP: number, u: number): number {
+    const order = Array.from(l.keys()).sort((a, b) => l[b] - l[a] || a - b);
+    const top = l[order[0]];
+    let kept = topK > 0 && topK < l.length ? topK : l.length;
+    const p = order.slice(0, kept).map((i) => Math.exp((l[i] - top) / temperature));
+    const mass = p.reduce((s, x) => s + x, 0);
+    if (topP < 1) {
+      let n = 0, before = 0;
+      while (n < kept && before < topP * mass) before += p[n++];
+      kept = Math.max(n, 1);
+    }
+    const keptMass = p.slice(0, kept).reduce((s, x) => s + x, 0);
+    let cum = 0;
+    for (let i = 0; i < kept; i++) if ((cum += p[i]) > u * keptMass) return order[i];
+    return order[kept - 1];
+  }
+
+  test("the same token as the sorted walk for 300 rows of 32,000 logits", () => {
+    const vocab = 32000;
+    let s = 12345;
+    const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const rows: Row[] = [];
+    for (let r = 0; r < 300; r++) {
+      // peaked rows (as a trained model's) and flat ones, with repeated values so ties occur
+      const spread = r % 3 === 0 ? 12 : 2;
+      const logits = Array.from({ length: vocab }, () => Math.fround(Math.round(rnd() * spread * 64) / 64));
+      const topK = [0, 1, 40, 1000][r % 4], topP = [1, 0.9, 0.5, 0.99, 0.05][r % 5];
+      rows.push({ logits, temperature: [0.3, 0.7, 1, 1.5][r % 4], topK, topP, uniform: Math.fround(rnd()) });
+    }
+    const { ids } = sample(rows);
+    // the kernel reads temperature and top_p as f32 (0.05 as f32 moves a 40-way tie's top_p cut by one token)
+    const expected = rows.map((r) => sortedWalk(Float32Array.from(r.logits), Math.fround(r.temperature), r.topK!, Math.fround(r.topP!), r.uniform!));
+    // the selection sums in another order than the walk: a token could differ only where u lands
+    // within float64 rounding (~1e-16 of the mass) of a boundary, which none of these rows does
+    expect([...ids]).toEqual(expected);
+  });
+});
