@@ -2,9 +2,8 @@
 // the model replaced by a stub that computes nothing.
 import type { LoraAdapter } from "../adapters/lora-adapter.ts";
 import { parseModelConfig } from "../model/config.ts";
-import type { HostBatch } from "../engine/batch-builder.ts";
-import { Engine, type EngineAdapters, type StepRunner } from "../engine/engine.ts";
-import type { RunnerOptions, SampleRow, StepSamples } from "../engine/model-runner.ts";
+import { Engine, type EngineAdapters } from "../engine/engine.ts";
+import { StubRunner } from "../engine/stub-runner.ts";
 
 export interface SchedulerBenchOptions {
   /** Running sequences. */
@@ -28,20 +27,6 @@ const CONFIG = parseModelConfig({
   num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, max_position_embeddings: 4096,
 });
 
-class StubRunner implements StepRunner {
-  readonly config = CONFIG;
-  readonly lora = { load() {}, clear() {}, forget() {} };
-  constructor(readonly opts: RunnerOptions) {}
-  run(_batch: HostBatch): void {}
-  readLogits(rows: number): Float32Array {
-    return new Float32Array(rows);
-  }
-  sample(rows: SampleRow[], nTop: number): StepSamples {
-    const n = rows.length;
-    return { ids: new Int32Array(n).fill(29871), logprobs: new Float32Array(n), topIds: new Int32Array(n * nTop), topLogprobs: new Float32Array(n * nTop), nTop };
-  }
-}
-
 function stubAdapters(count: number): EngineAdapters {
   const names = Array.from({ length: count }, (_, i) => `adapter-${i}`);
   const adapter = { name: "stub", dir: "", modules: [], maxRank: 16, bytes: 0 } as unknown as LoraAdapter;
@@ -50,7 +35,7 @@ function stubAdapters(count: number): EngineAdapters {
 
 export function runSchedulerBench(o: SchedulerBenchOptions): SchedulerBenchResult {
   const blockSize = 16, maxLen = o.promptTokens + o.steps + 16;
-  const runner = new StubRunner({
+  const runner = new StubRunner(CONFIG, {
     act: "F32", blockSize, maxLoras: Math.max(1, o.adapters), numBlocks: o.seqs * Math.ceil(maxLen / blockSize),
     caps: { maxTokens: o.seqs * o.promptTokens, maxSeqs: o.seqs, maxLogitRows: o.seqs, maxBlocksPerSeq: Math.ceil(maxLen / blockSize), maxLoraRank: 16, maxTopLogprobs: 0, maxContextLen: maxLen },
   });

@@ -9,7 +9,7 @@ import { buildBatch, type ScheduledSeq } from "../engine/batch-builder.ts";
 import { ModelRunner } from "../engine/model-runner.ts";
 import { Sequence } from "../engine/sequence.ts";
 import type { ProfileRanges } from "./profile-ranges.ts";
-import { randomWeights, syntheticConfig } from "./synthetic-model.ts";
+import { randomWeights, syntheticConfig } from "../model/synthetic.ts";
 
 export interface SyntheticBenchOptions {
   preset: string | Record<string, unknown>;

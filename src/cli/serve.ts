@@ -1,7 +1,7 @@
 // `lora-serve serve`: load the base models (and their adapters) and answer HTTP until SIGTERM /
 // SIGINT, then finish the requests in flight and exit 0. Options: flags > OPTION_* > serving.properties.
 import { defineCommand, type ArgsDef } from "citty";
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { LORA_MODULES, moduleShape } from "../adapters/lora-adapter.ts";
@@ -9,12 +9,13 @@ import { extractAdaptersTarball } from "../adapters/tarball.ts";
 import { isTarball, OPTION_DEFS, readServingProperties, resolveServeOptions, type ServeOptions } from "../config/serve-options.ts";
 import { EngineService } from "../engine/engine-service.ts";
 import { KvCache } from "../engine/kv-cache.ts";
-import { activationDtype, loadModel } from "../engine/load-model.ts";
+import { activationDtype, loadModel, loadStubModel } from "../engine/load-model.ts";
 import { Metrics } from "../engine/metrics.ts";
 import { MAX_TOP_LOGPROBS } from "../engine/sampling.ts";
 import { log } from "../log.ts";
 import { readModelConfig, type ModelConfig } from "../model/config.ts";
 import { openCheckpoint } from "../model/safetensors.ts";
+import { syntheticConfig } from "../model/synthetic.ts";
 import { NUMERIC_DTYPE_BYTES, type Device, type NumericDType } from "../native/device.ts";
 import { openDevice } from "../native/open-device.ts";
 import { startServer } from "../server/http.ts";
@@ -63,7 +64,9 @@ function flagValues(parsed: Record<string, unknown>, rawArgs: string[]): Record<
 
 export async function serve(o: ServeOptions): Promise<void> {
   const embedded = o.models.length === 0;
+  // a synthetic model takes its tokenizer from the embedded demo model's directory
   const modelDirs = embedded ? [await defaultModelDir()] : o.models.map((m) => resolve(m));
+  const synthetic = o.synthetic === undefined ? undefined : o.synthetic.endsWith(".json") ? JSON.parse(readFileSync(o.synthetic, "utf8")) : o.synthetic;
   if (o.adapters !== undefined && modelDirs.length > 1) {
     throw new CliError("--adapters serves one base model; with several, put each model's adapters in <model>/adapters");
   }
@@ -77,6 +80,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   const adaptersFor = (dir: string): string | undefined => {
     if (!o.enableLora) return undefined;
     if (adapters !== undefined) return adapters;
+    if (synthetic) return undefined; // the demo's adapters fit the demo model, not this shape
     const nested = join(dir, "adapters");
     return existsSync(nested) && statSync(nested).isDirectory() ? nested : undefined;
   };
@@ -89,15 +93,15 @@ export async function serve(o: ServeOptions): Promise<void> {
   try {
     const budget = device.kind === "cuda" ? gpuBudget(device, o.gpuMemoryUtilization) : undefined;
     for (const [i, dir] of modelDirs.entries()) {
-      const config = readModelConfig(dir);
+      const config = synthetic ? syntheticConfig(synthetic) : readModelConfig(dir);
       const act = activation(o, device, config);
-      const model = loadModel({
-        modelDir: dir, adaptersDir: adaptersFor(dir), device, act,
+      const model = (o.stubModel ? loadStubModel : loadModel)({
+        modelDir: dir, adaptersDir: adaptersFor(dir), device, act, synthetic,
         maxSeqs: o.maxRollingBatchSize, maxTokens: o.maxNumBatchedTokens, maxLoras: o.maxLoras, maxCpuLoras: o.maxCpuLoras,
         maxLoraRank: o.maxLoraRank, maxModelLen: o.maxModelLen, blockSize: BLOCK_SIZE,
-        kvCacheBytes: budget?.kvBytes(dir, config, act, o, modelDirs.length - i),
+        kvCacheBytes: o.stubModel ? undefined : budget?.kvBytes(dir, config, act, o, modelDirs.length - i),
       });
-      const name = embedded ? "tiny-llama2" : basename(dir);
+      const name = o.synthetic !== undefined ? basename(o.synthetic).replace(/\.json$/, "") : embedded ? "tiny-llama2" : basename(dir);
       const service = new EngineService(model, { name, maxQueue: o.maxQueue, metrics });
       registry.add(service);
       services.push(service);
@@ -111,7 +115,8 @@ export async function serve(o: ServeOptions): Promise<void> {
     throw e;
   }
   const names = services.map((s) => `${s.name} (adapters: ${s.adapterNames().join(", ") || "none"})`);
-  log.info(`lora-serve listening on ${server.url}; models: ${names.join("; ")}; device: ${device.kind}`);
+  const forward = o.stubModel ? " (forward pass stubbed out)" : "";
+  log.info(`lora-serve listening on ${server.url}; models: ${names.join("; ")}; device: ${device.kind}${forward}`);
 
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -161,7 +166,7 @@ function gpuBudget(device: Device, utilization: number) {
     kvBytes(dir: string, config: ModelConfig, act: NumericDType, o: ServeOptions, modelsLeft: number): number {
       const used = freeAtStart - device.memInfo().free;
       const share = Math.floor((budget - used) / modelsLeft);
-      const fixed = weightBytes(dir, act) + workspaceBytes(config, act, o) + loraSlotBytes(config, act, o);
+      const fixed = (o.synthetic !== undefined ? syntheticWeightBytes(config, act) : weightBytes(dir, act)) + workspaceBytes(config, act, o) + loraSlotBytes(config, act, o);
       const kv = share - fixed;
       const maxLen = Math.min(o.maxModelLen ?? config.maxPositions, config.maxPositions);
       const oneSequence = Math.ceil(maxLen / BLOCK_SIZE) * KvCache.blockBytes(config, BLOCK_SIZE, act);
@@ -188,6 +193,13 @@ function weightBytes(dir: string, act: NumericDType): number {
     bytes += t.shape.length === 2 && act !== "F32" ? t.shape[0] * t.shape[1] * NUMERIC_DTYPE_BYTES[act] : t.data.byteLength;
   }
   return bytes;
+}
+
+/** What randomWeights allocates: every tensor in the activation dtype. */
+function syntheticWeightBytes(c: ModelConfig, act: NumericDType): number {
+  const h = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
+  const layer = 2 * h + h * (q + 2 * kv) + q * h + 3 * h * c.intermediateSize;
+  return (c.vocabSize * h * (c.tieWordEmbeddings ? 1 : 2) + h + c.numLayers * layer) * NUMERIC_DTYPE_BYTES[act];
 }
 
 /** Mirrors the buffers src/model/workspace.ts allocates for these capacities. */

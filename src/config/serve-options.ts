@@ -28,6 +28,10 @@ export interface ServeOptions {
   maxQueue: number;
   maxBodyBytes: number;
   shutdownTimeoutSeconds: number;
+  /** A model shape with random weights instead of --model (benchmarks on a GPU; nothing to download). */
+  synthetic?: string;
+  /** The forward pass replaced by a stub (instant, fixed tokens): measures the host path alone. */
+  stubModel: boolean;
 }
 
 export class ConfigError extends Error {
@@ -153,6 +157,9 @@ export const OPTION_DEFS: OptionDef[] = [
     { property: ["option.max_queue", "job_queue_size"] }),
   opt("max_body_bytes", "maxBodyBytes", int(1), 8 * 1024 * 1024, "Largest request body (default 8 MiB)"),
   opt("shutdown_timeout", "shutdownTimeoutSeconds", int(0), 30, "Seconds to finish in-flight requests on SIGTERM (default 30)"),
+  opt("synthetic", "synthetic", str, undefined,
+    "Serve a model shape with random weights instead of --model: llama-2-7b, mistral-7b or a config.json (the demo's tokenizer)"),
+  opt("stub_model", "stubModel", bool, false, "Stub out the forward pass (instant, fixed tokens) to measure the host path", { boolean: true }),
 ];
 
 // Keys LMI configurations commonly carry that this server has no use for: accepted silently.
@@ -199,6 +206,7 @@ export function resolveServeOptions(
   }
   const o = out as ServeOptions;
   if (o.adapters !== undefined && !o.enableLora) throw new ConfigError(`adapters ${JSON.stringify(o.adapters)} are given but enable_lora is false`);
+  if (o.synthetic !== undefined && o.models.length > 0) throw new ConfigError("synthetic replaces model_id: give one or the other");
   if (o.maxCpuLoras < o.maxLoras) throw new ConfigError(`max_cpu_loras (${o.maxCpuLoras}) must be at least max_loras (${o.maxLoras})`);
   if (o.maxNumBatchedTokens < o.maxRollingBatchSize) {
     throw new ConfigError(`max_num_batched_tokens (${o.maxNumBatchedTokens}) must be at least max_rolling_batch_size (${o.maxRollingBatchSize})`);

@@ -5,12 +5,15 @@ import { AdapterStore } from "../adapters/adapter-store.ts";
 import { projectionName } from "../model/weights.ts";
 import { readGenerationDefaults, readModelConfig, type GenerationDefaults, type ModelConfig } from "../model/config.ts";
 import { openCheckpoint, type Checkpoint } from "../model/safetensors.ts";
+import { randomWeights, syntheticConfig } from "../model/synthetic.ts";
 import type { Device, NumericDType } from "../native/device.ts";
 import { ChatTemplate } from "../tokenizer/chat.ts";
 import { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { KvCache } from "./kv-cache.ts";
 import { Engine } from "./engine.ts";
-import { ModelRunner } from "./model-runner.ts";
+import { ModelRunner, type RunnerOptions } from "./model-runner.ts";
+import { StubRunner } from "./stub-runner.ts";
+import type { StepRunner } from "./engine.ts";
 import { MAX_TOP_LOGPROBS } from "./sampling.ts";
 
 export interface LoadOptions {
@@ -36,6 +39,8 @@ export interface LoadOptions {
   graphs?: boolean;
   /** Activation dtype (default: F32 on the CPU, the checkpoint's fp16/bf16 on a GPU). */
   act?: NumericDType;
+  /** A model shape (preset name or config.json object) with random weights; `modelDir` then gives only the tokenizer. */
+  synthetic?: string | Record<string, unknown>;
 }
 
 /** fp32 on the CPU twin; on a GPU the checkpoint's half type (fp32 checkpoints run in bf16). */
@@ -44,23 +49,40 @@ export function activationDtype(device: Device, config: ModelConfig): NumericDTy
   return config.torchDtype === "float16" ? "F16" : "BF16";
 }
 
-export interface LoadedModel {
+export interface LoadedModel<R extends StepRunner = StepRunner> {
   dir: string;
   config: ModelConfig;
   generation: GenerationDefaults;
   tokenizer: TextTokenizer;
   chat: ChatTemplate;
-  checkpoint: Checkpoint;
   adapters: AdapterStore;
-  runner: ModelRunner;
+  runner: R;
   engine: Engine;
 }
 
-export function loadModel(opts: LoadOptions): LoadedModel {
+/** The model on its device: real weights from `modelDir`, or random ones of `synthetic`'s shape. */
+export function loadModel(opts: LoadOptions): LoadedModel<ModelRunner> {
+  return assemble(opts, (config, checkpoint, runnerOpts) => checkpoint
+    ? ModelRunner.fromCheckpoint(opts.device, config, checkpoint, runnerOpts)
+    : new ModelRunner(opts.device, config, randomWeights(opts.device, config, runnerOpts.act), runnerOpts));
+}
+
+/** The same model with its forward pass stubbed out (instant, fixed tokens): the host path alone. */
+export function loadStubModel(opts: LoadOptions): LoadedModel<StubRunner> {
+  const text = " The quick brown fox jumps over the lazy dog, and the dog sleeps on.";
+  return assemble(opts, (config, _, runnerOpts, tokenizer) => new StubRunner(config, runnerOpts, tokenizer.encode(text, { addSpecialTokens: false })));
+}
+
+type MakeRunner<R> = (config: ModelConfig, checkpoint: Checkpoint | null, opts: RunnerOptions, tokenizer: TextTokenizer) => R;
+
+function assemble<R extends StepRunner>(opts: LoadOptions, makeRunner: MakeRunner<R>): LoadedModel<R> {
   const dir = resolve(opts.modelDir);
-  const config = readModelConfig(dir);
-  const checkpoint = openCheckpoint(dir);
+  const config = opts.synthetic ? syntheticConfig(opts.synthetic) : readModelConfig(dir);
+  const checkpoint = opts.synthetic ? null : openCheckpoint(dir);
   const tokenizer = TextTokenizer.fromModelDir(dir);
+  if (opts.synthetic && tokenizer.vocabSize > config.vocabSize) {
+    throw new Error(`synthetic model: its vocabulary (${config.vocabSize}) is smaller than the tokenizer's (${tokenizer.vocabSize}) in ${dir}`);
+  }
   const chat = ChatTemplate.fromModelDir(dir);
   const maxModelLen = Math.min(opts.maxModelLen ?? config.maxPositions, config.maxPositions);
   const maxSeqs = opts.maxSeqs ?? 32;
@@ -71,7 +93,7 @@ export function loadModel(opts: LoadOptions): LoadedModel {
   const kvBytes = opts.kvCacheBytes ?? Math.min(2 ** 31, maxSeqs * maxBlocksPerSeq * blockBytes);
   const numBlocks = Math.max(1, Math.floor(kvBytes / blockBytes));
   const maxLoraRank = opts.maxLoraRank ?? 64;
-  const runner = ModelRunner.fromCheckpoint(opts.device, config, checkpoint, {
+  const runner = makeRunner(config, checkpoint, {
     act,
     caps: {
       maxTokens: opts.maxTokens ?? Math.max(2048, maxModelLen),
@@ -86,12 +108,15 @@ export function loadModel(opts: LoadOptions): LoadedModel {
     blockSize,
     graphs: opts.graphs,
     maxLoras: opts.maxLoras ?? 8,
-  });
+  }, tokenizer);
   const adapters = new AdapterStore({
     config,
-    weight: (layer, module) => checkpoint.get(projectionName(layer, module))!,
+    weight: (layer, module) => {
+      if (!checkpoint) throw new Error("a synthetic model has no host copy of its weights (DoRA adapters need one)");
+      return checkpoint.get(projectionName(layer, module))!;
+    },
   }, maxLoraRank, opts.maxCpuLoras ?? Infinity);
   if (opts.adaptersDir) adapters.addDirectory(opts.adaptersDir);
   const engine = new Engine(runner, adapters, maxModelLen);
-  return { dir, config, generation: readGenerationDefaults(dir), tokenizer, chat, checkpoint, adapters, runner, engine };
+  return { dir, config, generation: readGenerationDefaults(dir), tokenizer, chat, adapters, runner, engine };
 }

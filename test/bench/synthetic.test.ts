@@ -2,7 +2,7 @@
 // this checks what the report must contain and how its numbers relate, not how fast they are.
 import { expect, test } from "bun:test";
 import { adapterBytes, runSyntheticBench } from "../../src/bench/synthetic-bench.ts";
-import { syntheticConfig } from "../../src/bench/synthetic-model.ts";
+import { syntheticConfig } from "../../src/model/synthetic.ts";
 import { cpuDevice } from "../helpers/fixtures.ts";
 
 test("synthetic benchmark, tiny preset on the CPU twin", async () => {

@@ -3,7 +3,7 @@
 // and without adapters, no graph failure, fp16 byte counts. Skipped, with the reason printed, without a GPU.
 import { afterAll, expect, test } from "bun:test";
 import { adapterBytes, runSyntheticBench } from "../../src/bench/synthetic-bench.ts";
-import { syntheticConfig } from "../../src/bench/synthetic-model.ts";
+import { syntheticConfig } from "../../src/model/synthetic.ts";
 import { openCuda } from "./harness.ts";
 
 const cuda = await openCuda("test/gpu/bench-cuda.test.ts");

@@ -4,6 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { Device } from "../../src/native/device.ts";
 import { openCuda } from "./harness.ts";
 import { loadModel, type LoadedModel } from "../../src/engine/load-model.ts";
+import type { ModelRunner } from "../../src/engine/model-runner.ts";
 import { MODEL_NAMES, adaptersDir, comparableSteps, greedyParams, modelDir, readReference, type FixtureModel } from "../helpers/fixtures.ts";
 import type { Sequence } from "../../src/engine/sequence.ts";
 
@@ -16,7 +17,7 @@ const gpuTest = cuda ? test : test.skip;
 // another order, so the bound is about twice that.
 const TOL = { F16: 0.05, BF16: 0.5 } as const;
 
-async function load(name: FixtureModel, device: Device, act?: "F16" | "BF16"): Promise<LoadedModel> {
+async function load(name: FixtureModel, device: Device, act?: "F16" | "BF16"): Promise<LoadedModel<ModelRunner>> {
   return loadModel({ modelDir: modelDir(name), adaptersDir: adaptersDir(name), device, maxLogitRows: 512, maxTokens: 512, act });
 }
 

@@ -1,7 +1,7 @@
 // A model of a real shape with random weights made directly on the device (nothing to download).
-import { parseModelConfig, type ModelConfig } from "../model/config.ts";
-import type { DeviceTensor, LayerWeights, ModelWeights } from "../model/weights.ts";
-import { PROJECTIONS, projectionLayout, type Projection } from "../model/projections.ts";
+import { parseModelConfig, type ModelConfig } from "./config.ts";
+import type { DeviceTensor, LayerWeights, ModelWeights } from "./weights.ts";
+import { PROJECTIONS, projectionLayout, type Projection } from "./projections.ts";
 import type { Device, NumericDType } from "../native/device.ts";
 import { NUMERIC_DTYPE_BYTES } from "../native/device.ts";
 

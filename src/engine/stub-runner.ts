@@ -1,0 +1,33 @@
+// A runner whose forward pass does nothing and whose sampler returns fixed tokens: measures what the
+// host (scheduler, HTTP, SSE, detokenization, stop strings) sustains with the model out of the way.
+import type { LoraAdapter } from "../adapters/lora-adapter.ts";
+import type { ModelConfig } from "../model/config.ts";
+import type { HostBatch } from "./batch-builder.ts";
+import type { StepRunner } from "./engine.ts";
+import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
+
+export class StubRunner implements StepRunner {
+  readonly lora = { load(_slot: number, _adapter: LoraAdapter) {}, clear(_slot: number) {}, forget(_adapter: LoraAdapter) {} };
+  private step = 0;
+
+  /** `tokens`: the ids sampled in turn (a real text's, so detokenization does real work). */
+  constructor(readonly config: ModelConfig, readonly opts: RunnerOptions, private readonly tokens: readonly number[] = [29871]) {
+    if (tokens.length === 0) throw new Error("StubRunner needs at least one token to emit");
+  }
+
+  run(_batch: HostBatch): void {}
+
+  readLogits(rows: number): Float32Array {
+    return new Float32Array(rows * this.config.vocabSize);
+  }
+
+  sample(rows: SampleRow[], nTop: number): StepSamples {
+    const n = rows.length;
+    const ids = new Int32Array(n);
+    for (let r = 0; r < n; r++) ids[r] = this.tokens[(this.step + r) % this.tokens.length];
+    this.step++;
+    return { ids, logprobs: new Float32Array(n), topIds: new Int32Array(n * nTop), topLogprobs: new Float32Array(n * nTop), nTop };
+  }
+
+  free(): void {}
+}
