@@ -9,7 +9,8 @@ import { openDevice, type DeviceChoice } from "../native/open-device.ts";
 import { CliError, intArg } from "./args.ts";
 
 export const benchCommand = defineCommand({
-  meta: { name: "bench", description: "Measure lora-serve (--scheduler: the step loop's own cost, model stubbed out)" },
+  meta: { name: "bench", description: "Measure lora-serve: `bench serve` (the serving benchmark), --synthetic (one forward step), --scheduler" },
+  subCommands: { serve: () => import("./bench-serve.ts").then((m) => m.benchServeCommand) },
   args: {
     scheduler: { type: "boolean", description: "Time scheduling + batch building per step with the model stubbed out" },
     synthetic: { type: "string", description: "A model shape (llama-2-7b, llama-3-8b, mistral-7b, tiny, or a config.json) with random weights on the device" },
@@ -27,8 +28,9 @@ export const benchCommand = defineCommand({
     ceilings: { type: "enum", options: ["full", "small"], description: "Ceiling sizes: full (1 GiB copy, 8192³ GEMM; the GPU default) or small (16 MiB, 256³)" },
   },
   async run({ args }) {
+    if (args._[0] === "serve") return; // citty ran the subcommand already
     if (args.synthetic) return synthetic(args);
-    if (!args.scheduler) throw new CliError("choose a benchmark: --scheduler or --synthetic <preset>");
+    if (!args.scheduler) throw new CliError("choose a benchmark: serve, --synthetic <preset> or --scheduler");
     const result = runSchedulerBench({
       seqs: intArg(args.seqs, "--seqs") ?? 256,
       adapters: intArg(args.adapters, "--adapters") ?? 32,

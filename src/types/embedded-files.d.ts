@@ -3,3 +3,13 @@ declare module "*.safetensors" {
   const path: string;
   export default path;
 }
+
+// The chart library's browser build and stylesheet, imported `with { type: "text" }` into report pages.
+declare module "uplot/dist/uPlot.iife.min.js" {
+  const source: string;
+  export default source;
+}
+declare module "uplot/dist/uPlot.min.css" {
+  const source: string;
+  export default source;
+}

@@ -1,0 +1,61 @@
+// The adapter-tier counters of a lora-serve target, read from its Prometheus /metrics before and
+// after a point: loads, evictions and hit rate per tier over the point alone.
+
+export interface TierCounters {
+  loads: number;
+  evictions: number;
+  hits: number;
+  /** hits / (hits + loads): requests that found their adapter already in this tier. */
+  hitRate: number;
+}
+
+type Samples = { name: string; labels: Record<string, string>; value: number }[];
+
+/** Sample lines of the Prometheus text format (comments and blank lines skipped). */
+export function parsePrometheus(text: string): Samples {
+  const out: Samples = [];
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+    out.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** The tier counters summed over models, or null where the target exports none (not a lora-serve). */
+export async function scrapeTiers(url: string): Promise<Record<string, Omit<TierCounters, "hitRate">> | null> {
+  let text: string;
+  try {
+    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) return null;
+    text = await res.text();
+  } catch {
+    return null;
+  }
+  const samples = parsePrometheus(text);
+  const out: Record<string, Omit<TierCounters, "hitRate">> = {};
+  const field = { lora_serve_adapter_loads_total: "loads", lora_serve_adapter_evictions_total: "evictions", lora_serve_adapter_hits_total: "hits" } as const;
+  let found = false;
+  for (const s of samples) {
+    const key = field[s.name as keyof typeof field];
+    if (!key) continue;
+    found = true;
+    if (!s.labels.tier) continue;
+    const tier = (out[s.labels.tier] ??= { loads: 0, evictions: 0, hits: 0 });
+    tier[key] += s.value;
+  }
+  return found ? out : null;
+}
+
+export function tierDelta(before: Awaited<ReturnType<typeof scrapeTiers>>, after: Awaited<ReturnType<typeof scrapeTiers>>): Record<string, TierCounters> | null {
+  if (!before || !after) return null;
+  const out: Record<string, TierCounters> = {};
+  for (const tier of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const b = before[tier] ?? { loads: 0, evictions: 0, hits: 0 }, a = after[tier] ?? { loads: 0, evictions: 0, hits: 0 };
+    const loads = a.loads - b.loads, evictions = a.evictions - b.evictions, hits = a.hits - b.hits;
+    out[tier] = { loads, evictions, hits, hitRate: hits + loads > 0 ? hits / (hits + loads) : NaN };
+  }
+  return out;
+}
