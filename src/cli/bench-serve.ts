@@ -31,6 +31,7 @@ const args: ArgsDef = {
   prompts: { type: "string", description: "JSONL of real prompts: {\"prompt\": ..., \"max_tokens\"?: N} a line" },
   "slo-ttft": { type: "string", description: "Time-to-first-token SLO in seconds (default 1)" },
   "ignore-eos": { type: "boolean", default: true, description: "Ask for exactly the output length (--no-ignore-eos: stop at EOS)" },
+  stop: { type: "string", description: "A stop string sent with every request (repeatable as a comma list)" },
   seed: { type: "string", description: "Workload seed (default 1)" },
   timeout: { type: "string", description: "Seconds before one request counts as failed (default 600)" },
   "api-key": { type: "string", description: "Bearer token for --url" },
@@ -64,7 +65,7 @@ export const benchServeCommand = defineCommand({
         inputLen: String(a["input-len"] ?? "64"), outputLen: String(a["output-len"] ?? "32"), promptFile: a.prompts as string | undefined,
         ignoreEos: a["ignore-eos"] !== false, sloTtft: numberArg(a["slo-ttft"] as string | undefined, "--slo-ttft") ?? 1,
         seed: intArg(a.seed as string | undefined, "--seed") ?? 1, timeoutMs: 1000 * (numberArg(a.timeout as string | undefined, "--timeout") ?? 600),
-        apiKey: a["api-key"] as string | undefined,
+        apiKey: a["api-key"] as string | undefined, stop: a.stop === undefined ? undefined : String(a.stop).split(","),
       },
       log: (line: string) => log.info(line),
     };

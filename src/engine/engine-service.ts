@@ -75,6 +75,8 @@ interface RequestState {
   lastToken: number;
   seq: Sequence | null;
   done: boolean;
+  /** This request's per-token metric series (label keys computed once). */
+  generated: { inc(by?: number): void };
 }
 
 export class EngineService {
@@ -82,6 +84,7 @@ export class EngineService {
   readonly maxModelLen: number;
   private readonly engine: Engine;
   private readonly metrics: Metrics;
+  private readonly tpot: { observe(value: number): void };
   private readonly states = new Set<RequestState>();
   private readonly bySeq = new Map<Sequence, RequestState>();
   private loadingCount = 0;
@@ -96,6 +99,7 @@ export class EngineService {
     this.engine = model.engine;
     this.maxModelLen = this.engine.maxModelLen;
     this.metrics = opts.metrics;
+    this.tpot = opts.metrics.timePerOutputToken.series({ model: opts.name });
     this.hookMetrics();
   }
 
@@ -126,6 +130,7 @@ export class EngineService {
       req, stream: new TokenStream(), detok: new IncrementalDetokenizer(this.model.tokenizer, { skipSpecialTokens: true }),
       stops: req.stop && req.stop.length > 0 ? new StopStringMatcher(req.stop) : null,
       arrival: performance.now(), lastToken: 0, seq: null, done: false,
+      generated: this.metrics.generationTokens.series({ model: this.name, adapter: req.adapter ?? "" }),
     };
     this.states.add(state);
     const labels = { model: this.name, adapter: req.adapter ?? "" };
@@ -232,11 +237,10 @@ export class EngineService {
     if (!state) return;
     const token = seq.outputs[seq.outputs.length - 1];
     const now = performance.now();
-    const labels = { model: this.name, adapter: state.req.adapter ?? "" };
     if (seq.outputs.length === 1) this.metrics.timeToFirstToken.observe((now - state.arrival) / 1000, { model: this.name });
-    else this.metrics.timePerOutputToken.observe((now - state.lastToken) / 1000, { model: this.name });
+    else this.tpot.observe((now - state.lastToken) / 1000);
     state.lastToken = now;
-    this.metrics.generationTokens.inc(labels);
+    state.generated.inc();
     let text = state.detok.push(token.id);
     if (seq.finished) text += state.detok.flush();
     if (state.stops && seq.mayStop) {
@@ -247,7 +251,7 @@ export class EngineService {
     }
     state.stream.push({ token, text, finishReason: seq.finishReason });
     if (seq.finished) {
-      this.metrics.requests.inc({ ...labels, finish_reason: seq.finishReason! });
+      this.metrics.requests.inc({ model: this.name, adapter: state.req.adapter ?? "", finish_reason: seq.finishReason! });
       this.end(state, null);
     }
   }

@@ -152,7 +152,7 @@ export class Engine {
     const nTop = Math.max(0, ...items.map((it) => it.seq.params.topLogprobs));
     const samples = this.runner.sample(items.map(({ seq }) => ({
       temperature: seq.params.temperature, topK: seq.params.topK, topP: seq.params.topP,
-      uniform: uniformFor(seq.params.seed, seq.outputs.length),
+      uniform: seq.params.temperature > 0 ? uniformFor(seq.params.seed, seq.outputs.length) : 0, // greedy reads none
       // as vLLM: stop tokens cannot be sampled before min_tokens
       banned: !seq.params.ignoreEos && seq.outputs.length < (seq.params.minTokens ?? 0) ? seq.params.stopTokenIds : undefined,
     })), nTop);

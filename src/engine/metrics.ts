@@ -20,7 +20,14 @@ export class Counter implements Metric {
   private readonly values = new Map<string, number>();
   constructor(readonly name: string, readonly help: string) {}
   inc(labels: Labels = {}, by = 1): void {
+    this.add(labelKey(labels), by);
+  }
+  /** One label set's series, its key computed once (for increments on every token). */
+  series(labels: Labels): { inc(by?: number): void } {
     const key = labelKey(labels);
+    return { inc: (by = 1) => this.add(key, by) };
+  }
+  private add(key: string, by: number): void {
     this.values.set(key, (this.values.get(key) ?? 0) + by);
   }
   get(labels: Labels = {}): number {
@@ -43,27 +50,45 @@ export class Gauge implements Metric {
   }
 }
 
+interface HistogramSeries {
+  /** Observations in each bucket alone (cumulated when rendered); the last is +Inf's. */
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
 export class Histogram implements Metric {
-  private readonly series = new Map<string, { counts: number[]; sum: number; count: number }>();
+  private readonly all = new Map<string, HistogramSeries>();
   constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {}
   observe(value: number, labels: Labels = {}): void {
-    const key = labelKey(labels);
-    let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = { counts: new Array(this.buckets.length).fill(0), sum: 0, count: 0 }));
-    this.buckets.forEach((b, i) => {
-      if (value <= b) s!.counts[i]++;
-    });
+    this.record(this.seriesOf(labelKey(labels)), value);
+  }
+  /** One label set's series, found once (for observations on every token). */
+  series(labels: Labels): { observe(value: number): void } {
+    const s = this.seriesOf(labelKey(labels));
+    return { observe: (value) => this.record(s, value) };
+  }
+  count(labels: Labels = {}): number {
+    return this.all.get(labelKey(labels))?.count ?? 0;
+  }
+  private seriesOf(key: string): HistogramSeries {
+    let s = this.all.get(key);
+    if (!s) this.all.set(key, (s = { counts: new Array(this.buckets.length + 1).fill(0), sum: 0, count: 0 }));
+    return s;
+  }
+  private record(s: HistogramSeries, value: number): void {
+    let i = 0;
+    while (i < this.buckets.length && value > this.buckets[i]) i++;
+    s.counts[i]++;
     s.sum += value;
     s.count++;
   }
-  count(labels: Labels = {}): number {
-    return this.series.get(labelKey(labels))?.count ?? 0;
-  }
   render(): string[] {
     const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    for (const [key, s] of this.series) {
+    for (const [key, s] of this.all) {
       const prefix = key ? `${key},` : "";
-      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket{${prefix}le="${b}"} ${s.counts[i]}`));
+      let cumulative = 0;
+      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket{${prefix}le="${b}"} ${(cumulative += s.counts[i])}`));
       out.push(`${this.name}_bucket{${prefix}le="+Inf"} ${s.count}`);
       out.push(line(`${this.name}_sum`, key, s.sum), line(`${this.name}_count`, key, s.count));
     }

@@ -24,6 +24,8 @@ export interface CompletionRequest {
   ignoreEos: boolean;
   timeoutMs: number;
   apiKey?: string;
+  /** Stop strings sent with the request (the host's stop matching is part of what is measured). */
+  stop?: string[];
 }
 
 export async function streamCompletion(r: CompletionRequest, sentAt: number): Promise<RequestResult> {
@@ -36,7 +38,7 @@ export async function streamCompletion(r: CompletionRequest, sentAt: number): Pr
       headers: { "Content-Type": "application/json", ...(r.apiKey ? { Authorization: `Bearer ${r.apiKey}` } : {}) },
       body: JSON.stringify({
         model: r.model, prompt: r.prompt, max_tokens: r.maxTokens, temperature: 0, stream: true,
-        stream_options: { include_usage: true }, ...(r.ignoreEos ? { ignore_eos: true } : {}),
+        stream_options: { include_usage: true }, ...(r.ignoreEos ? { ignore_eos: true } : {}), ...(r.stop?.length ? { stop: r.stop } : {}),
       }),
       signal: AbortSignal.timeout(r.timeoutMs),
     });

@@ -24,6 +24,7 @@ export interface PointSettings {
   seed: number;
   timeoutMs: number;
   apiKey?: string;
+  stop?: string[];
 }
 
 export interface Progress {
@@ -73,7 +74,7 @@ export async function runPoint(s: PointSettings, onProgress: (p: Progress) => vo
   const send = async (i: number): Promise<RequestResult> => {
     progress.sent++;
     const p = plan[i];
-    const r = await streamCompletion({ url: s.url, model: p.adapter, prompt: p.prompt, maxTokens: p.maxTokens, ignoreEos: s.ignoreEos, timeoutMs: s.timeoutMs, apiKey: s.apiKey }, (performance.now() - start) / 1000);
+    const r = await streamCompletion({ url: s.url, model: p.adapter, prompt: p.prompt, maxTokens: p.maxTokens, ignoreEos: s.ignoreEos, timeoutMs: s.timeoutMs, apiKey: s.apiKey, stop: s.stop }, (performance.now() - start) / 1000);
     progress.done++;
     if (!r.ok) progress.errors++;
     return r;
