@@ -52,8 +52,9 @@ export async function startLoraServe(args: string[], opts: { startTimeoutMs?: nu
   });
   const stop = async () => {
     child.kill("SIGTERM");
-    const exited = await Promise.race([child.exited, Bun.sleep(30_000).then(() => null)]);
-    if (exited === null) child.kill("SIGKILL");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000); // it drains for up to its shutdown timeout
+    await child.exited;
+    clearTimeout(timer);
   };
   try {
     return { url, models: await listModels(url), stop };
