@@ -1,14 +1,16 @@
 // `lora-serve bench --synthetic`: a real-shaped model with random weights and random adapters on
 // the device; the device's ceilings and the engine's figures measured side by side in one run.
-import { LORA_MODULES, moduleShape, type LoraAdapter, type LoraModule } from "../adapters/lora-adapter.ts";
-import type { ModelConfig } from "../model/config.ts";
+import { LORA_MODULES, moduleShape, type LoraModule } from "../adapters/lora-adapter.ts";
 import type { Device, NumericDType } from "../native/device.ts";
 import { NUMERIC_DTYPE_BYTES } from "../native/device.ts";
 import { BlockManager } from "../engine/block-manager.ts";
 import { buildBatch, type ScheduledSeq } from "../engine/batch-builder.ts";
 import { ModelRunner } from "../engine/model-runner.ts";
 import { Sequence } from "../engine/sequence.ts";
+import { measureAdapterLoad, type AdapterLoadFigure } from "./adapter-load-bench.ts";
+import { distinctAdaptersCheck } from "./distinct-adapters.ts";
 import type { ProfileRanges } from "./profile-ranges.ts";
+import { adapterBytes, decodeStepBytes } from "./step-bytes.ts";
 import { randomWeights, syntheticConfig } from "../model/synthetic.ts";
 
 export interface SyntheticBenchOptions {
@@ -43,10 +45,12 @@ export interface SyntheticReport {
   model: string;
   dtype: NumericDType;
   weightBytes: number;
+  /** Bytes a batch-1 decode step at the report's context must read (see step-bytes.ts): the floor's numerator. */
+  floorBytes: number;
   ceilings: { copyGBps: number; gemmTflops: number };
   decode: DecodeFigure[];
   prefill: { tokens: number; ms: number; tokensPerSecond: number; ceilingTokensPerSecond: number; ratio: number };
-  adapterLoad: { rank: number; modules: string; bytes: number; firstMs: number; medianMs: number };
+  adapterLoad: AdapterLoadFigure;
   checks: { what: string; target: string; measured: string; pass: boolean }[];
   /** with --profile: the profiled ranges, in order */
   profiledRanges?: string[];
@@ -63,18 +67,6 @@ function time(device: Device, reps: number, fn: () => void): number {
   for (let i = 0; i < reps; i++) fn();
   device.sync();
   return (performance.now() - t0) / reps;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-export function adapterBytes(config: ModelConfig, rank: number, modules: readonly LoraModule[], dtype: NumericDType): number {
-  return config.numLayers * modules.reduce((n, m) => {
-    const [out, inDim] = moduleShape(config, m);
-    return n + rank * (inDim + out) * NUMERIC_DTYPE_BYTES[dtype];
-  }, 0);
 }
 
 function measureCeilings(device: Device, dtype: NumericDType, big: boolean): { copyGBps: number; gemmTflops: number } {
@@ -95,17 +87,6 @@ function measureCeilings(device: Device, dtype: NumericDType, big: boolean): { c
   return { copyGBps: (2 * bytes) / (copyMs / 1000) / 1e9, gemmTflops: (2 * n * n * n) / (gemmMs / 1000) / 1e12 };
 }
 
-function randomHostAdapter(config: ModelConfig, rank: number, modules: readonly LoraModule[]): LoraAdapter {
-  const fill = (n: number, scale: number) => Float32Array.from({ length: n }, () => (Math.random() * 2 - 1) * scale);
-  const out: LoraAdapter["modules"] = [];
-  for (let layer = 0; layer < config.numLayers; layer++) {
-    for (const module of modules) {
-      const [o, i] = moduleShape(config, module);
-      out.push({ layer, module, rank, scale: 2, a: fill(rank * i, 1 / Math.sqrt(i)), b: fill(o * rank, 1 / Math.sqrt(rank)) });
-    }
-  }
-  return { name: "host-adapter", dir: "", config: {} as LoraAdapter["config"], modules: out, maxRank: rank, bytes: 0 };
-}
 
 export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
   const log = o.log ?? (() => {});
@@ -133,7 +114,6 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
     device.fillRandom({ dtype, ptr: runner.kv.v[l], n: kvElems, seed: 600 + l, scale: 1 });
   }
   const bandwidth = ceilings.copyGBps * 1e9;
-  const kvBytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * NUMERIC_DTYPE_BYTES[dtype];
   const params = { temperature: 0, topP: 1, topK: 0, seed: 0n, maxTokens: 1, topLogprobs: 0, ignoreEos: true, stopTokenIds: [] };
 
   const decode: DecodeFigure[] = [];
@@ -144,6 +124,7 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
     { name: "distinct r64 all7", rank: 64, modules: [...LORA_MODULES], slotOf: (s: number) => s % o.adapters, distinct: o.adapters },
   ];
   let loadedMode = "";
+  let distinct: ReturnType<typeof distinctAdaptersCheck> | undefined;
   for (const mode of modes) {
     if (mode.rank > 0 && loadedMode !== `${mode.rank}:${mode.modules.length}`) {
       for (let s = 0; s < o.adapters; s++) runner.lora.loadRandom(s, { rank: mode.rank, modules: mode.modules, seed: 100 + s });
@@ -161,7 +142,7 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
       const batch = buildBatch(items, blockSize, maxBlocksPerSeq);
       const rows = items.map(() => ({ temperature: 0, topK: 0, topP: 1, uniform: 0 }));
       const adapterRead = Math.min(batchSize, mode.distinct) * adapterBytes(config, mode.rank, mode.modules, dtype);
-      const bytesPerStep = weights.bytes + batchSize * o.contextLen * kvBytesPerToken + adapterRead;
+      const bytesPerStep = decodeStepBytes(config, dtype, { weightBytes: weights.bytes, batch: batchSize, contextLen: o.contextLen, adapterBytes: adapterRead });
       for (const graphs of device.kind === "cuda" ? [false, true] : [false]) {
         runner.useGraphs = graphs;
         const ms = time(device, o.steps, () => {
@@ -174,6 +155,9 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
           runner.run(batch);
           runner.sample(rows, 0);
         });
+      }
+      if (mode.name === "distinct r16 qkvo" && batchSize === Math.min(maxBatch, o.adapters) && batchSize > 1) {
+        distinct = distinctAdaptersCheck(runner, items, blockSize, maxBlocksPerSeq, o.adapters);
       }
       for (const seq of seqs) blocks.release(seq);
     }
@@ -197,20 +181,7 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
   const ceilingTps = (ceilings.gemmTflops * 1e12) / (2 * projectionParams);
   const prefill = { tokens: o.prefillLen, ms: prefillMs, tokensPerSecond: o.prefillLen / (prefillMs / 1000), ceilingTokensPerSecond: ceilingTps, ratio: o.prefillLen / (prefillMs / 1000) / ceilingTps };
 
-  // host memory -> slot for a rank-16 q,k,v,o adapter (the first load also packs it to the slot dtype)
-  const host = randomHostAdapter(config, 16, QKVO);
-  let t0 = performance.now();
-  runner.lora.load(0, host);
-  device.sync();
-  const firstMs = performance.now() - t0;
-  const loads: number[] = [];
-  for (let i = 0; i < 7; i++) {
-    t0 = performance.now();
-    runner.lora.load(0, host);
-    device.sync();
-    loads.push(performance.now() - t0);
-  }
-  const adapterLoad = { rank: 16, modules: "q,k,v,o", bytes: adapterBytes(config, 16, QKVO, dtype), firstMs, medianMs: median(loads) };
+  const adapterLoad = measureAdapterLoad(runner, 16, adapterBytes(config, 16, QKVO, dtype));
   const graphFailure = runner.graphStats().failure;
   runner.free();
 
@@ -219,9 +190,10 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
     return xs.reduce((best, d) => (d.stepMs < best.stepMs ? d : best), xs[0]);
   };
   const checks: SyntheticReport["checks"] = [];
-  const floorMs = (weights.bytes / bandwidth) * 1000;
+  const floorBytes = decodeStepBytes(config, dtype, { weightBytes: weights.bytes, batch: 1, contextLen: o.contextLen, adapterBytes: 0 });
+  const floorMs = (floorBytes / bandwidth) * 1000;
   const b1 = pick(1, "none");
-  if (b1) checks.push({ what: "decode batch 1, no adapter", target: `<= 1.25 x ${floorMs.toFixed(3)} ms (weights / copy bandwidth)`, measured: `${b1.stepMs.toFixed(3)} ms (${(b1.stepMs / floorMs).toFixed(2)} x)`, pass: b1.stepMs <= 1.25 * floorMs });
+  if (b1) checks.push({ what: "decode batch 1, no adapter", target: `<= 1.25 x ${floorMs.toFixed(3)} ms (bytes a step reads / copy bandwidth)`, measured: `${b1.stepMs.toFixed(3)} ms (${(b1.stepMs / floorMs).toFixed(2)} x)`, pass: b1.stepMs <= 1.25 * floorMs });
   const none32 = pick(32, "none"), r16 = pick(32, "distinct r16 qkvo"), r64 = pick(32, "distinct r64 all7");
   if (none32 && r16) checks.push({ what: "batch 32, 32 distinct r16 q,k,v,o", target: ">= 0.85 x no-adapter tokens/s", measured: `${(r16.tokensPerSecond / none32.tokensPerSecond).toFixed(3)} x`, pass: r16.tokensPerSecond >= 0.85 * none32.tokensPerSecond });
   if (none32 && r64) checks.push({ what: "batch 32, 32 distinct r64 all seven", target: ">= 0.7 x no-adapter tokens/s", measured: `${(r64.tokensPerSecond / none32.tokensPerSecond).toFixed(3)} x`, pass: r64.tokensPerSecond >= 0.7 * none32.tokensPerSecond });
@@ -229,9 +201,10 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
   if (big64) checks.push({ what: `batch 64 at ${o.contextLen} context: bytes / step time`, target: ">= 0.7 x copy bandwidth", measured: `${big64.bandwidthRatio.toFixed(3)} x`, pass: big64.bandwidthRatio >= 0.7 });
   checks.push({ what: `prefill ${o.prefillLen} tokens`, target: ">= 0.6 x GEMM-rate tokens/s", measured: `${prefill.ratio.toFixed(3)} x`, pass: prefill.ratio >= 0.6 });
   checks.push({ what: "rank-16 q,k,v,o adapter host -> slot", target: "<= 3 ms", measured: `${adapterLoad.medianMs.toFixed(3)} ms`, pass: adapterLoad.medianMs <= 3 });
+  if (distinct) checks.push(distinct);
   if (graphFailure !== null) checks.push({ what: "decode graphs recorded", target: "no failure", measured: graphFailure, pass: false });
   return {
-    device: device.kind, model: typeof o.preset === "string" ? o.preset : "config.json", dtype, weightBytes: weights.bytes,
+    device: device.kind, model: typeof o.preset === "string" ? o.preset : "config.json", dtype, weightBytes: weights.bytes, floorBytes,
     ceilings, decode, prefill, adapterLoad, checks, profiledRanges: o.profile?.labels,
   };
 }

@@ -74,7 +74,7 @@ async function synthetic(args: Record<string, unknown>): Promise<void> {
 }
 
 function printReport(r: SyntheticReport): void {
-  console.log(`synthetic ${r.model} (${r.dtype}) on ${r.device}: weights ${(r.weightBytes / 1e9).toFixed(2)} GB`);
+  console.log(`synthetic ${r.model} (${r.dtype}) on ${r.device}: weights ${(r.weightBytes / 1e9).toFixed(2)} GB; a batch-1 step reads ${(r.floorBytes / 1e9).toFixed(3)} GB (layers, norms, LM head, one embedding row, KV at the context)`);
   console.log(`ceilings: copy ${r.ceilings.copyGBps.toFixed(0)} GB/s (read + write), GEMM ${r.ceilings.gemmTflops.toPrecision(3)} TFLOP/s`);
   console.log("decode  batch  adapters               graphs  ms/step   tokens/s  bytes/step/time : copy bw");
   for (const d of r.decode) {
@@ -82,6 +82,8 @@ function printReport(r: SyntheticReport): void {
   }
   const p = r.prefill;
   console.log(`prefill ${p.tokens} tokens: ${p.ms.toFixed(1)} ms, ${p.tokensPerSecond.toFixed(0)} tokens/s; GEMM-rate ceiling ${p.ceilingTokensPerSecond.toFixed(0)} (${p.ratio.toFixed(3)} x)`);
-  console.log(`adapter r${r.adapterLoad.rank} ${r.adapterLoad.modules} (${(r.adapterLoad.bytes / 1e6).toFixed(1)} MB) host -> slot: ${r.adapterLoad.medianMs.toFixed(3)} ms (first, packing included: ${r.adapterLoad.firstMs.toFixed(1)} ms)`);
+  const a = r.adapterLoad;
+  console.log(`adapter r${a.rank} ${a.modules} (${(a.bytes / 1e6).toFixed(1)} MB): disk -> host ${a.diskToHostMs.toFixed(1)} ms (cold: parse + convert), ` +
+    `host -> slot first ${a.firstMs.toFixed(1)} ms (packing, pinned staging), warm median ${a.medianMs.toFixed(3)} ms`);
   for (const c of r.checks) console.log(`${c.pass ? "PASS" : "MISS"}  ${c.what}: ${c.measured} (target ${c.target})`);
 }
