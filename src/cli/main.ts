@@ -14,10 +14,16 @@ const main = defineCommand({
 async function run(rawArgs: string[]): Promise<void> {
   const sub = rawArgs[0];
   if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
-    const commands = (main.subCommands ?? {}) as Record<string, CommandDef<any> | (() => Promise<CommandDef<any>>)>;
-    const entry = sub ? commands[sub] : undefined;
-    const chosen = typeof entry === "function" ? await entry() : entry;
-    await showUsage(chosen ?? main, chosen ? (main as CommandDef<any>) : undefined);
+    // the deepest named command: `bench serve --help` shows bench serve's options
+    let chosen: CommandDef<any> = main as CommandDef<any>, parent: CommandDef<any> | undefined;
+    for (const name of rawArgs.filter((a) => !a.startsWith("-"))) {
+      const commands = (chosen.subCommands ?? {}) as Record<string, CommandDef<any> | (() => Promise<CommandDef<any>>)>;
+      const entry = commands[name];
+      if (!entry) break;
+      parent = chosen;
+      chosen = typeof entry === "function" ? await entry() : entry;
+    }
+    await showUsage(chosen, parent);
     return;
   }
   try {

@@ -114,7 +114,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     if (scratch) rmSync(scratch, { recursive: true, force: true });
     throw e;
   }
-  const names = services.map((s) => `${s.name} (adapters: ${s.adapterNames().join(", ") || "none"})`);
+  const names = services.map((s) => `${s.name} (adapters: ${listed(s.adapterNames())})`);
   const forward = o.stubModel ? " (forward pass stubbed out)" : "";
   log.info(`lora-serve listening on ${server.url}; models: ${names.join("; ")}; device: ${device.kind}${forward}`);
 
@@ -143,6 +143,12 @@ export async function serve(o: ServeOptions): Promise<void> {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+}
+
+/** Adapter names for the start-up line: all of a few, the first ones and a count of many. */
+function listed(names: string[]): string {
+  if (names.length === 0) return "none";
+  return names.length <= 12 ? names.join(", ") : `${names.slice(0, 10).join(", ")} and ${names.length - 10} more`;
 }
 
 function activation(o: ServeOptions, device: Device, config: ModelConfig): NumericDType {
