@@ -16,7 +16,7 @@ export interface AdapterTierEvents {
   loaded(name: string): void;
   /** An adapter was dropped from host memory. */
   evicted(name: string): void;
-  /** An adapter was found in host memory. */
+  /** A request found its adapter in host memory. */
   hit(name: string): void;
 }
 
@@ -85,6 +85,13 @@ export class AdapterStore {
     return this.host.has(name);
   }
 
+  /** A request for `name` arrives: true (and counted a hit, its recency refreshed) if it is in host memory. */
+  request(name: string): boolean {
+    if (!this.touch(name)) return false;
+    this.events.hit(name);
+    return true;
+  }
+
   inUse(name: string): boolean {
     return (this.users.get(name) ?? 0) > 0;
   }
@@ -149,7 +156,6 @@ export class AdapterStore {
     if (!cached) return undefined;
     this.host.delete(name);
     this.host.set(name, cached);
-    this.events.hit(name);
     return cached;
   }
 

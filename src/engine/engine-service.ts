@@ -137,7 +137,7 @@ export class EngineService {
     this.metrics.promptTokens.inc(labels, req.promptIds.length);
     if (req.adapter !== null) {
       this.model.adapters.acquire(req.adapter);
-      if (!this.model.adapters.isLoaded(req.adapter)) {
+      if (!this.model.adapters.request(req.adapter)) {
         this.loadingCount++;
         this.model.adapters.load(req.adapter)
           .then(() => this.enqueue(state, params))

@@ -52,11 +52,26 @@ describe("EngineService", () => {
     expect(gpuLoads).toBeGreaterThanOrEqual(12); // each of the 12 names went through a slot at least once
     expect(metrics.adapterEvictions.get({ model: "tiny-llama2", tier: "gpu" })).toBe(gpuLoads - 2);
     expect(metrics.adapterEvictions.get({ model: "tiny-llama2", tier: "cpu" })).toBeGreaterThanOrEqual(9);
+    // per tier, each request either found its adapter resident (a hit) or had it loaded; the host
+    // tier loads at most once per request (requests that arrive during a load share it)
+    const cpu = { hits: metrics.adapterHits.get({ model: "tiny-llama2", tier: "cpu" }), loads: metrics.adapterLoads.get({ model: "tiny-llama2", tier: "cpu" }) };
+    expect(cpu.hits + cpu.loads).toBeLessThanOrEqual(48);
+    expect(cpu.loads).toBeGreaterThanOrEqual(12);
+    expect(metrics.adapterHits.get({ model: "tiny-llama2", tier: "gpu" }) + gpuLoads).toBe(48); // the 48 adapter requests
     const text = metrics.render();
     expect(text).toMatch(/lora_serve_adapters\{model="tiny-llama2",tier="gpu"\} 2/);
     expect(text).toMatch(/lora_serve_adapters\{model="tiny-llama2",tier="cpu"\} 3/);
     expect(text).toMatch(/lora_serve_adapters\{model="tiny-llama2",tier="disk"\} 12/);
     expect(svc.inFlight).toBe(0);
+    svc.stop();
+  });
+
+  test("tier hits count requests: the first request for an adapter loads it, the next ones hit in both tiers", async () => {
+    const { svc, metrics } = await service({ maxLoras: 2, maxCpuLoras: 3 });
+    for (let i = 0; i < 5; i++) await collect(svc.submit({ promptIds: [1, 450, 7483], adapter: "es", params: greedyParams(2) }));
+    const count = (tier: string) => [metrics.adapterLoads.get({ model: "tiny-llama2", tier }), metrics.adapterHits.get({ model: "tiny-llama2", tier })];
+    expect(count("cpu")).toEqual([1, 4]);
+    expect(count("gpu")).toEqual([1, 4]);
     svc.stop();
   });
 

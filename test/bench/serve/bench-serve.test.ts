@@ -75,6 +75,7 @@ describe("bench serve on the CPU twin", () => {
       expect(gpu.loads + gpu.hits).toBe(60); // each request found its adapter in a slot, or loaded it
       expect(gpu.hitRate).toBeCloseTo(gpu.hits / 60, 12);
       expect(cpu.loads).toBeGreaterThanOrEqual(p.adaptersUsed); // each used adapter read from disk at least once
+      expect(cpu.hits + cpu.loads).toBeLessThanOrEqual(60); // a request hits or loads (or joins a load in flight)
       expect(cpu.evictions).toBeGreaterThan(0); // more used than --max-cpu-loras 16 hold
       // what is left in host memory: the 16 allowed, more only while requests held them
       expect(cpu.loads - cpu.evictions).toBeGreaterThanOrEqual(16);
