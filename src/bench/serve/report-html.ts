@@ -36,15 +36,17 @@ const d = JSON.parse(document.getElementById("data").textContent);
 const colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
 const width = Math.min(900, document.body.clientWidth - 40);
 const sweepLabel = { adapters: "adapters", rate: "request rate (req/s)", concurrency: "concurrent clients" }[d.swept];
-function chart(id, title, xLabel, yLabel, data, series) {
-  new uPlot({ title, width, height: 300, scales: { x: { time: false } },
+// adapter counts span decades (5 to 2,000): a log axis keeps the small ones apart
+const sweepScale = d.swept === "adapters" && d.sweep[0].every((x) => x > 0) ? { time: false, distr: 3, log: 10 } : { time: false };
+function chart(id, title, xLabel, yLabel, data, series, xScale = { time: false }) {
+  new uPlot({ title, width, height: 300, scales: { x: xScale },
     axes: [{ label: xLabel }, { label: yLabel }],
     series: [{ label: xLabel }, ...series] }, data, document.getElementById(id));
   document.getElementById(id).dataset.drawn = "1";
 }
 const pts = { show: true, size: 8 };
-chart("throughput", "Output tokens/s", sweepLabel, "tokens/s", [d.sweep[0], d.sweep[1]], [{ label: "output tokens/s", stroke: colors[0], width: 2, points: pts }]);
-chart("ttft", "p99 time to first token", sweepLabel, "ms", [d.sweep[0], d.sweep[2]], [{ label: "p99 TTFT (ms)", stroke: colors[1], width: 2, points: pts }]);
+chart("throughput", "Output tokens/s", sweepLabel, "tokens/s", [d.sweep[0], d.sweep[1]], [{ label: "output tokens/s", stroke: colors[0], width: 2, points: pts }], sweepScale);
+chart("ttft", "p99 time to first token", sweepLabel, "ms", [d.sweep[0], d.sweep[2]], [{ label: "p99 TTFT (ms)", stroke: colors[1], width: 2, points: pts }], sweepScale);
 chart("cdf", "TTFT CDF per point", "time to first token (ms)", "share of requests", d.cdf,
   d.cdfLabels.map((label, i) => ({ label, stroke: colors[i % colors.length], width: 2 })));
 `;
