@@ -101,6 +101,20 @@ describe("bench serve on the CPU twin", () => {
   }, 60_000);
 });
 
+test("--synthetic: a model shape with random weights (the demo's tokenizer) and adapters written for that shape", async () => {
+  const shape = join(tmp, "shape.json");
+  writeFileSync(shape, JSON.stringify({
+    architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_act: "silu", rms_norm_eps: 1e-5, vocab_size: 32000, hidden_size: 64,
+    intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 256,
+  }));
+  const out = join(tmp, "synthetic.json");
+  const r = await benchServe(["--synthetic", shape, "--adapters", "3", "--concurrency", "2", "--num-prompts", "6", "--output-len", "4", "--input-len", "8", "--out", out]);
+  expect(r.code).toBe(0);
+  const p = (JSON.parse(await Bun.file(out).text()) as SweepReport).points[0];
+  expect(p.completed).toBe(6);
+  expect(p.tiers!.cpu.loads).toBeGreaterThan(0); // hidden size 64 adapters loaded against the 64-wide shape
+}, 60_000);
+
 describe("bench serve --url", () => {
   let target: Target;
   beforeAll(async () => {
