@@ -71,11 +71,13 @@ export const benchServeCommand = defineCommand({
     };
     sweptVariable(options); // one swept variable, checked before anything is written
     const bar = process.stderr.isTTY ? new SingleBar({ format: "  {bar} {value}/{total} done, {sent} sent, {rate} req/s, {errors} errors", hideCursor: true }) : null;
+    let barPoint = -1;
     const report = await runSweep({
       ...options,
-      onProgress: (_point, p, total) => {
+      onProgress: (point, p, total) => {
         if (!bar) return;
-        if (p.sent === 1 && p.done === 0) bar.start(total, 0, { sent: 0, rate: "0.0", errors: 0 });
+        if (point !== barPoint) bar.start(total, 0, { sent: 0, rate: "0.0", errors: 0 });
+        barPoint = point;
         bar.update(p.done, { sent: p.sent, rate: p.elapsed > 0 ? (p.done / p.elapsed).toFixed(1) : "0.0", errors: p.errors });
         if (p.done === total) bar.stop();
       },
