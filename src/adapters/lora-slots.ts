@@ -5,7 +5,8 @@ import { NativeError, NUMERIC_DTYPE_BYTES } from "../native/device.ts";
 import { Status } from "../native/ffi.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { encodeFloats } from "../model/convert.ts";
-import { LORA_MODULES, moduleShape, type LoraAdapter, type LoraModule } from "./lora-adapter.ts";
+import type { LoraAdapter } from "./lora-adapter.ts";
+import { LORA_MODULES, moduleShape, type LoraModule } from "../model/lora-modules.ts";
 
 export interface SlotTables {
   aPtrs: DevPtr;

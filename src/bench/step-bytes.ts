@@ -2,7 +2,7 @@
 // figure and the batch-1 floor. Only what the step touches: every layer's weights and norms, the LM
 // head, one embedding row per token (not the whole table), the KV cache at the step's context, and
 // each distinct adapter's weights.
-import { moduleShape, type LoraModule } from "../adapters/lora-adapter.ts";
+import { moduleShape, type LoraModule } from "../model/lora-modules.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { NUMERIC_DTYPE_BYTES, type NumericDType } from "../native/device.ts";
 

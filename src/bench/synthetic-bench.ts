@@ -1,6 +1,6 @@
 // `lora-serve bench --synthetic`: a real-shaped model with random weights and random adapters on
 // the device; the device's ceilings and the engine's figures measured side by side in one run.
-import { LORA_MODULES, moduleShape, type LoraModule } from "../adapters/lora-adapter.ts";
+import { LORA_MODULES, moduleShape, type LoraModule } from "../model/lora-modules.ts";
 import type { Device, NumericDType } from "../native/device.ts";
 import { NUMERIC_DTYPE_BYTES } from "../native/device.ts";
 import { BlockManager } from "../engine/block-manager.ts";

@@ -4,7 +4,7 @@ import { defineCommand, type ArgsDef } from "citty";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
-import { LORA_MODULES, moduleShape } from "../adapters/lora-adapter.ts";
+import { LORA_MODULES, moduleShape } from "../model/lora-modules.ts";
 import { extractAdaptersTarball } from "../adapters/tarball.ts";
 import { isTarball, OPTION_DEFS, readServingProperties, resolveServeOptions, type ServeOptions } from "../config/serve-options.ts";
 import { EngineService } from "../engine/engine-service.ts";

@@ -1,6 +1,6 @@
 // The base model's projections as the forward pass runs them: q|k|v and gate|up each fused into one
 // matrix (one GEMM, one LoRA shrink and one expand), o and down alone.
-import { moduleShape, type LoraModule } from "../adapters/lora-adapter.ts";
+import { moduleShape, type LoraModule } from "./lora-modules.ts";
 import type { ModelConfig } from "./config.ts";
 
 export const PROJECTIONS = {

@@ -1,6 +1,6 @@
 // The base model's weights: checked against the config, copied from the mapped checkpoint to the device.
 import type { Device, DevPtr, NumericDType } from "../native/device.ts";
-import { moduleParent, type LoraModule } from "../adapters/lora-adapter.ts";
+import { moduleParent, type LoraModule } from "./lora-modules.ts";
 import type { ModelConfig } from "./config.ts";
 import type { Checkpoint } from "./safetensors.ts";
 import { encodeFloats } from "./convert.ts";

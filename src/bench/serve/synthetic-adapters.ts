@@ -2,7 +2,7 @@
 // exercises the real disk -> host -> slot path. Ranks and target modules cycle through mixes.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LORA_MODULES, moduleParent, moduleShape, type LoraModule } from "../../adapters/lora-adapter.ts";
+import { LORA_MODULES, moduleParent, moduleShape, type LoraModule } from "../../model/lora-modules.ts";
 import type { ModelConfig } from "../../model/config.ts";
 import { encodeSafetensors, type TensorToWrite } from "../../model/safetensors-writer.ts";
 
