@@ -11,6 +11,7 @@ import type { Metrics } from "./metrics.ts";
 import type { Sequence } from "./sequence.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
 import { TokenStream } from "./token-stream.ts";
+import { AdapterBusyError, CancelledError, OverloadedError } from "./service-errors.ts";
 
 export interface GenerationRequest {
   promptIds: number[];
@@ -36,24 +37,6 @@ export interface GenerationHandle {
   events: AsyncIterable<StreamEvent>;
   promptTokens: number;
   cancel(): void;
-}
-
-/** The server may not take this request now (503 with Retry-After). */
-export class OverloadedError extends Error {
-  override name = "OverloadedError";
-  constructor(message: string, readonly retryAfterSeconds: number) {
-    super(message);
-  }
-}
-
-/** The adapter has requests in flight (or is pinned); it cannot be unloaded now. */
-export class AdapterBusyError extends Error {
-  override name = "AdapterBusyError";
-}
-
-/** The request ended without finishing: cancelled, or the server is going away. */
-export class CancelledError extends Error {
-  override name = "CancelledError";
 }
 
 export interface ServiceOptions {

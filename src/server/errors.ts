@@ -2,7 +2,7 @@
 // (OpenAI's for /v1/*, DJL serving's for the SageMaker LMI routes).
 import { AdapterError } from "../adapters/peft-config.ts";
 import { UnknownAdapterError } from "../adapters/adapter-store.ts";
-import { AdapterBusyError, CancelledError, OverloadedError } from "../engine/engine-service.ts";
+import { AdapterBusyError, CancelledError, OverloadedError } from "../engine/service-errors.ts";
 import { RequestError } from "../engine/engine.ts";
 import { SamplingError } from "../engine/sampling.ts";
 import { ChatTemplateError } from "../tokenizer/chat.ts";
