@@ -26,6 +26,9 @@ export interface CompletionRequest {
   apiKey?: string;
   /** Stop strings sent with the request (the host's stop matching is part of what is measured). */
   stop?: string[];
+  /** Sampling (0: greedy, as vLLM's benchmark by default). */
+  temperature: number;
+  topP: number;
 }
 
 export async function streamCompletion(r: CompletionRequest, sentAt: number): Promise<RequestResult> {
@@ -37,7 +40,7 @@ export async function streamCompletion(r: CompletionRequest, sentAt: number): Pr
       method: "POST",
       headers: { "Content-Type": "application/json", ...(r.apiKey ? { Authorization: `Bearer ${r.apiKey}` } : {}) },
       body: JSON.stringify({
-        model: r.model, prompt: r.prompt, max_tokens: r.maxTokens, temperature: 0, stream: true,
+        model: r.model, prompt: r.prompt, max_tokens: r.maxTokens, temperature: r.temperature, top_p: r.topP, stream: true,
         stream_options: { include_usage: true }, ...(r.ignoreEos ? { ignore_eos: true } : {}), ...(r.stop?.length ? { stop: r.stop } : {}),
       }),
       signal: AbortSignal.timeout(r.timeoutMs),

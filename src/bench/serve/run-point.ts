@@ -25,6 +25,8 @@ export interface PointSettings {
   timeoutMs: number;
   apiKey?: string;
   stop?: string[];
+  temperature: number;
+  topP: number;
 }
 
 export interface Progress {
@@ -74,7 +76,7 @@ export async function runPoint(s: PointSettings, onProgress: (p: Progress) => vo
   const send = async (i: number): Promise<RequestResult> => {
     progress.sent++;
     const p = plan[i];
-    const r = await streamCompletion({ url: s.url, model: p.adapter, prompt: p.prompt, maxTokens: p.maxTokens, ignoreEos: s.ignoreEos, timeoutMs: s.timeoutMs, apiKey: s.apiKey, stop: s.stop }, (performance.now() - start) / 1000);
+    const r = await streamCompletion({ url: s.url, model: p.adapter, prompt: p.prompt, maxTokens: p.maxTokens, ignoreEos: s.ignoreEos, timeoutMs: s.timeoutMs, apiKey: s.apiKey, stop: s.stop, temperature: s.temperature, topP: s.topP }, (performance.now() - start) / 1000);
     progress.done++;
     if (!r.ok) progress.errors++;
     return r;
