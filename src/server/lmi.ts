@@ -16,11 +16,12 @@ import { streamResponse } from "./stream.ts";
 const DEFAULT_MAX_NEW_TOKENS = 30;
 export const ADAPTER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier";
 
-/** "" or absent: the base of `model` (or the first model); otherwise the model that has this adapter. */
+/** "" or absent: the base of `model` (or the first model); otherwise this adapter, within `model`'s base if it names one. */
 function resolve(registry: ModelRegistry, adapter: string, model: string | undefined): Resolved {
   if (adapter !== "") {
-    const r = registry.resolve(adapter);
-    if (!r) throw new HttpError(404, `adapter "${adapter}" is not known`, "adapters");
+    const within = model !== undefined ? registry.base(model) : undefined;
+    const r = registry.resolve(adapter, within, "adapters");
+    if (!r) throw new HttpError(404, `adapter "${adapter}" is not known${within ? ` for model "${model}"` : ""}`, "adapters");
     return { ...r, name: adapter };
   }
   if (model !== undefined) {

@@ -87,7 +87,7 @@ export function listModels(ctx: RouteContext): Response {
   const created = nowSeconds();
   const maxLen = new Map(ctx.registry.all().map((s) => [s.name, s.maxModelLen]));
   const data = ctx.registry.cards().map((c) => ({
-    id: c.id, object: "model", created, owned_by: "lora-serve", root: c.root, parent: c.parent,
+    id: c.id, qualified_id: c.qualifiedId, object: "model", created, owned_by: "lora-serve", root: c.root, parent: c.parent,
     max_model_len: maxLen.get(c.parent ?? c.id),
   }));
   return Response.json({ object: "list", data });
@@ -111,11 +111,10 @@ export async function loadAdapter(ctx: RouteContext): Promise<Response> {
   const name = f.requiredStr("lora_name");
   const path = f.requiredStr("lora_path");
   const service = baseFor(ctx.registry, f);
-  const owner = ctx.registry.resolve(name);
-  if (owner && owner.adapter === null) throw badRequest(`"${name}" is the name of a base model`, "lora_name");
-  if (owner && owner.service !== service) throw badRequest(`adapter "${name}" is already loaded on ${owner.service.name}`, "lora_name");
+  if (ctx.registry.base(name)) throw badRequest(`"${name}" is the name of a base model`, "lora_name");
+  // names are scoped by base: another base's adapter of this name is a different adapter
   // as vLLM: loading a name again is refused unless asked to replace it
-  if (owner && f.bool("load_inplace") !== true) {
+  if (service.hasAdapter(name) && f.bool("load_inplace") !== true) {
     throw badRequest(`The lora adapter '${name}' has already been loaded (set load_inplace: true to replace it).`, "lora_name");
   }
   try {
@@ -132,9 +131,11 @@ export async function loadAdapter(ctx: RouteContext): Promise<Response> {
 export function unloadAdapter(ctx: RouteContext): Response {
   const f = new Fields(ctx.body);
   const name = f.requiredStr("lora_name");
-  const owner = ctx.registry.resolve(name);
+  // lora_name may be BASE:ADAPTER; a bare name shared by bases needs base_model (or is refused)
+  const within = f.str("base_model") !== undefined ? baseFor(ctx.registry, f) : undefined;
+  const owner = ctx.registry.resolve(name, within, "lora_name");
   if (!owner || owner.adapter === null) throw new HttpError(404, `The lora adapter '${name}' cannot be found.`, "lora_name");
-  owner.service.unloadAdapter(name);
-  ctx.log(`unloaded adapter ${name} from ${owner.service.name}`);
+  owner.service.unloadAdapter(owner.adapter);
+  ctx.log(`unloaded adapter ${owner.adapter} from ${owner.service.name}`);
   return new Response(`Success: LoRA adapter '${name}' removed successfully.`, { headers: { "Content-Type": "text/plain; charset=utf-8" } });
 }
