@@ -107,7 +107,11 @@ export async function serve(o: ServeOptions): Promise<void> {
       services.push(service);
       service.start();
     }
-    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, log: (m) => log.info(m) });
+    const adapterPolicy = { runtimeUpdates: o.enableRuntimeLoraUpdating, allowedRoots: o.allowedAdapterRoots.length > 0 ? o.allowedAdapterRoots : adapters !== undefined ? [adapters] : [] };
+    if (adapterPolicy.runtimeUpdates && adapterPolicy.allowedRoots.length === 0) {
+      log.warn("runtime adapter loading is enabled but no directory is allowed: give --allowed-adapter-roots (or --adapters)");
+    }
+    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, adapterPolicy, log: (m) => log.info(m) });
   } catch (e) {
     for (const s of services) await s.stop();
     device.close();

@@ -32,6 +32,10 @@ export interface ServeOptions {
   synthetic?: string;
   /** The forward pass replaced by a stub (instant, fixed tokens): measures the host path alone. */
   stubModel: boolean;
+  /** Clients may load and unload adapters at run time (vLLM's VLLM_ALLOW_RUNTIME_LORA_UPDATING). */
+  enableRuntimeLoraUpdating: boolean;
+  /** Directories runtime-loaded adapters must lie under (default: the --adapters directory). */
+  allowedAdapterRoots: string[];
 }
 
 export class ConfigError extends Error {
@@ -113,6 +117,8 @@ export const isTarball = (p: string): boolean => /\.(tar\.gz|tgz)$/i.test(p);
 const modelList: Parse<string[]> = (raw, source) =>
   str(raw, source).split(",").map((s) => s.trim()).filter(Boolean).map((p) => localPath("model directory", () => false)(p, source));
 
+const pathList: Parse<string[]> = (raw, source) => str(raw, source).split(",").map((s) => s.trim()).filter(Boolean);
+
 const singleDevice: Parse<number> = (raw, source) => {
   const n = typeof raw === "string" ? raw.trim() : raw;
   if (n !== "1") throw new ConfigError(`${source}: tensor parallel degree ${JSON.stringify(raw)} is not supported: this build runs on one device`);
@@ -160,6 +166,11 @@ export const OPTION_DEFS: OptionDef[] = [
   opt("synthetic", "synthetic", str, undefined,
     "Serve a model shape with random weights instead of --model: llama-2-7b, mistral-7b or a config.json (the demo's tokenizer)"),
   opt("stub_model", "stubModel", bool, false, "Stub out the forward pass (instant, fixed tokens) to measure the host path", { boolean: true }),
+  opt("enable_runtime_lora_updating", "enableRuntimeLoraUpdating", bool, false,
+    "Let clients load and unload adapters at run time (default off)",
+    { boolean: true, env: ["OPTION_ENABLE_RUNTIME_LORA_UPDATING", "VLLM_ALLOW_RUNTIME_LORA_UPDATING"] }),
+  opt("allowed_adapter_roots", "allowedAdapterRoots", pathList, [],
+    "Comma-separated directories runtime-loaded adapters must lie under (default: the --adapters directory)"),
 ];
 
 // Keys LMI configurations commonly carry that this server has no use for: accepted silently.

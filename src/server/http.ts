@@ -2,6 +2,7 @@
 // shutdown mode that refuses new work while health checks and metrics keep answering.
 import type { Server } from "bun";
 import type { Metrics } from "../engine/metrics.ts";
+import { NO_RUNTIME_UPDATES, type AdapterPolicy } from "./adapter-policy.ts";
 import { log as logger } from "../log.ts";
 import { chatCompletions } from "./chat.ts";
 import { completions } from "./completions.ts";
@@ -18,6 +19,8 @@ export interface ServerOptions {
   host: string;
   port: number;
   maxBodyBytes: number;
+  /** Runtime adapter loading (default: off). */
+  adapterPolicy?: AdapterPolicy;
   log?: (msg: string) => void;
 }
 
@@ -100,7 +103,7 @@ export function startServer(opts: ServerOptions): RunningServer {
     try {
       if (route.long) server.timeout(req, 0);
       const body = route.method === "POST" ? await readJson(req, opts.maxBodyBytes) : {};
-      const ctx: RouteContext = { request: req, body, registry: opts.registry, metrics: opts.metrics, log };
+      const ctx: RouteContext = { request: req, body, registry: opts.registry, metrics: opts.metrics, adapterPolicy: opts.adapterPolicy ?? NO_RUNTIME_UPDATES, log };
       return await route.handler(ctx);
     } catch (e) {
       const c = classify(e, promptField[path]);

@@ -7,6 +7,7 @@ import type { SamplingParams } from "../engine/sampling.ts";
 import { HttpError, badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
 import { nowSeconds } from "./generation.ts";
+import { checkAdapterPath, requireRuntimeUpdates } from "./adapter-policy.ts";
 import type { ModelRegistry } from "./model-registry.ts";
 import type { RouteContext } from "./route.ts";
 
@@ -108,8 +109,9 @@ function baseFor(registry: ModelRegistry, f: Fields): EngineService {
 
 export async function loadAdapter(ctx: RouteContext): Promise<Response> {
   const f = new Fields(ctx.body);
+  requireRuntimeUpdates(ctx.adapterPolicy);
   const name = f.requiredStr("lora_name");
-  const path = f.requiredStr("lora_path");
+  const path = checkAdapterPath(ctx.adapterPolicy, f.requiredStr("lora_path"), "lora_path");
   const service = baseFor(ctx.registry, f);
   if (ctx.registry.base(name)) throw badRequest(`"${name}" is the name of a base model`, "lora_name");
   // names are scoped by base: another base's adapter of this name is a different adapter
@@ -129,6 +131,7 @@ export async function loadAdapter(ctx: RouteContext): Promise<Response> {
 }
 
 export function unloadAdapter(ctx: RouteContext): Response {
+  requireRuntimeUpdates(ctx.adapterPolicy);
   const f = new Fields(ctx.body);
   const name = f.requiredStr("lora_name");
   // lora_name may be BASE:ADAPTER; a bare name shared by bases needs base_model (or is refused)

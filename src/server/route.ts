@@ -1,5 +1,6 @@
 // What a route handler gets and what the router needs to know about it.
 import type { Metrics } from "../engine/metrics.ts";
+import type { AdapterPolicy } from "./adapter-policy.ts";
 import type { ErrorFormat } from "./errors.ts";
 import type { JsonObject } from "./fields.ts";
 import type { ModelRegistry } from "./model-registry.ts";
@@ -10,6 +11,7 @@ export interface RouteContext {
   body: JsonObject;
   registry: ModelRegistry;
   metrics: Metrics;
+  adapterPolicy: AdapterPolicy;
   log: (msg: string) => void;
 }
 

@@ -22,7 +22,7 @@ beforeAll(async () => {
     services.push(service);
     frCase.set(name, (await readReference(name)).cases.find((c) => c.adapter === "fr" && c.prompt === "plain")!);
   }
-  server = startServer({ registry, metrics, host: "127.0.0.1", port: 0, maxBodyBytes: 1 << 20, log: () => {} });
+  server = startServer({ registry, metrics, host: "127.0.0.1", port: 0, maxBodyBytes: 1 << 20, log: () => {}, adapterPolicy: { runtimeUpdates: true, allowedRoots: [] } });
 });
 afterAll(async () => {
   await server.stop();

@@ -2,6 +2,7 @@
 import { EngineService } from "../../src/engine/engine-service.ts";
 import { loadModel, type LoadOptions } from "../../src/engine/load-model.ts";
 import { Metrics } from "../../src/engine/metrics.ts";
+import type { AdapterPolicy } from "../../src/server/adapter-policy.ts";
 import { startServer, type RunningServer } from "../../src/server/http.ts";
 import { ModelRegistry } from "../../src/server/model-registry.ts";
 import { adaptersDir, cpuDevice, modelDir } from "../helpers/fixtures.ts";
@@ -18,7 +19,7 @@ export interface FixtureServer {
   close(): Promise<void>;
 }
 
-export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes?: number; load?: Partial<LoadOptions> } = {}): Promise<FixtureServer> {
+export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes?: number; load?: Partial<LoadOptions>; adapterPolicy?: AdapterPolicy } = {}): Promise<FixtureServer> {
   const model = loadModel({ modelDir: modelDir(MODEL), adaptersDir: adaptersDir(MODEL), device: await cpuDevice(), maxSeqs: 64, ...opts.load });
   const metrics = new Metrics();
   const service = new EngineService(model, { name: MODEL, maxQueue: opts.maxQueue ?? 256, metrics });
@@ -26,7 +27,10 @@ export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes
   const registry = new ModelRegistry();
   registry.add(service);
   const logs: string[] = [];
-  const server = startServer({ registry, metrics, host: "127.0.0.1", port: 0, maxBodyBytes: opts.maxBodyBytes ?? 1 << 20, log: (m) => logs.push(m) });
+  const server = startServer({
+    registry, metrics, host: "127.0.0.1", port: 0, maxBodyBytes: opts.maxBodyBytes ?? 1 << 20, log: (m) => logs.push(m),
+    adapterPolicy: opts.adapterPolicy ?? { runtimeUpdates: true, allowedRoots: ["/"] },
+  });
   const url = server.url;
   return {
     service, server, metrics, url, logs,
