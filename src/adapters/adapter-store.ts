@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AdapterError } from "./peft-config.ts";
-import { loadLoraAdapter, loadLoraAdapterAsync, type BaseModelView, type LoraAdapter } from "./lora-adapter.ts";
+import { loadLoraAdapter, loadLoraAdapterAsync, validateLoraAdapter, type BaseModelView, type LoraAdapter } from "./lora-adapter.ts";
 
 export class UnknownAdapterError extends Error {
   override name = "UnknownAdapterError";
@@ -34,15 +34,24 @@ export class AdapterStore {
 
   constructor(private readonly base: BaseModelView, readonly maxLoraRank: number, readonly maxCpuLoras = Infinity) {}
 
-  /** Registers every subdirectory of `dir` that holds an adapter_config.json, named after it. */
-  addDirectory(dir: string): string[] {
+  /**
+   * Registers every subdirectory of `dir` that holds an adapter_config.json, named after it, once it
+   * passes every check a load makes (weights not converted); one that fails goes to `rejected` with
+   * why, and is not registered. Returns the registered names.
+   */
+  addDirectory(dir: string, rejected: (name: string, error: Error) => void = (_, e) => { throw e; }): string[] {
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AdapterError(dir, "adapters directory does not exist");
     const names: string[] = [];
     for (const entry of readdirSync(dir).sort()) {
       const sub = join(dir, entry);
-      if (statSync(sub).isDirectory() && existsSync(join(sub, "adapter_config.json"))) {
+      if (!statSync(sub).isDirectory() || !existsSync(join(sub, "adapter_config.json"))) continue;
+      try {
+        validateLoraAdapter(sub, entry, this.base, { maxLoraRank: this.maxLoraRank });
         this.register(entry, sub);
         names.push(entry);
+      } catch (e) {
+        if (!(e instanceof AdapterError)) throw e;
+        rejected(entry, e);
       }
     }
     return names;

@@ -59,8 +59,24 @@ export async function loadLoraAdapterAsync(dir: string, name: string, base: Base
   }
 }
 
-// The load as a sequence of steps, one module's conversion each.
-function* loadSteps(dir: string, name: string, base: BaseModelView, opts: { maxLoraRank: number }): Generator<void, LoraAdapter> {
+/** Every check the load makes (config, tensor names, shapes against the base, ranks), without converting weights. */
+export function validateLoraAdapter(dir: string, name: string, base: BaseModelView, opts: { maxLoraRank: number }): void {
+  planModules(dir, name, base, opts);
+}
+
+interface PlannedModule {
+  path: string;
+  layer: number;
+  module: LoraModule;
+  rank: number;
+  scale: number;
+  a: TensorView;
+  b: TensorView;
+  mag?: TensorView;
+}
+
+// The adapter's modules, each checked against the base; weights still in their file's dtype.
+function planModules(dir: string, name: string, base: BaseModelView, opts: { maxLoraRank: number }): { config: PeftLoraConfig; modules: PlannedModule[] } {
   const config = readPeftConfig(dir, name);
   const tensors = readAdapterTensors(dir, name);
   const found = new Map<string, { layer: number; module: LoraModule; parts: Partial<Record<string, TensorView>> }>();
@@ -80,8 +96,7 @@ function* loadSteps(dir: string, name: string, base: BaseModelView, opts: { maxL
     found.set(path, entry);
   }
   checkCoverage(config, name, base.config, found);
-  const modules: LoraModuleWeights[] = [];
-  let maxRank = 0, bytes = 0;
+  const modules: PlannedModule[] = [];
   for (const [path, { layer, module, parts }] of found) {
     const a = parts.lora_A, b = parts.lora_B, mag = parts.lora_magnitude_vector;
     if (!a || !b) throw new AdapterError(name, `"${path}" has ${a ? "no lora_B" : "no lora_A"}`);
@@ -97,17 +112,26 @@ function* loadSteps(dir: string, name: string, base: BaseModelView, opts: { maxL
     if (config.useDora !== (mag !== undefined)) {
       throw new AdapterError(name, `"${path}": use_dora is ${config.useDora} but the DoRA magnitude is ${mag ? "present" : "missing"}`);
     }
+    if (mag) expectShape(name, path, "lora_magnitude_vector", mag, [out]);
+    modules.push({ path, layer, module, rank, scale, a, b, mag });
+  }
+  if (modules.length === 0) throw new AdapterError(name, "has no LoRA weights");
+  return { config, modules };
+}
+
+// The load as a sequence of steps, one module's conversion each.
+function* loadSteps(dir: string, name: string, base: BaseModelView, opts: { maxLoraRank: number }): Generator<void, LoraAdapter> {
+  const { config, modules: planned } = planModules(dir, name, base, opts);
+  const modules: LoraModuleWeights[] = [];
+  let maxRank = 0, bytes = 0;
+  for (const { layer, module, rank, scale, a, b, mag } of planned) {
     const weights: LoraModuleWeights = { layer, module, rank, scale, a: tensorToFloat32(a), b: tensorToFloat32(b) };
-    if (mag) {
-      expectShape(name, path, "lora_magnitude_vector", mag, [out]);
-      weights.doraScale = doraMagnitudeScale(tensorToFloat32(mag), base.weight(layer, module), weights);
-    }
+    if (mag) weights.doraScale = doraMagnitudeScale(tensorToFloat32(mag), base.weight(layer, module), weights);
     modules.push(weights);
     yield;
     maxRank = Math.max(maxRank, rank);
     bytes += (weights.a.byteLength + weights.b.byteLength + (weights.doraScale?.byteLength ?? 0));
   }
-  if (modules.length === 0) throw new AdapterError(name, "has no LoRA weights");
   return { name, dir, config, modules, maxRank, bytes };
 }
 

@@ -2,6 +2,7 @@
 // wires it to an engine.
 import { resolve } from "node:path";
 import { AdapterStore } from "../adapters/adapter-store.ts";
+import { log } from "../log.ts";
 import { projectionName } from "../model/weights.ts";
 import { readGenerationDefaults, readModelConfig, type GenerationDefaults, type ModelConfig } from "../model/config.ts";
 import { openCheckpoint, type Checkpoint } from "../model/safetensors.ts";
@@ -117,7 +118,8 @@ function assemble<R extends StepRunner>(opts: LoadOptions, makeRunner: MakeRunne
       return checkpoint.get(projectionName(layer, module))!;
     },
   }, maxLoraRank, opts.maxCpuLoras ?? Infinity);
-  if (opts.adaptersDir) adapters.addDirectory(opts.adaptersDir);
+  // a broken adapter is named with its reason and left out; the others serve
+  if (opts.adaptersDir) adapters.addDirectory(opts.adaptersDir, (_, e) => log.warn(`${e.message}; it is not served`));
   const engine = new Engine(runner, adapters, maxModelLen);
   return { dir, config, generation: readGenerationDefaults(dir), tokenizer, chat, adapters, runner, engine };
 }

@@ -66,9 +66,16 @@ describe("refused adapters", () => {
 
   test("rank over max_lora_rank", () => {
     expectAdapterError(() => load(join(L2, "ru"), "ru", 32), "ru", "rank 64", "max_lora_rank 32");
+    // checked when the directory is registered: ru is reported and left out, the others serve
     const store = new AdapterStore(llama2, 32);
-    expect(store.addDirectory(L2)).toEqual(["dora", "es", "fr", "rp", "rs", "ru"]);
-    expectAdapterError(() => store.get("ru"), "ru", "rank 64", "max_lora_rank 32");
+    const rejected: [string, string][] = [];
+    expect(store.addDirectory(L2, (name, e) => rejected.push([name, e.message]))).toEqual(["dora", "es", "fr", "rp", "rs"]);
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0][0]).toBe("ru");
+    expect(rejected[0][1]).toContain("max_lora_rank 32");
+    expect(() => store.get("ru")).toThrow(UnknownAdapterError);
+    // without a handler the first broken adapter fails the whole directory
+    expectAdapterError(() => new AdapterStore(llama2, 32).addDirectory(L2), "ru", "rank 64", "max_lora_rank 32");
     expect(store.get("rs").maxRank).toBe(32); // exactly at the limit is fine
     expect(() => store.get("nope")).toThrow(UnknownAdapterError);
   });
