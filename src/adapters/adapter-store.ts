@@ -135,6 +135,10 @@ export class AdapterStore {
     this.shrink();
   }
 
+  get pinnedCount(): number {
+    return this.pinned.size;
+  }
+
   isPinned(name: string): boolean {
     return this.pinned.has(name);
   }

@@ -105,8 +105,12 @@ export async function serve(o: ServeOptions): Promise<void> {
       const service = new EngineService(model, { name, maxQueue: o.maxQueue, metrics });
       registry.add(service);
       services.push(service);
+      await preloadAndPin(service, o);
       service.start();
     }
+    const known = new Set(services.flatMap((s) => s.adapterNames()));
+    const named = [...(o.preloadAdapters === "all" ? [] : o.preloadAdapters), ...o.pinAdapters].filter((n) => !known.has(n));
+    if (named.length > 0) throw new CliError(`--preload-adapters / --pin-adapters name adapters no model serves: ${named.join(", ")}`);
     const adapterPolicy = { runtimeUpdates: o.enableRuntimeLoraUpdating, allowedRoots: o.allowedAdapterRoots.length > 0 ? o.allowedAdapterRoots : adapters !== undefined ? [adapters] : [] };
     if (adapterPolicy.runtimeUpdates && adapterPolicy.allowedRoots.length === 0) {
       log.warn("runtime adapter loading is enabled but no directory is allowed: give --allowed-adapter-roots (or --adapters)");
@@ -147,6 +151,15 @@ export async function serve(o: ServeOptions): Promise<void> {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+}
+
+/** --preload-adapters and --pin-adapters, for the adapters this model holds (several models: each takes its own). */
+async function preloadAndPin(service: EngineService, o: ServeOptions): Promise<void> {
+  const held = new Set(service.adapterNames());
+  const preload = o.preloadAdapters === "all" ? [...held] : o.preloadAdapters.filter((n) => held.has(n));
+  for (const name of preload) await service.model.adapters.load(name);
+  for (const name of o.pinAdapters.filter((n) => held.has(n))) await service.pin(name);
+  if (preload.length + o.pinAdapters.length > 0) log.info(`${service.name}: ${preload.length} adapters preloaded, pinned: ${o.pinAdapters.filter((n) => held.has(n)).join(", ") || "none"}`);
 }
 
 /** Adapter names for the start-up line: all of a few, the first ones and a count of many. */

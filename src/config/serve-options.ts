@@ -36,6 +36,10 @@ export interface ServeOptions {
   enableRuntimeLoraUpdating: boolean;
   /** Directories runtime-loaded adapters must lie under (default: the --adapters directory). */
   allowedAdapterRoots: string[];
+  /** Adapters read into host memory at start ("all", or names). */
+  preloadAdapters: string[] | "all";
+  /** Adapters kept in host memory and, once there, in a device slot (at most max_loras - 1). */
+  pinAdapters: string[];
 }
 
 export class ConfigError extends Error {
@@ -169,6 +173,9 @@ export const OPTION_DEFS: OptionDef[] = [
   opt("enable_runtime_lora_updating", "enableRuntimeLoraUpdating", bool, false,
     "Let clients load and unload adapters at run time (default off)",
     { boolean: true, env: ["OPTION_ENABLE_RUNTIME_LORA_UPDATING", "VLLM_ALLOW_RUNTIME_LORA_UPDATING"] }),
+  opt("preload_adapters", "preloadAdapters", (raw, source) => (str(raw, source) === "all" ? "all" : pathList(raw, source)), [],
+    "Adapters to read into host memory at start: all, or comma-separated names"),
+  opt("pin_adapters", "pinAdapters", pathList, [], "Comma-separated adapters to pin (host memory and a device slot; at most max_loras - 1)"),
   opt("allowed_adapter_roots", "allowedAdapterRoots", pathList, [],
     "Comma-separated directories runtime-loaded adapters must lie under (default: the --adapters directory)"),
 ];

@@ -11,7 +11,7 @@ import type { Metrics } from "./metrics.ts";
 import type { Sequence } from "./sequence.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
 import { TokenStream } from "./token-stream.ts";
-import { AdapterBusyError, CancelledError, OverloadedError } from "./service-errors.ts";
+import { AdapterBusyError, CancelledError, OverloadedError, PinLimitError } from "./service-errors.ts";
 
 export interface GenerationRequest {
   promptIds: number[];
@@ -138,6 +138,7 @@ export class EngineService {
 
   async loadAdapter(name: string, path: string, opts: { pin?: boolean } = {}): Promise<void> {
     const adapters = this.model.adapters;
+    if (opts.pin) this.checkPinCap(name);
     if (adapters.has(name) && adapters.inUse(name)) throw new AdapterBusyError(`adapter "${name}" has requests in flight; it cannot be replaced now`);
     if (adapters.has(name)) this.engine.evictFromSlot(name);
     adapters.register(name, path);
@@ -148,6 +149,25 @@ export class EngineService {
       throw e instanceof AdapterError ? e : new AdapterError(name, (e as Error).message);
     }
     if (opts.pin) adapters.setPinned(name, true);
+  }
+
+  /** Keeps a registered adapter in host memory and in a device slot once it has one (or lets it go). */
+  async pin(name: string, pinned = true): Promise<void> {
+    const adapters = this.model.adapters;
+    if (!adapters.has(name)) throw new UnknownAdapterError(`adapter "${name}" is not known`);
+    if (pinned) {
+      this.checkPinCap(name);
+      await adapters.load(name);
+    }
+    adapters.setPinned(name, pinned);
+  }
+
+  // pins stay below the device slots, so an unpinned adapter always finds one
+  private checkPinCap(name: string): void {
+    const adapters = this.model.adapters, cap = this.engine.slots.numSlots - 1;
+    if (!adapters.isPinned(name) && adapters.pinnedCount >= cap) {
+      throw new PinLimitError(`pinning "${name}" would pin ${adapters.pinnedCount + 1} adapters; at most ${cap} (max_loras - 1) may be pinned`);
+    }
   }
 
   unloadAdapter(name: string): void {

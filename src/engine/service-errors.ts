@@ -17,3 +17,8 @@ export class AdapterBusyError extends Error {
 export class CancelledError extends Error {
   override name = "CancelledError";
 }
+
+/** Pinning this adapter would leave unpinned adapters no device slot. */
+export class PinLimitError extends Error {
+  override name = "PinLimitError";
+}

@@ -2,7 +2,7 @@
 // (OpenAI's for /v1/*, DJL serving's for the SageMaker LMI routes).
 import { AdapterError } from "../adapters/peft-config.ts";
 import { UnknownAdapterError } from "../adapters/adapter-store.ts";
-import { AdapterBusyError, CancelledError, OverloadedError } from "../engine/service-errors.ts";
+import { AdapterBusyError, CancelledError, OverloadedError, PinLimitError } from "../engine/service-errors.ts";
 import { RequestError } from "../engine/engine.ts";
 import { SamplingError } from "../engine/sampling.ts";
 import { ChatTemplateError } from "../tokenizer/chat.ts";
@@ -48,6 +48,7 @@ export function classify(e: unknown, promptField = "prompt"): Classified {
   if (e instanceof UnknownAdapterError) return c(404, e.message, "model");
   if (e instanceof AdapterError) return c(400, e.message, "model");
   if (e instanceof AdapterBusyError) return c(409, e.message, "lora_name");
+  if (e instanceof PinLimitError) return c(409, e.message, "pinned");
   const message = e instanceof Error ? e.message : String(e);
   return { status: 500, message: `internal error: ${message}`, param: null, headers: {}, unexpected: true };
 }

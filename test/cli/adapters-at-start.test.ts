@@ -33,3 +33,16 @@ test("a truncated and a misconfigured adapter are reported and left out; es and 
     await target.stop();
   }
 }, 60_000);
+
+test("--preload-adapters all reads them into host memory at start; --pin-adapters is capped below --max-loras", async () => {
+  const target = await startLoraServe(["--preload-adapters", "all", "--pin-adapters", "es", "--max-loras", "2"]);
+  try {
+    const metrics = await (await fetch(`${target.url}/metrics`)).text();
+    expect(metrics).toContain('lora_serve_adapters{model="tiny-llama2",tier="cpu"} 2'); // the demo's es and fr, before any request
+    expect(metrics).toMatch(/lora_serve_adapter_loads_total\{model="tiny-llama2",tier="cpu"\} 2/);
+  } finally {
+    await target.stop();
+  }
+  await expect(startLoraServe(["--pin-adapters", "es,fr", "--max-loras", "2"])).rejects.toThrow("at most 1 (max_loras - 1)");
+  await expect(startLoraServe(["--preload-adapters", "es,nope"])).rejects.toThrow("name adapters no model serves: nope");
+}, 60_000);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { AdapterError } from "../../src/adapters/peft-config.ts";
 import { UnknownAdapterError } from "../../src/adapters/adapter-store.ts";
 import { EngineService, type GenerationHandle } from "../../src/engine/engine-service.ts";
-import { AdapterBusyError, OverloadedError } from "../../src/engine/service-errors.ts";
+import { AdapterBusyError, OverloadedError, PinLimitError } from "../../src/engine/service-errors.ts";
 import type { LoadOptions } from "../../src/engine/load-model.ts";
 import { Metrics } from "../../src/engine/metrics.ts";
 import { adaptersDir, comparableSteps, greedyParams, loadFixtureModel, readReference, type ReferenceCase } from "../helpers/fixtures.ts";
@@ -198,6 +198,25 @@ describe("min_tokens", () => {
     const held = await collect(svc.submit({ promptIds: c.prompt_ids, adapter: null, params: { ...stopOnGreedy, minTokens: 1 } }));
     expect(held.ids[0]).toBe(c.greedy_steps[0].top_ids[1]); // the best token that is not the banned one
     expect(held.ids.length).toBe(3);
+    svc.stop();
+  });
+});
+
+describe("the pin cap", () => {
+  test("pins stay below max_loras: with 3 slots a third pin is refused, unpinning makes room", async () => {
+    const { svc } = await service({ maxLoras: 3 });
+    await svc.pin("es");
+    await svc.loadAdapter("fr-pinned", join(adaptersDir("tiny-llama2"), "fr"), { pin: true });
+    await expect(svc.pin("ru")).rejects.toThrow(PinLimitError);
+    await expect(svc.loadAdapter("rs-pinned", join(adaptersDir("tiny-llama2"), "rs"), { pin: true })).rejects.toThrow("at most 2 (max_loras - 1)");
+    expect(svc.hasAdapter("rs-pinned")).toBe(false);
+    await svc.pin("es"); // pinning a pinned adapter again is no new pin
+    await svc.pin("es", false);
+    await svc.pin("ru");
+    expect(svc.model.adapters.isPinned("ru")).toBe(true);
+    // an unpinned adapter still gets the third slot
+    const ids = (await collect(svc.submit({ promptIds: [1, 450], adapter: "rp", params: greedyParams(2) }))).ids;
+    expect(ids).toHaveLength(2);
     svc.stop();
   });
 });
