@@ -143,6 +143,11 @@ export class AdapterStore {
     return this.pinned.has(name);
   }
 
+  /** Every check a load makes, without reading the weights into host memory (AdapterError if one fails). */
+  validate(name: string): void {
+    validateLoraAdapter(this.dirOf(name), name, this.base, { maxLoraRank: this.maxLoraRank });
+  }
+
   /** The adapter in host memory, loading it synchronously on a miss (offline use). */
   get(name: string): LoraAdapter {
     const cached = this.touch(name);

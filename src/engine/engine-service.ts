@@ -136,14 +136,16 @@ export class EngineService {
     return { events: state.stream, promptTokens: req.promptIds.length, cancel: () => this.cancel(state, new CancelledError("cancelled")) };
   }
 
-  async loadAdapter(name: string, path: string, opts: { pin?: boolean } = {}): Promise<void> {
+  /** Registers (and checks) an adapter; `preload` (default) also reads it into host memory now. */
+  async loadAdapter(name: string, path: string, opts: { pin?: boolean; preload?: boolean } = {}): Promise<void> {
     const adapters = this.model.adapters;
     if (opts.pin) this.checkPinCap(name);
     if (adapters.has(name) && adapters.inUse(name)) throw new AdapterBusyError(`adapter "${name}" has requests in flight; it cannot be replaced now`);
     if (adapters.has(name)) this.engine.evictFromSlot(name);
     adapters.register(name, path);
     try {
-      await adapters.load(name);
+      if (opts.preload === false && !opts.pin) adapters.validate(name);
+      else await adapters.load(name);
     } catch (e) {
       adapters.unregister(name);
       throw e instanceof AdapterError ? e : new AdapterError(name, (e as Error).message);

@@ -11,6 +11,7 @@ import { isObject, type JsonObject } from "./fields.ts";
 import { invocations, ping } from "./lmi.ts";
 import type { ModelRegistry } from "./model-registry.ts";
 import { listModels, loadAdapter, unloadAdapter } from "./openai.ts";
+import { ADAPTER_ROUTE_PATTERNS } from "./lmi-adapters.ts";
 import type { Route, RouteContext } from "./route.ts";
 
 export interface ServerOptions {
@@ -85,11 +86,23 @@ export function startServer(opts: ServerOptions): RunningServer {
     "/metrics": [{ method: "GET", format: "openai", always: true, handler: () => new Response(opts.metrics.render(), { headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" } }) }],
   };
   const promptField: Record<string, string> = { "/v1/chat/completions": "messages", "/invocations": "inputs" };
+  // routes with path parameters, tried in order when no exact path matches
+  const patterns = ADAPTER_ROUTE_PATTERNS.map(({ pattern, routes }) => ({ pattern: new RegExp(`^${pattern.replace(/:(\w+)/g, "(?<$1>[^/]+)")}$`), routes }));
+
+  function findRoutes(path: string): { entries: Route[]; params: Record<string, string> } | undefined {
+    if (routes[path]) return { entries: routes[path], params: {} };
+    for (const { pattern, routes: entries } of patterns) {
+      const m = pattern.exec(path);
+      if (m) return { entries, params: Object.fromEntries(Object.entries(m.groups ?? {}).map(([k, v]) => [k, decodeURIComponent(v)])) };
+    }
+    return undefined;
+  }
 
   async function handle(req: Request, server: Server<undefined>): Promise<Response> {
     const path = new URL(req.url).pathname.replace(/(.)\/+$/, "$1");
     const format: ErrorFormat = path.startsWith("/v1/") ? "openai" : "lmi";
-    const entries = routes[path];
+    const found = findRoutes(path);
+    const entries = found?.entries;
     if (!entries) return errorResponse(classify(new HttpError(404, `no route ${req.method} ${path}`)), format);
     const method = req.method === "HEAD" ? "GET" : req.method;
     const route = entries.find((r) => r.method === method);
@@ -102,8 +115,11 @@ export function startServer(opts: ServerOptions): RunningServer {
     }
     try {
       if (route.long) server.timeout(req, 0);
-      const body = route.method === "POST" ? await readJson(req, opts.maxBodyBytes) : {};
-      const ctx: RouteContext = { request: req, body, registry: opts.registry, metrics: opts.metrics, adapterPolicy: opts.adapterPolicy ?? NO_RUNTIME_UPDATES, log };
+      const emptyBody = route.optionalBody && (req.headers.get("content-length") ?? "0") === "0" && !req.headers.get("transfer-encoding");
+      const body = route.method === "POST" && !emptyBody ? await readJson(req, opts.maxBodyBytes) : {};
+      const ctx: RouteContext = {
+        request: req, body, params: found!.params, registry: opts.registry, metrics: opts.metrics, adapterPolicy: opts.adapterPolicy ?? NO_RUNTIME_UPDATES, log,
+      };
       return await route.handler(ctx);
     } catch (e) {
       const c = classify(e, promptField[path]);

@@ -15,6 +15,22 @@ import { streamResponse } from "./stream.ts";
 
 const DEFAULT_MAX_NEW_TOKENS = 30;
 export const ADAPTER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier";
+const CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes";
+
+/**
+ * The adapter a request names outside its body, as SageMaker passes it: the adapter-identifier
+ * header, `adapter=NAME` among the custom attributes, or `?adapter=` ("" for none).
+ */
+function requestAdapter(req: Request): string {
+  const identifier = req.headers.get(ADAPTER_HEADER);
+  if (identifier) return identifier;
+  const attributes = req.headers.get(CUSTOM_ATTRIBUTES_HEADER) ?? "";
+  for (const part of attributes.split(/[;,]/)) {
+    const [key, value] = part.split("=", 2).map((x) => x.trim());
+    if (key === "adapter" && value) return value;
+  }
+  return new URL(req.url).searchParams.get("adapter") ?? "";
+}
 
 /** "" or absent: the base of `model` (or the first model); otherwise this adapter, within `model`'s base if it names one. */
 function resolve(registry: ModelRegistry, adapter: string, model: string | undefined): Resolved {
@@ -76,7 +92,7 @@ function details(input: string, events: StreamEvent[], params: SamplingParams) {
 
 export async function invocations(ctx: RouteContext): Promise<Response> {
   const f = new Fields(ctx.body);
-  const header = ctx.request.headers.get(ADAPTER_HEADER) ?? "";
+  const header = requestAdapter(ctx.request);
   const model = f.str("model");
   if (f.has("messages")) {
     const adapter = f.str("adapters") ?? header;

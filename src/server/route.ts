@@ -9,6 +9,8 @@ export interface RouteContext {
   request: Request;
   /** The parsed JSON object (POST routes), else {}. */
   body: JsonObject;
+  /** Path parameters of a pattern route (`/models/:model/adapters/:name`). */
+  params: Record<string, string>;
   registry: ModelRegistry;
   metrics: Metrics;
   adapterPolicy: AdapterPolicy;
@@ -16,12 +18,14 @@ export interface RouteContext {
 }
 
 export interface Route {
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "DELETE";
   /** Shape of this route's error bodies. */
   format: ErrorFormat;
   /** Generation: no idle timeout while the model works. */
   long?: boolean;
   /** Still answered after stopAccepting() (health and metrics). */
   always?: boolean;
+  /** A POST whose arguments may come in the query string alone: an empty body reads as {}. */
+  optionalBody?: boolean;
   handler: (ctx: RouteContext) => Promise<Response> | Response;
 }

@@ -43,9 +43,10 @@ export async function startLoraServe(args: string[], opts: { startTimeoutMs?: nu
         }
       }
     };
-    void read(child.stdout);
-    void read(child.stderr);
-    void child.exited.then((code) => {
+    const readers = Promise.all([read(child.stdout), read(child.stderr)]);
+    // its last lines (the reason it stopped) are read before the failure is reported
+    void child.exited.then(async (code) => {
+      await readers;
       clearTimeout(timer);
       reject(new Error(`lora-serve exited (code ${code}) before listening:\n${lines.slice(-20).join("\n")}`));
     });
