@@ -2,9 +2,11 @@
 // SIGINT, then finish the requests in flight and exit 0. Options: flags > OPTION_* > serving.properties.
 import { defineCommand, type ArgsDef } from "citty";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { LORA_MODULES, moduleShape } from "../model/lora-modules.ts";
+import { DownloadCache } from "../adapters/sources/download-cache.ts";
+import { DEFAULT_DOWNLOAD_LIMITS } from "../adapters/sources/remote-source.ts";
 import { extractAdaptersTarball } from "../adapters/tarball.ts";
 import { isTarball, OPTION_DEFS, readServingProperties, resolveServeOptions, type ServeOptions } from "../config/serve-options.ts";
 import { EngineService } from "../engine/engine-service.ts";
@@ -111,7 +113,11 @@ export async function serve(o: ServeOptions): Promise<void> {
     const known = new Set(services.flatMap((s) => s.adapterNames()));
     const named = [...(o.preloadAdapters === "all" ? [] : o.preloadAdapters), ...o.pinAdapters].filter((n) => !known.has(n));
     if (named.length > 0) throw new CliError(`--preload-adapters / --pin-adapters name adapters no model serves: ${named.join(", ")}`);
-    const adapterPolicy = { runtimeUpdates: o.enableRuntimeLoraUpdating, allowedRoots: o.allowedAdapterRoots.length > 0 ? o.allowedAdapterRoots : adapters !== undefined ? [adapters] : [] };
+    const cacheDir = o.adapterCacheDir ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "lora-serve", "adapters");
+    const adapterPolicy = {
+      runtimeUpdates: o.enableRuntimeLoraUpdating, allowedRoots: o.allowedAdapterRoots.length > 0 ? o.allowedAdapterRoots : adapters !== undefined ? [adapters] : [],
+      remote: o.enableRuntimeLoraUpdating ? { cache: new DownloadCache(cacheDir, o.adapterCacheMaxBytes), limits: DEFAULT_DOWNLOAD_LIMITS } : undefined,
+    };
     if (adapterPolicy.runtimeUpdates && adapterPolicy.allowedRoots.length === 0) {
       log.warn("runtime adapter loading is enabled but no directory is allowed: give --allowed-adapter-roots (or --adapters)");
     }

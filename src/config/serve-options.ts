@@ -36,6 +36,9 @@ export interface ServeOptions {
   enableRuntimeLoraUpdating: boolean;
   /** Directories runtime-loaded adapters must lie under (default: the --adapters directory). */
   allowedAdapterRoots: string[];
+  /** Where s3:// adapters download to, and the most it may hold. */
+  adapterCacheDir?: string;
+  adapterCacheMaxBytes: number;
   /** Adapters read into host memory at start ("all", or names). */
   preloadAdapters: string[] | "all";
   /** Adapters kept in host memory and, once there, in a device slot (at most max_loras - 1). */
@@ -173,6 +176,9 @@ export const OPTION_DEFS: OptionDef[] = [
   opt("enable_runtime_lora_updating", "enableRuntimeLoraUpdating", bool, false,
     "Let clients load and unload adapters at run time (default off)",
     { boolean: true, env: ["OPTION_ENABLE_RUNTIME_LORA_UPDATING", "VLLM_ALLOW_RUNTIME_LORA_UPDATING"] }),
+  opt("adapter_cache_dir", "adapterCacheDir", str, undefined,
+    "Where s3:// adapters download to (default: $XDG_CACHE_HOME or ~/.cache, under lora-serve/adapters)"),
+  opt("adapter_cache_max_bytes", "adapterCacheMaxBytes", int(1), 20 * 2 ** 30, "Size cap of the adapter download cache (default 20 GiB)"),
   opt("preload_adapters", "preloadAdapters", (raw, source) => (str(raw, source) === "all" ? "all" : pathList(raw, source)), [],
     "Adapters to read into host memory at start: all, or comma-separated names"),
   opt("pin_adapters", "pinAdapters", pathList, [], "Comma-separated adapters to pin (host memory and a device slot; at most max_loras - 1)"),

@@ -2,6 +2,7 @@
 // operator enables it, and a local source must resolve (symlinks followed) under an allowed root.
 import { existsSync, realpathSync } from "node:fs";
 import { isAbsolute, relative, resolve } from "node:path";
+import { fetchRemoteAdapter, isRemoteSource, type RemoteSources } from "../adapters/sources/remote-source.ts";
 import { HttpError } from "./errors.ts";
 
 export interface AdapterPolicy {
@@ -9,9 +10,22 @@ export interface AdapterPolicy {
   runtimeUpdates: boolean;
   /** Directories runtime-loaded adapters must lie under (resolved, symlinks followed). */
   allowedRoots: string[];
+  /** Where s3:// sources download to; without it they are refused. */
+  remote?: RemoteSources;
 }
 
 export const NO_RUNTIME_UPDATES: AdapterPolicy = { runtimeUpdates: false, allowedRoots: [] };
+
+/** The local directory of a source the client sent: a remote one downloaded, a local one checked against the roots. */
+export async function adapterSourceDir(policy: AdapterPolicy, src: string, param: string): Promise<string> {
+  if (!isRemoteSource(src)) return checkAdapterPath(policy, src, param);
+  if (!policy.remote) throw new HttpError(400, `${JSON.stringify(src)}: this server has no download cache for remote adapters`, param);
+  try {
+    return await fetchRemoteAdapter(src, policy.remote);
+  } catch (e) {
+    throw new HttpError(400, `${JSON.stringify(src)} could not be fetched: ${(e as Error).message}`, param);
+  }
+}
 
 export function requireRuntimeUpdates(policy: AdapterPolicy): void {
   if (!policy.runtimeUpdates) {

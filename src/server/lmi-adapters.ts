@@ -2,7 +2,7 @@
 // describe, unregister and list adapters of one base model, as `/models/{model}/adapters...` or,
 // where one model is served, `/adapters...`. Arguments in the query string or a JSON body.
 import type { EngineService } from "../engine/engine-service.ts";
-import { checkAdapterPath, requireRuntimeUpdates } from "./adapter-policy.ts";
+import { adapterSourceDir, requireRuntimeUpdates } from "./adapter-policy.ts";
 import { HttpError, badRequest } from "./errors.ts";
 import type { Route, RouteContext } from "./route.ts";
 
@@ -56,7 +56,7 @@ async function register(ctx: RouteContext): Promise<Response> {
   if (!src) throw badRequest("src is required", "src");
   if (service.hasAdapter(name)) throw new HttpError(409, `adapter "${name}" is already registered on model "${service.name}" (update or delete it)`);
   const pin = flag(ctx, "pin") ?? false, preload = flag(ctx, "preload") ?? true;
-  await service.loadAdapter(name, checkAdapterPath(ctx.adapterPolicy, src, "src"), { pin, preload: preload || pin });
+  await service.loadAdapter(name, await adapterSourceDir(ctx.adapterPolicy, src, "src"), { pin, preload: preload || pin });
   ctx.log(`registered adapter ${name} on ${service.name}`);
   return status(`Adapter ${name} registered`);
 }

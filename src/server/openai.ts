@@ -7,7 +7,7 @@ import type { SamplingParams } from "../engine/sampling.ts";
 import { HttpError, badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
 import { nowSeconds } from "./generation.ts";
-import { checkAdapterPath, requireRuntimeUpdates } from "./adapter-policy.ts";
+import { adapterSourceDir, requireRuntimeUpdates } from "./adapter-policy.ts";
 import type { ModelRegistry } from "./model-registry.ts";
 import type { RouteContext } from "./route.ts";
 
@@ -111,7 +111,7 @@ export async function loadAdapter(ctx: RouteContext): Promise<Response> {
   const f = new Fields(ctx.body);
   requireRuntimeUpdates(ctx.adapterPolicy);
   const name = f.requiredStr("lora_name");
-  const path = checkAdapterPath(ctx.adapterPolicy, f.requiredStr("lora_path"), "lora_path");
+  const path = await adapterSourceDir(ctx.adapterPolicy, f.requiredStr("lora_path"), "lora_path");
   const service = baseFor(ctx.registry, f);
   if (ctx.registry.base(name)) throw badRequest(`"${name}" is the name of a base model`, "lora_name");
   // names are scoped by base: another base's adapter of this name is a different adapter

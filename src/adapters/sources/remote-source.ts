@@ -1,0 +1,24 @@
+// Adapter sources beyond a local directory: `s3://bucket/prefix` is downloaded once into the
+// download cache (keyed by the URL) and then follows the same disk -> host -> slot path.
+import { createHash } from "node:crypto";
+import type { DownloadCache } from "./download-cache.ts";
+import { downloadS3Prefix, parseS3Url, s3Client, type DownloadLimits } from "./s3-source.ts";
+
+export interface RemoteSources {
+  cache: DownloadCache;
+  /** Per adapter: bytes and files one download may bring. */
+  limits: DownloadLimits;
+  env?: Record<string, string | undefined>;
+}
+
+export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { maxBytes: 4 * 2 ** 30, maxFiles: 64 };
+
+export const isRemoteSource = (src: string): boolean => /^s3:\/\//i.test(src);
+
+/** The local directory holding the adapter `src` names, downloading it into the cache first. */
+export async function fetchRemoteAdapter(src: string, remote: RemoteSources): Promise<string> {
+  const loc = parseS3Url(src);
+  // the URL's hash keys the entry; its tail keeps the folder readable
+  const key = `s3-${createHash("sha256").update(src).digest("hex").slice(0, 16)}-${(loc.prefix.split("/").filter(Boolean).pop() ?? loc.bucket).replace(/[^\w.-]/g, "_")}`;
+  return remote.cache.get(key, (into) => downloadS3Prefix(s3Client(loc.bucket, remote.env), loc, into, remote.limits));
+}

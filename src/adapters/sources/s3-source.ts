@@ -1,0 +1,61 @@
+// Adapters in S3 (or any S3-compatible store) through Bun's S3 client: every object under the
+// prefix is downloaded and checked against its listed size and, for single-part uploads, its MD5 ETag.
+import { createHash } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { dirname, join, normalize } from "node:path";
+
+export interface S3Location {
+  bucket: string;
+  prefix: string;
+}
+
+export function parseS3Url(url: string): S3Location {
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/?(.*)$/.exec(url);
+  if (!m) throw new Error(`${JSON.stringify(url)} is not an s3://bucket/prefix URL`);
+  const prefix = m[2].replace(/\/+$/, "");
+  return { bucket: m[1], prefix: prefix === "" ? "" : `${prefix}/` };
+}
+
+/** The client for a bucket, from the usual AWS variables (AWS_ENDPOINT_URL(_S3) for other stores). */
+export function s3Client(bucket: string, env: Record<string, string | undefined> = process.env): Bun.S3Client {
+  return new Bun.S3Client({
+    bucket,
+    accessKeyId: env.AWS_ACCESS_KEY_ID,
+    secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+    sessionToken: env.AWS_SESSION_TOKEN,
+    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION,
+    endpoint: env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL,
+  });
+}
+
+export interface DownloadLimits {
+  maxBytes: number;
+  maxFiles: number;
+}
+
+/** Downloads every object under the location into `into`, refusing more than the limits allow. */
+export async function downloadS3Prefix(client: Bun.S3Client, loc: S3Location, into: string, limits: DownloadLimits): Promise<void> {
+  const objects: { key: string; size: number; eTag?: string }[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.list({ prefix: loc.prefix, continuationToken: token });
+    for (const o of page.contents ?? []) objects.push({ key: o.key, size: o.size ?? 0, eTag: o.eTag });
+    token = page.isTruncated ? page.nextContinuationToken : undefined;
+  } while (token);
+  if (objects.length === 0) throw new Error(`nothing under s3://${loc.bucket}/${loc.prefix}`);
+  if (objects.length > limits.maxFiles) throw new Error(`s3://${loc.bucket}/${loc.prefix} holds ${objects.length} objects, over the limit of ${limits.maxFiles}`);
+  const total = objects.reduce((n, o) => n + o.size, 0);
+  if (total > limits.maxBytes) throw new Error(`s3://${loc.bucket}/${loc.prefix} holds ${total} bytes, over the limit of ${limits.maxBytes}`);
+  for (const o of objects) {
+    const rel = normalize(o.key.slice(loc.prefix.length));
+    if (rel === "" || rel.startsWith("..") || rel.startsWith("/")) throw new Error(`object key ${JSON.stringify(o.key)} leaves its prefix`);
+    const bytes = new Uint8Array(await client.file(o.key).arrayBuffer());
+    if (bytes.length !== o.size) throw new Error(`${o.key}: got ${bytes.length} bytes, the listing says ${o.size}`);
+    const etag = o.eTag?.replace(/"/g, "");
+    // a multipart upload's ETag is not an MD5 of the object (it carries a "-N" suffix)
+    if (etag && !etag.includes("-") && createHash("md5").update(bytes).digest("hex") !== etag) throw new Error(`${o.key}: its MD5 does not match the ETag`);
+    const path = join(into, rel);
+    mkdirSync(dirname(path), { recursive: true });
+    await Bun.write(path, bytes);
+  }
+}
