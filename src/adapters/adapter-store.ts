@@ -145,7 +145,12 @@ export class AdapterStore {
 
   /** Every check a load makes, without reading the weights into host memory (AdapterError if one fails). */
   validate(name: string): void {
-    validateLoraAdapter(this.dirOf(name), name, this.base, { maxLoraRank: this.maxLoraRank });
+    this.validateDir(name, this.dirOf(name));
+  }
+
+  /** The same checks for an adapter directory not (yet) registered under `name`. */
+  validateDir(name: string, dir: string): void {
+    validateLoraAdapter(dir, name, this.base, { maxLoraRank: this.maxLoraRank });
   }
 
   /** The adapter in host memory, loading it synchronously on a miss (offline use). */

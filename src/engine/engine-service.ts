@@ -141,7 +141,10 @@ export class EngineService {
     const adapters = this.model.adapters;
     if (opts.pin) this.checkPinCap(name);
     if (adapters.has(name) && adapters.inUse(name)) throw new AdapterBusyError(`adapter "${name}" has requests in flight; it cannot be replaced now`);
-    if (adapters.has(name)) this.engine.evictFromSlot(name);
+    if (adapters.has(name)) {
+      adapters.validateDir(name, path); // a replacement must pass every check before the old weights go
+      this.engine.evictFromSlot(name);
+    }
     adapters.register(name, path);
     try {
       if (opts.preload === false && !opts.pin) adapters.validate(name);

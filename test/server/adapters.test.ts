@@ -54,6 +54,12 @@ describe("runtime adapters", () => {
     expect((await again.json() as any).error.param).toBe("lora_name");
     const inplace = await s.post("/v1/load_lora_adapter", { lora_name: "es2", lora_path: join(tmp, "es2"), load_inplace: true });
     expect(inplace.status).toBe(200);
+    // a broken replacement is refused and the weights already there keep serving
+    const broken = copyAdapter("es", "es2-broken");
+    corrupt(broken);
+    const bad = await s.post("/v1/load_lora_adapter", { lora_name: "es2", lora_path: broken, load_inplace: true });
+    expect(bad.status).toBe(400);
+    await expectEsGreedy("es2");
 
     const unload = await s.post("/v1/unload_lora_adapter", { lora_name: "es2" });
     expect(unload.status).toBe(200);
