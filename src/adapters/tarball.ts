@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 
 export class TarballError extends Error {
   override name = "TarballError";
@@ -18,8 +19,18 @@ interface TarEntry {
   data: Uint8Array;
 }
 
+export interface TarballLimits {
+  /** Bytes the archive may decompress to (checked while decompressing: a gzip bomb stops here). */
+  maxBytes: number;
+  /** Entries (files and directories) it may hold. */
+  maxEntries: number;
+}
+
+// the archive is unpacked in memory, and Node's zlib stops at 4 GiB of output
+export const DEFAULT_TARBALL_LIMITS: TarballLimits = { maxBytes: 4 * 2 ** 30, maxEntries: 100_000 };
+
 /** Unpacks `path` into `into` (default: a fresh temporary directory); returns the directory holding the adapter subdirectories. */
-export async function extractAdaptersTarball(path: string, into?: string): Promise<string> {
+export async function extractAdaptersTarball(path: string, into?: string, limits: TarballLimits = DEFAULT_TARBALL_LIMITS): Promise<string> {
   const fail = (msg: string): never => {
     throw new TarballError(`${path}: ${msg}`);
   };
@@ -27,13 +38,16 @@ export async function extractAdaptersTarball(path: string, into?: string): Promi
   if (gz.length < 2 || gz[0] !== 0x1f || gz[1] !== 0x8b) fail("not a gzip file");
   let tar: Uint8Array;
   try {
-    tar = Bun.gunzipSync(gz);
+    tar = gunzipSync(gz, { maxOutputLength: limits.maxBytes });
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") return fail(`decompresses to more than ${limits.maxBytes} bytes`);
     return fail(`gzip data is corrupt (${(e as Error).message})`);
   }
   const dest = into ?? mkdtempSync(join(tmpdir(), "lora-serve-adapters-"));
   mkdirSync(dest, { recursive: true });
+  let entries = 0;
   for (const entry of readTar(tar, fail)) {
+    if (++entries > limits.maxEntries) fail(`holds more than ${limits.maxEntries} entries`);
     const target = join(dest, entry.path);
     if (entry.type === "dir") {
       mkdirSync(target, { recursive: true });

@@ -2,7 +2,7 @@
 // operator enables it, and a local source must resolve (symlinks followed) under an allowed root.
 import { existsSync, realpathSync } from "node:fs";
 import { isAbsolute, relative, resolve } from "node:path";
-import { fetchRemoteAdapter, isRemoteSource, type RemoteSources } from "../adapters/sources/remote-source.ts";
+import { fetchRemoteAdapter, isRemoteSource, unpackAdapterTarball, type RemoteSources } from "../adapters/sources/remote-source.ts";
 import { HttpError } from "./errors.ts";
 
 export interface AdapterPolicy {
@@ -18,11 +18,13 @@ export const NO_RUNTIME_UPDATES: AdapterPolicy = { runtimeUpdates: false, allowe
 
 /** The local directory of a source the client sent: a remote one downloaded, a local one checked against the roots. */
 export async function adapterSourceDir(policy: AdapterPolicy, src: string, param: string): Promise<string> {
-  if (!isRemoteSource(src)) return checkAdapterPath(policy, src, param);
-  if (!policy.remote) throw new HttpError(400, `${JSON.stringify(src)}: this server has no download cache for remote adapters`, param);
+  const tarball = /\.(tar\.gz|tgz)$/i.test(src);
+  if (!isRemoteSource(src) && !tarball) return checkAdapterPath(policy, src, param);
+  if (!policy.remote) throw new HttpError(400, `${JSON.stringify(src)}: this server has no download cache for remote or packed adapters`, param);
   try {
-    return await fetchRemoteAdapter(src, policy.remote);
+    return tarball ? await unpackAdapterTarball(checkAdapterPath(policy, src, param), policy.remote) : await fetchRemoteAdapter(src, policy.remote);
   } catch (e) {
+    if (e instanceof HttpError) throw e;
     throw new HttpError(400, `${JSON.stringify(src)} could not be fetched: ${(e as Error).message}`, param);
   }
 }

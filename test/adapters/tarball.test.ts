@@ -127,3 +127,19 @@ describe("extractAdaptersTarball", () => {
     await expect(extractAdaptersTarball(file)).rejects.toThrow(/truncated archive/);
   });
 });
+
+describe("caps", () => {
+  test("a gzip bomb stops at the decompressed-size cap, before it is unpacked", async () => {
+    // 64 MiB of zeros in one file: a few tens of KiB compressed
+    const bomb = tarGz([entry("adapters/a/adapter_model.safetensors", new Uint8Array(64 * 2 ** 20))]);
+    const into = scratch();
+    await expect(extractAdaptersTarball(bomb, into, { maxBytes: 2 ** 20, maxEntries: 100 })).rejects.toThrow(`decompresses to more than ${2 ** 20} bytes`);
+    expect(existsSync(join(into, "adapters"))).toBe(false);
+  });
+
+  test("more entries than allowed are refused", async () => {
+    const many = tarGz(Array.from({ length: 20 }, (_, i) => entry(`adapters/a/f${i}`, "x")));
+    await expect(extractAdaptersTarball(many, scratch(), { maxBytes: 2 ** 20, maxEntries: 10 })).rejects.toThrow("more than 10 entries");
+    expect(await extractAdaptersTarball(many, scratch(), { maxBytes: 2 ** 20, maxEntries: 20 })).toEndWith("adapters");
+  });
+});

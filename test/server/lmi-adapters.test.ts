@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DownloadCache } from "../../src/adapters/sources/download-cache.ts";
 import { adaptersDir, comparableSteps, readReference, type ReferenceCase } from "../helpers/fixtures.ts";
 import { MODEL, startFixtureServer, type FixtureServer } from "./server-fixture.ts";
 
@@ -15,7 +16,8 @@ let s: FixtureServer;
 let es: ReferenceCase;
 beforeAll(async () => {
   for (const name of ["es", "fr"]) cpSync(join(adaptersDir(MODEL), name), join(tmp, name), { recursive: true });
-  s = await startFixtureServer({ adapterPolicy: { runtimeUpdates: true, allowedRoots: [tmp] } });
+  const remote = { cache: new DownloadCache(join(tmp, "cache"), 1 << 30), limits: { maxBytes: 1 << 20, maxFiles: 16 } };
+  s = await startFixtureServer({ adapterPolicy: { runtimeUpdates: true, allowedRoots: [tmp], remote } });
   es = (await readReference(MODEL)).cases.find((c) => c.adapter === "es" && c.prompt === "plain")!;
 });
 afterAll(() => s.close());
@@ -72,6 +74,32 @@ describe("/adapters (one model served)", () => {
     expect(((await again.json()) as any).code).toBe(409);
     expect((await call("POST", "/adapters", { name: "x" })).status).toBe(400);
     expect((await call("POST", "/adapters", { name: "x", src: adaptersDir(MODEL) + "/es" })).status).toBe(403);
+  });
+});
+
+describe("packed adapters", () => {
+  const tar = (name: string, args: string[]) => {
+    const file = join(tmp, name);
+    const p = Bun.spawnSync(["tar", "-czf", file, ...args]);
+    if (p.exitCode !== 0) throw new Error(p.stderr.toString());
+    return file;
+  };
+
+  test("a .tar.gz holding one adapter registers and serves as the fixture", async () => {
+    const file = tar("es.tar.gz", ["-C", join(tmp, "es"), "adapter_config.json", "adapter_model.safetensors"]);
+    expect((await call("POST", "/adapters", { name: "packed", src: file })).status).toBe(200);
+    const { ids } = await lmiIds({ "X-Amzn-SageMaker-Adapter-Identifier": "packed" });
+    const n = comparableSteps(es.greedy_steps, 2e-4);
+    expect(ids.slice(0, n)).toEqual(es.greedy_ids.slice(0, n));
+  });
+
+  test("a tarball over its caps is refused (400) and the server keeps serving", async () => {
+    for (let i = 0; i < 20; i++) await Bun.write(join(tmp, "many", `f${i}`), "x");
+    const file = tar("many.tar.gz", ["-C", tmp, "many"]);
+    const r = await call("POST", "/adapters", { name: "many", src: file });
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as any).error).toContain("more than 16 entries");
+    expect((await lmiIds({ "X-Amzn-SageMaker-Adapter-Identifier": "es" })).status).toBe(200);
   });
 });
 

@@ -1,6 +1,9 @@
 // Adapter sources beyond a local directory: `s3://bucket/prefix` is downloaded once into the
 // download cache (keyed by the URL) and then follows the same disk -> host -> slot path.
 import { createHash } from "node:crypto";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { extractAdaptersTarball } from "../tarball.ts";
 import type { DownloadCache } from "./download-cache.ts";
 import { downloadS3Prefix, parseS3Url, s3Client, type DownloadLimits } from "./s3-source.ts";
 
@@ -14,6 +17,19 @@ export interface RemoteSources {
 export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { maxBytes: 4 * 2 ** 30, maxFiles: 64 };
 
 export const isRemoteSource = (src: string): boolean => /^s3:\/\//i.test(src);
+
+/** One adapter packed as a .tar.gz (its files at the top, or in one folder), unpacked once into the cache under the tarball caps. */
+export async function unpackAdapterTarball(path: string, remote: RemoteSources): Promise<string> {
+  const st = statSync(path);
+  const key = `tgz-${createHash("sha256").update(`${path}\0${st.size}\0${st.mtimeMs}`).digest("hex").slice(0, 16)}`;
+  const dir = await remote.cache.get(key, async (into) => {
+    await extractAdaptersTarball(path, into, { maxBytes: remote.limits.maxBytes, maxEntries: remote.limits.maxFiles });
+  });
+  if (existsSync(join(dir, "adapter_config.json"))) return dir;
+  const inner = readdirSync(dir).map((n) => join(dir, n)).filter((d) => existsSync(join(d, "adapter_config.json")));
+  if (inner.length !== 1) throw new Error(`the archive holds ${inner.length} adapters; give one adapter per archive`);
+  return inner[0];
+}
 
 /** The local directory holding the adapter `src` names, downloading it into the cache first. */
 export async function fetchRemoteAdapter(src: string, remote: RemoteSources): Promise<string> {
