@@ -20,6 +20,7 @@ import { openCheckpoint } from "../model/safetensors.ts";
 import { syntheticConfig } from "../model/synthetic.ts";
 import { NUMERIC_DTYPE_BYTES, type Device, type NumericDType } from "../native/device.ts";
 import { openDevice } from "../native/open-device.ts";
+import { AdapterResolver } from "../server/adapter-resolver.ts";
 import { startServer } from "../server/http.ts";
 import { ModelRegistry } from "../server/model-registry.ts";
 import { CliError } from "./args.ts";
@@ -116,12 +117,13 @@ export async function serve(o: ServeOptions): Promise<void> {
     const cacheDir = o.adapterCacheDir ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "lora-serve", "adapters");
     const adapterPolicy = {
       runtimeUpdates: o.enableRuntimeLoraUpdating, allowedRoots: o.allowedAdapterRoots.length > 0 ? o.allowedAdapterRoots : adapters !== undefined ? [adapters] : [],
-      remote: o.enableRuntimeLoraUpdating ? { cache: new DownloadCache(cacheDir, o.adapterCacheMaxBytes), limits: DEFAULT_DOWNLOAD_LIMITS } : undefined,
+      remote: o.enableRuntimeLoraUpdating || o.adapterSource !== undefined ? { cache: new DownloadCache(cacheDir, o.adapterCacheMaxBytes), limits: DEFAULT_DOWNLOAD_LIMITS } : undefined,
     };
+    const resolver = o.adapterSource !== undefined ? new AdapterResolver(o.adapterSource, adapterPolicy.remote) : undefined;
     if (adapterPolicy.runtimeUpdates && adapterPolicy.allowedRoots.length === 0) {
       log.warn("runtime adapter loading is enabled but no directory is allowed: give --allowed-adapter-roots (or --adapters)");
     }
-    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, adapterPolicy, log: (m) => log.info(m) });
+    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, adapterPolicy, resolver, log: (m) => log.info(m) });
   } catch (e) {
     for (const s of services) await s.stop();
     device.close();

@@ -36,6 +36,8 @@ export interface ServeOptions {
   enableRuntimeLoraUpdating: boolean;
   /** Directories runtime-loaded adapters must lie under (default: the --adapters directory). */
   allowedAdapterRoots: string[];
+  /** Load on first request: unknown adapter names are fetched from `<source>/<name>` (a folder or s3:// prefix). */
+  adapterSource?: string;
   /** Where s3:// adapters download to, and the most it may hold. */
   adapterCacheDir?: string;
   adapterCacheMaxBytes: number;
@@ -176,6 +178,8 @@ export const OPTION_DEFS: OptionDef[] = [
   opt("enable_runtime_lora_updating", "enableRuntimeLoraUpdating", bool, false,
     "Let clients load and unload adapters at run time (default off)",
     { boolean: true, env: ["OPTION_ENABLE_RUNTIME_LORA_UPDATING", "VLLM_ALLOW_RUNTIME_LORA_UPDATING"] }),
+  opt("adapter_source", "adapterSource", str, undefined,
+    "Load on first request: a request naming an unknown adapter fetches <source>/<name> (a folder or s3://bucket/prefix)"),
   opt("adapter_cache_dir", "adapterCacheDir", str, undefined,
     "Where s3:// adapters download to (default: $XDG_CACHE_HOME or ~/.cache, under lora-serve/adapters)"),
   opt("adapter_cache_max_bytes", "adapterCacheMaxBytes", int(1), 20 * 2 ** 30, "Size cap of the adapter download cache (default 20 GiB)"),

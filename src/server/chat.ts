@@ -58,7 +58,7 @@ export interface ChatOptions {
 
 export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { format: "openai", sse: true }): Promise<Response> {
   const f = new Fields(ctx.body);
-  const { service, adapter, name } = opts.resolved ?? resolveModel(ctx.registry, f);
+  const { service, adapter, name } = opts.resolved ?? (await resolveModel(ctx, f));
   const messages = readMessages(f.raw("messages"));
   const common = readCommon(f);
   const logprobs = f.bool("logprobs") ?? false;

@@ -72,7 +72,7 @@ function addToken(out: Logprobs, tokenizer: TextTokenizer, e: StreamEvent, offse
 
 export async function completions(ctx: RouteContext): Promise<Response> {
   const f = new Fields(ctx.body);
-  const { service, adapter, name } = resolveModel(ctx.registry, f);
+  const { service, adapter, name } = await resolveModel(ctx, f);
   const tokenizer = service.model.tokenizer;
   const prompts = readPrompts(f, tokenizer);
   const common = readCommon(f);

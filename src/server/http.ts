@@ -3,6 +3,7 @@
 import type { Server } from "bun";
 import type { Metrics } from "../engine/metrics.ts";
 import { NO_RUNTIME_UPDATES, type AdapterPolicy } from "./adapter-policy.ts";
+import type { AdapterResolver } from "./adapter-resolver.ts";
 import { log as logger } from "../log.ts";
 import { chatCompletions } from "./chat.ts";
 import { completions } from "./completions.ts";
@@ -22,6 +23,8 @@ export interface ServerOptions {
   maxBodyBytes: number;
   /** Runtime adapter loading (default: off). */
   adapterPolicy?: AdapterPolicy;
+  /** Load on first request (default: off). */
+  resolver?: AdapterResolver;
   log?: (msg: string) => void;
 }
 
@@ -118,7 +121,7 @@ export function startServer(opts: ServerOptions): RunningServer {
       const emptyBody = route.optionalBody && (req.headers.get("content-length") ?? "0") === "0" && !req.headers.get("transfer-encoding");
       const body = route.method === "POST" && !emptyBody ? await readJson(req, opts.maxBodyBytes) : {};
       const ctx: RouteContext = {
-        request: req, body, params: found!.params, registry: opts.registry, metrics: opts.metrics, adapterPolicy: opts.adapterPolicy ?? NO_RUNTIME_UPDATES, log,
+        request: req, body, params: found!.params, registry: opts.registry, metrics: opts.metrics, adapterPolicy: opts.adapterPolicy ?? NO_RUNTIME_UPDATES, resolver: opts.resolver, log,
       };
       return await route.handler(ctx);
     } catch (e) {

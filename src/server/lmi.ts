@@ -33,10 +33,11 @@ function requestAdapter(req: Request): string {
 }
 
 /** "" or absent: the base of `model` (or the first model); otherwise this adapter, within `model`'s base if it names one. */
-function resolve(registry: ModelRegistry, adapter: string, model: string | undefined): Resolved {
+async function resolve(ctx: RouteContext, adapter: string, model: string | undefined): Promise<Resolved> {
+  const registry = ctx.registry;
   if (adapter !== "") {
     const within = model !== undefined ? registry.base(model) : undefined;
-    const r = registry.resolve(adapter, within, "adapters");
+    const r = registry.resolve(adapter, within, "adapters") ?? (await ctx.resolver?.resolve(registry, within ? `${within.name}:${adapter}` : adapter));
     if (!r) throw new HttpError(404, `adapter "${adapter}" is not known${within ? ` for model "${model}"` : ""}`, "adapters");
     return { ...r, name: adapter };
   }
@@ -96,7 +97,7 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
   const model = f.str("model");
   if (f.has("messages")) {
     const adapter = f.str("adapters") ?? header;
-    return chatCompletions(ctx, { resolved: resolve(ctx.registry, adapter, model), format: "lmi", sse: false });
+    return chatCompletions(ctx, { resolved: await resolve(ctx, adapter, model), format: "lmi", sse: false });
   }
   const raw = f.raw("inputs");
   const single = typeof raw === "string";
@@ -117,7 +118,7 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
   if (stream && !single) throw badRequest("stream needs a single input string", "stream");
 
   // one service per input; requests for one service are submitted together so they batch
-  const resolved = adapters.map((a) => resolve(ctx.registry, a, model));
+  const resolved = await Promise.all(adapters.map((a) => resolve(ctx, a, model)));
   const reqs = resolved.map((r, i) => {
     const p = readParams(r.service, pf);
     return { r, p, req: { promptIds: r.service.model.tokenizer.encode(inputs[i]), adapter: r.adapter, params: p.params, stop: p.stop, signal: ctx.request.signal } };

@@ -19,14 +19,14 @@ export interface Resolved {
 }
 
 /** `model` names a base model or an adapter; absent means the first base model (as vLLM's default). */
-export function resolveModel(registry: ModelRegistry, f: Fields): Resolved {
+export async function resolveModel(ctx: RouteContext, f: Fields): Promise<Resolved> {
   const model = f.str("model");
   if (model === undefined) {
-    const service = registry.all()[0];
+    const service = ctx.registry.all()[0];
     if (!service) throw new HttpError(404, "no model is being served", "model");
     return { service, adapter: null, name: service.name };
   }
-  const r = registry.resolve(model);
+  const r = ctx.registry.resolve(model) ?? (await ctx.resolver?.resolve(ctx.registry, model));
   if (!r) throw new HttpError(404, `The model \`${model}\` does not exist.`, "model");
   return { ...r, name: model };
 }

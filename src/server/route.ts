@@ -1,6 +1,7 @@
 // What a route handler gets and what the router needs to know about it.
 import type { Metrics } from "../engine/metrics.ts";
 import type { AdapterPolicy } from "./adapter-policy.ts";
+import type { AdapterResolver } from "./adapter-resolver.ts";
 import type { ErrorFormat } from "./errors.ts";
 import type { JsonObject } from "./fields.ts";
 import type { ModelRegistry } from "./model-registry.ts";
@@ -14,6 +15,8 @@ export interface RouteContext {
   registry: ModelRegistry;
   metrics: Metrics;
   adapterPolicy: AdapterPolicy;
+  /** Load on first request, where --adapter-source is configured. */
+  resolver?: AdapterResolver;
   log: (msg: string) => void;
 }
 

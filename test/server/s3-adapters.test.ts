@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import S3rver from "s3rver";
 import { DownloadCache } from "../../src/adapters/sources/download-cache.ts";
-import { DEFAULT_DOWNLOAD_LIMITS } from "../../src/adapters/sources/remote-source.ts";
+import { DEFAULT_DOWNLOAD_LIMITS, type RemoteSources } from "../../src/adapters/sources/remote-source.ts";
+import { AdapterResolver } from "../../src/server/adapter-resolver.ts";
 import { adaptersDir, comparableSteps, readReference, type ReferenceCase } from "../helpers/fixtures.ts";
 import { MODEL, startFixtureServer, type FixtureServer } from "./server-fixture.ts";
 
@@ -17,6 +18,7 @@ let s3: S3rver | undefined;
 let s: FixtureServer;
 let es: ReferenceCase;
 let cache: DownloadCache;
+let remote: RemoteSources;
 
 beforeAll(async () => {
   s3 = new S3rver({ port: 0, address: "127.0.0.1", silent: true, directory: join(tmp, "store"), configureBuckets: [{ name: "models", configs: [] }] });
@@ -25,10 +27,12 @@ beforeAll(async () => {
   const client = new Bun.S3Client({ bucket: "models", accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, endpoint: env.AWS_ENDPOINT_URL_S3 });
   for (const file of ["adapter_config.json", "adapter_model.safetensors"]) {
     await client.write(`tenants/es/${file}`, readFileSync(join(adaptersDir(MODEL), "es", file)));
+    await client.write(`on-demand/tenant-s3/${file}`, readFileSync(join(adaptersDir(MODEL), "es", file)));
   }
   for (let i = 0; i < 3; i++) await client.write(`many/part-${i}`, "x");
   cache = new DownloadCache(join(tmp, "cache"), 1 << 30);
-  s = await startFixtureServer({ adapterPolicy: { runtimeUpdates: true, allowedRoots: [], remote: { cache, limits: { ...DEFAULT_DOWNLOAD_LIMITS, maxFiles: 2 }, env } } });
+  remote = { cache, limits: { ...DEFAULT_DOWNLOAD_LIMITS, maxFiles: 2 }, env };
+  s = await startFixtureServer({ adapterPolicy: { runtimeUpdates: true, allowedRoots: [], remote } });
   es = (await readReference(MODEL)).cases.find((c) => c.adapter === "es" && c.prompt === "plain")!;
 });
 afterAll(async () => {
@@ -93,4 +97,18 @@ test("refused: a prefix over the file limit, an empty prefix, no such bucket; th
     expect(((await r.json()) as any).error).toContain(JSON.stringify(src));
   }
   expect((await invokeWith("es")).status).toBe(200);
+});
+
+test("load on first request from an s3:// source: the unknown name is fetched and serves the fixture's output", async () => {
+  const t = await startFixtureServer({ resolver: new AdapterResolver("s3://models/on-demand", remote) });
+  try {
+    const inputs = t.service.model.tokenizer.decode(es.prompt_ids, { skipSpecialTokens: true });
+    const r = await t.post("/invocations", { inputs, parameters: { max_new_tokens: es.greedy_ids.length, details: true } }, { headers: { "X-Amzn-SageMaker-Adapter-Identifier": "tenant-s3" } });
+    expect(r.status).toBe(200);
+    expectFixture(((await r.json()) as any).details.tokens.map((x: any) => x.id));
+    const missing = await t.post("/invocations", { inputs, adapters: "not-there" });
+    expect(missing.status).toBe(404);
+  } finally {
+    await t.close();
+  }
 });

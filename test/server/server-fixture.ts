@@ -3,6 +3,7 @@ import { EngineService } from "../../src/engine/engine-service.ts";
 import { loadModel, type LoadOptions } from "../../src/engine/load-model.ts";
 import { Metrics } from "../../src/engine/metrics.ts";
 import type { AdapterPolicy } from "../../src/server/adapter-policy.ts";
+import type { AdapterResolver } from "../../src/server/adapter-resolver.ts";
 import { startServer, type RunningServer } from "../../src/server/http.ts";
 import { ModelRegistry } from "../../src/server/model-registry.ts";
 import { adaptersDir, cpuDevice, modelDir } from "../helpers/fixtures.ts";
@@ -19,7 +20,7 @@ export interface FixtureServer {
   close(): Promise<void>;
 }
 
-export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes?: number; load?: Partial<LoadOptions>; adapterPolicy?: AdapterPolicy } = {}): Promise<FixtureServer> {
+export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes?: number; load?: Partial<LoadOptions>; adapterPolicy?: AdapterPolicy; resolver?: AdapterResolver } = {}): Promise<FixtureServer> {
   const model = loadModel({ modelDir: modelDir(MODEL), adaptersDir: adaptersDir(MODEL), device: await cpuDevice(), maxSeqs: 64, ...opts.load });
   const metrics = new Metrics();
   const service = new EngineService(model, { name: MODEL, maxQueue: opts.maxQueue ?? 256, metrics });
@@ -29,7 +30,7 @@ export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes
   const logs: string[] = [];
   const server = startServer({
     registry, metrics, host: "127.0.0.1", port: 0, maxBodyBytes: opts.maxBodyBytes ?? 1 << 20, log: (m) => logs.push(m),
-    adapterPolicy: opts.adapterPolicy ?? { runtimeUpdates: true, allowedRoots: ["/"] },
+    adapterPolicy: opts.adapterPolicy ?? { runtimeUpdates: true, allowedRoots: ["/"] }, resolver: opts.resolver,
   });
   const url = server.url;
   return {
