@@ -33,6 +33,11 @@ export interface Classified {
   unexpected: boolean;
 }
 
+/** Absolute paths cut to their last component: a client never learns where the server keeps its files. */
+export function withoutDirectories(message: string): string {
+  return message.replace(/(?<![\w.:/])\/(?:[^\s"':,/]+\/)+([^\s"':,/]+)/g, "$1");
+}
+
 /** `promptField` is the request field a RequestError about the prompt points at ("prompt", "messages", "inputs"). */
 export function classify(e: unknown, promptField = "prompt"): Classified {
   const c = (status: number, message: string, param: string | null = null, headers: Record<string, string> = {}): Classified => ({
@@ -46,7 +51,7 @@ export function classify(e: unknown, promptField = "prompt"): Classified {
   if (e instanceof RequestError) return c(400, e.message, /max_tokens/.test(e.message) ? "max_tokens" : promptField);
   if (e instanceof ChatTemplateError) return c(400, e.message, "messages");
   if (e instanceof UnknownAdapterError) return c(404, e.message, "model");
-  if (e instanceof AdapterError) return c(400, e.message, "model");
+  if (e instanceof AdapterError) return c(400, withoutDirectories(e.message), "model");
   if (e instanceof AdapterBusyError) return c(409, e.message, "lora_name");
   if (e instanceof PinLimitError) return c(409, e.message, "pinned");
   const message = e instanceof Error ? e.message : String(e);

@@ -112,6 +112,7 @@ describe("runtime adapters", () => {
         expect(r.status).toBe(400);
         const err = (await r.json() as any).error;
         expect(err.message).toContain('"fr"');
+        expect(err.message).not.toContain(dir); // the server's own path stays on the server
         const lmi = await t.post("/invocations", { inputs: "Hello", adapters: "fr" });
         expect(lmi.status).toBe(400);
         expect((await lmi.json() as any).error).toContain('"fr"');
