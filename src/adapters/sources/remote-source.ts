@@ -5,6 +5,7 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { extractAdaptersTarball } from "../tarball.ts";
 import type { DownloadCache } from "./download-cache.ts";
+import { downloadHubRepo, isHubRepo, parseHubRepo } from "./hub-source.ts";
 import { downloadS3Prefix, parseS3Url, s3Client, type DownloadLimits } from "./s3-source.ts";
 
 export interface RemoteSources {
@@ -16,7 +17,8 @@ export interface RemoteSources {
 
 export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { maxBytes: 4 * 2 ** 30, maxFiles: 64 };
 
-export const isRemoteSource = (src: string): boolean => /^s3:\/\//i.test(src);
+/** s3://bucket/prefix, or a Hub repo id (org/name[@revision]); a local source is an absolute path. */
+export const isRemoteSource = (src: string): boolean => /^s3:\/\//i.test(src) || isHubRepo(src);
 
 /** One adapter packed as a .tar.gz (its files at the top, or in one folder), unpacked once into the cache under the tarball caps. */
 export async function unpackAdapterTarball(path: string, remote: RemoteSources): Promise<string> {
@@ -33,6 +35,7 @@ export async function unpackAdapterTarball(path: string, remote: RemoteSources):
 
 /** The local directory holding the adapter `src` names, downloading it into the cache first. */
 export async function fetchRemoteAdapter(src: string, remote: RemoteSources): Promise<string> {
+  if (isHubRepo(src)) return downloadHubRepo(parseHubRepo(src), { env: remote.env, limits: remote.limits });
   const loc = parseS3Url(src);
   // the URL's hash keys the entry; its tail keeps the folder readable
   const key = `s3-${createHash("sha256").update(src).digest("hex").slice(0, 16)}-${(loc.prefix.split("/").filter(Boolean).pop() ?? loc.bucket).replace(/[^\w.-]/g, "_")}`;
