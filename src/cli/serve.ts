@@ -3,10 +3,11 @@
 import { defineCommand, type ArgsDef } from "citty";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { LORA_MODULES, moduleShape } from "../model/lora-modules.ts";
-import { DownloadCache } from "../adapters/sources/download-cache.ts";
-import { DEFAULT_DOWNLOAD_LIMITS } from "../adapters/sources/remote-source.ts";
+import { DownloadCache } from "../sources/download-cache.ts";
+import { isRemoteModel, localModelDir } from "../sources/fetch-model.ts";
+import { DEFAULT_DOWNLOAD_LIMITS } from "../sources/remote-source.ts";
 import { extractAdaptersTarball } from "../adapters/tarball.ts";
 import { isTarball, OPTION_DEFS, readServingProperties, resolveServeOptions, type ServeOptions } from "../config/serve-options.ts";
 import { EngineService } from "../engine/engine-service.ts";
@@ -68,7 +69,10 @@ function flagValues(parsed: Record<string, unknown>, rawArgs: string[]): Record<
 export async function serve(o: ServeOptions): Promise<void> {
   const embedded = o.models.length === 0;
   // a synthetic model takes its tokenizer from the embedded demo model's directory
-  const modelDirs = embedded ? [await defaultModelDir()] : o.models.map((m) => resolve(m));
+  const cacheRoot = o.adapterCacheDir !== undefined ? dirname(o.adapterCacheDir) : join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "lora-serve");
+  const modelDirs: string[] = [];
+  if (embedded) modelDirs.push(await defaultModelDir());
+  for (const m of o.models) modelDirs.push(resolve(await localModelDir(m, { cacheRoot, log: (line) => log.info(line) })));
   const synthetic = o.synthetic === undefined ? undefined : o.synthetic.endsWith(".json") ? JSON.parse(readFileSync(o.synthetic, "utf8")) : o.synthetic;
   if (o.adapters !== undefined && modelDirs.length > 1) {
     throw new CliError("--adapters serves one base model; with several, put each model's adapters in <model>/adapters");
@@ -104,7 +108,9 @@ export async function serve(o: ServeOptions): Promise<void> {
         maxLoraRank: o.maxLoraRank, maxModelLen: o.maxModelLen, blockSize: BLOCK_SIZE,
         kvCacheBytes: o.stubModel ? undefined : budget?.kvBytes(dir, config, act, o, modelDirs.length - i),
       });
-      const name = o.synthetic !== undefined ? basename(o.synthetic).replace(/\.json$/, "") : embedded ? "tiny-llama2" : basename(dir);
+      // a downloaded model is named as the client knows it (its repo id or URL), a local one by its folder
+      const name = o.synthetic !== undefined ? basename(o.synthetic).replace(/\.json$/, "") : embedded ? "tiny-llama2"
+        : isRemoteModel(o.models[i]) ? o.models[i].replace(/\/+$/, "") : basename(dir);
       const service = new EngineService(model, { name, maxQueue: o.maxQueue, metrics });
       registry.add(service);
       services.push(service);
@@ -114,7 +120,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     const known = new Set(services.flatMap((s) => s.adapterNames()));
     const named = [...(o.preloadAdapters === "all" ? [] : o.preloadAdapters), ...o.pinAdapters].filter((n) => !known.has(n));
     if (named.length > 0) throw new CliError(`--preload-adapters / --pin-adapters name adapters no model serves: ${named.join(", ")}`);
-    const cacheDir = o.adapterCacheDir ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "lora-serve", "adapters");
+    const cacheDir = o.adapterCacheDir ?? join(cacheRoot, "adapters");
     const adapterPolicy = {
       runtimeUpdates: o.enableRuntimeLoraUpdating, allowedRoots: o.allowedAdapterRoots.length > 0 ? o.allowedAdapterRoots : adapters !== undefined ? [adapters] : [],
       remote: o.enableRuntimeLoraUpdating || o.adapterSource !== undefined ? { cache: new DownloadCache(cacheDir, o.adapterCacheMaxBytes), limits: DEFAULT_DOWNLOAD_LIMITS } : undefined,

@@ -3,6 +3,7 @@
 // One table defines every option; each source's name is derived from (or overrides) its snake name.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { log } from "../log.ts";
+import { isRemoteModel } from "../sources/fetch-model.ts";
 
 export type DType = "auto" | "fp16" | "bf16" | "fp32";
 export type DeviceOption = "cpu" | "cuda" | "auto";
@@ -111,20 +112,20 @@ const fraction: Parse<number> = (raw, source) => {
 const localPath = (what: string, isTarball: (p: string) => boolean) => (raw: Raw, source: string): string => {
   const p = str(raw, source);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p)) {
-    throw new ConfigError(`${source}: ${JSON.stringify(p)} is a URL; this build cannot download, give a local ${what}`);
+    const fetched = what === "model directory" ? "only s3:// URLs and Hugging Face Hub ids are fetched" : "give a local one";
+    throw new ConfigError(`${source}: ${JSON.stringify(p)} is a URL; ${fetched} (a ${what})`);
   }
-  if (!existsSync(p)) {
-    const hubId = /^[\w.-]+\/[\w.-]+$/.test(p) ? " (it looks like a Hugging Face hub id; this build cannot download, give a local directory)" : "";
-    throw new ConfigError(`${source}: ${JSON.stringify(p)} does not exist${hubId}`);
-  }
+  if (!existsSync(p)) throw new ConfigError(`${source}: ${JSON.stringify(p)} does not exist`);
   if (!statSync(p).isDirectory() && !isTarball(p)) throw new ConfigError(`${source}: ${JSON.stringify(p)} is not a ${what}`);
   return p;
 };
 
 export const isTarball = (p: string): boolean => /\.(tar\.gz|tgz)$/i.test(p);
 
+// a local folder wins; otherwise a Hub repo id or an s3:// prefix is downloaded at start
 const modelList: Parse<string[]> = (raw, source) =>
-  str(raw, source).split(",").map((s) => s.trim()).filter(Boolean).map((p) => localPath("model directory", () => false)(p, source));
+  str(raw, source).split(",").map((s) => s.trim()).filter(Boolean)
+    .map((p) => (!existsSync(p) && isRemoteModel(p) ? p : localPath("model directory", () => false)(p, source)));
 
 const pathList: Parse<string[]> = (raw, source) => str(raw, source).split(",").map((s) => s.trim()).filter(Boolean);
 

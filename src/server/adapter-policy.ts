@@ -2,7 +2,7 @@
 // operator enables it, and a local source must resolve (symlinks followed) under an allowed root.
 import { existsSync, realpathSync } from "node:fs";
 import { isAbsolute, relative, resolve } from "node:path";
-import { fetchRemoteAdapter, isRemoteSource, unpackAdapterTarball, type RemoteSources } from "../adapters/sources/remote-source.ts";
+import { fetchRemoteAdapter, isRemoteSource, unpackAdapterTarball, type RemoteSources } from "../sources/remote-source.ts";
 import { HttpError } from "./errors.ts";
 
 export interface AdapterPolicy {

@@ -3,7 +3,7 @@
 // and serves it; concurrent first requests for one adapter share one fetch.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { fetchRemoteAdapter, isRemoteSource, type RemoteSources } from "../adapters/sources/remote-source.ts";
+import { fetchRemoteAdapter, isRemoteSource, type RemoteSources } from "../sources/remote-source.ts";
 import type { EngineService } from "../engine/engine-service.ts";
 import type { ModelRegistry, Resolution } from "./model-registry.ts";
 

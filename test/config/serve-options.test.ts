@@ -97,8 +97,8 @@ describe("resolveServeOptions", () => {
     [{ "max-body-bytes": "big" }, {}, undefined, /^--max-body-bytes: .* got "big"/],
     [{}, { OPTION_SHUTDOWN_TIMEOUT: "soon" }, undefined, /^OPTION_SHUTDOWN_TIMEOUT: .* got "soon"/],
     [{ host: "" }, {}, undefined, /^--host: expected a value, got ""/],
-    [{ model: "s3://bucket/llama" }, {}, undefined, /^--model: "s3:\/\/bucket\/llama" is a URL; this build cannot download/],
-    [{}, { OPTION_MODEL_ID: "meta-llama/Llama-2-7b-hf" }, undefined, /^OPTION_MODEL_ID: "meta-llama\/Llama-2-7b-hf" does not exist \(it looks like a Hugging Face hub id; this build cannot download/],
+    [{ model: "https://example.com/llama" }, {}, undefined, /^--model: "https:\/\/example.com\/llama" is a URL; only s3:\/\/ URLs and Hugging Face Hub ids are fetched/],
+    [{}, { OPTION_MODEL_ID: "no/such/dir" }, undefined, /^OPTION_MODEL_ID: "no\/such\/dir" does not exist/],
     [{ model: join(MODEL, "config.json") }, {}, undefined, /^--model: ".*config.json" is not a model directory/],
     [{}, {}, "option.adapters=/nonexistent/adapters.tar.gz", /^serving.properties option.adapters \(line 1\): "\/nonexistent\/adapters.tar.gz" does not exist/],
     [{ adapters: join(MODEL, "config.json") }, {}, undefined, /^--adapters: ".*config.json" is not a directory or .tar.gz/],
@@ -108,6 +108,13 @@ describe("resolveServeOptions", () => {
   test.each(invalid)("invalid %j %j %p names its source", (flags, env, props, message) => {
     expect(error(flags, env, props)).toMatch(message);
   });
+});
+
+test("--model / OPTION_MODEL_ID take an s3:// prefix or a Hub repo id (fetched at start); a local folder of that name wins", () => {
+  const models = (flags: Record<string, string>, env: Record<string, string> = {}) => resolveServeOptions(flags, env, undefined, () => {}).models;
+  expect(models({ model: "s3://bucket/llama/" })).toEqual(["s3://bucket/llama/"]);
+  expect(models({}, { OPTION_MODEL_ID: "meta-llama/Llama-2-7b-hf@main" })).toEqual(["meta-llama/Llama-2-7b-hf@main"]);
+  expect(models({ model: MODEL })).toEqual([MODEL]);
 });
 
 describe("serving.properties", () => {

@@ -16,6 +16,8 @@ export interface HubServer {
   url: string;
   /** Requests to resolve/ so far, by path. */
   downloads: string[];
+  /** The byte offset each ranged request to resolve/ started at. */
+  ranges: { path: string; start: number }[];
   /** The next `n` downloads of `path` stop after `bytes` bytes (a dropped connection). */
   interrupt(path: string, bytes: number, n?: number): void;
   /** From now on `path` is served as `bytes`, while the listing keeps the original's hash and size. */
@@ -48,6 +50,7 @@ function repoFiles(dir: string): RepoFile[] {
 export function startHubServer(repos: Record<string, string>, opts: { token?: string } = {}): HubServer {
   const files = new Map(Object.entries(repos).map(([id, dir]) => [id, repoFiles(dir)]));
   const downloads: string[] = [];
+  const ranges: { path: string; start: number }[] = [];
   const cuts = new Map<string, { bytes: number; n: number }>();
   const served = new Map<string, Uint8Array>();
   const info = (f: RepoFile) => ({ type: "file", path: f.path, oid: f.oid, size: f.bytes.length, ...(f.lfs ? { lfs: f.lfs } : {}) });
@@ -72,6 +75,7 @@ export function startHubServer(repos: Record<string, string>, opts: { token?: st
       downloads.push(f.path);
       const range = /bytes=(\d+)-(\d*)/.exec(req.headers.get("range") ?? "");
       const start = range ? Number(range[1]) : 0, end = range && range[2] ? Number(range[2]) + 1 : f.bytes.length;
+      if (range) ranges.push({ path: f.path, start });
       let body = (served.get(f.path) ?? f.bytes).subarray(start, end);
       const cut = cuts.get(f.path);
       if (cut && cut.n > 0 && body.length > 1) {
@@ -85,6 +89,7 @@ export function startHubServer(repos: Record<string, string>, opts: { token?: st
   return {
     url: `http://127.0.0.1:${server.port}`,
     downloads,
+    ranges,
     interrupt: (path, bytes, n = 1) => void cuts.set(path, { bytes, n }),
     tamper: (path, bytes) => void served.set(path, bytes),
     stop: () => server.stop(true),

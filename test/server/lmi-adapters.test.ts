@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DownloadCache } from "../../src/adapters/sources/download-cache.ts";
+import { DownloadCache } from "../../src/sources/download-cache.ts";
 import { adaptersDir, comparableSteps, readReference, type ReferenceCase } from "../helpers/fixtures.ts";
 import { MODEL, startFixtureServer, type FixtureServer } from "./server-fixture.ts";
 

@@ -17,9 +17,9 @@ function serveCommand(args: string[]): string[] {
   return existsSync(MAIN) ? [process.execPath, MAIN, "serve", ...args] : [process.execPath, "serve", ...args];
 }
 
-export async function startLoraServe(args: string[], opts: { startTimeoutMs?: number; log?: (line: string) => void } = {}): Promise<Target> {
+export async function startLoraServe(args: string[], opts: { startTimeoutMs?: number; log?: (line: string) => void; env?: Record<string, string> } = {}): Promise<Target> {
   const child = Bun.spawn(serveCommand(["--host", "127.0.0.1", "--port", "0", ...args]), {
-    stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" },
+    stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1", ...opts.env },
   });
   const lines: string[] = [];
   const url = await new Promise<string>((resolve, reject) => {

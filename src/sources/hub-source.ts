@@ -4,6 +4,7 @@
 import { listFiles, snapshotDownload } from "@huggingface/hub";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join } from "node:path";
 
 export interface HubRepo {
@@ -19,6 +20,11 @@ export function parseHubRepo(src: string): HubRepo {
   const m = REPO.exec(src);
   if (!m || m[1].split("/").some((part) => /^\.+$/.test(part))) throw new Error(`${JSON.stringify(src)} is not a Hub repo id (org/name or org/name@revision)`);
   return { name: m[1], revision: m[2] ?? "main" };
+}
+
+/** HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub (as huggingface_hub resolves it). */
+export function hubCacheDir(env: Record<string, string | undefined>): string {
+  return env.HF_HUB_CACHE ?? join(env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "huggingface"), "hub");
 }
 
 export interface HubOptions {
@@ -39,13 +45,14 @@ export async function downloadHubRepo(repo: HubRepo, o: HubOptions): Promise<str
   if (files.length === 0) throw new Error(`${repo.name}@${repo.revision} holds no files`);
   const total = files.reduce((n, f) => n + f.size, 0);
   if (total > o.limits.maxBytes) throw new Error(`${repo.name} holds ${total} bytes, over the limit of ${o.limits.maxBytes}`);
-  const cacheDir = env.HF_HUB_CACHE ?? (env.HF_HOME ? join(env.HF_HOME, "hub") : undefined);
+  const cacheDir = hubCacheDir(env);
   const folder = await snapshotDownload({ ...common, revision: repo.revision, cacheDir });
-  for (const f of files) checkFile(join(folder, f.path), f);
+  for (const f of files) checkHubFile(join(folder, f.path), f);
   return folder;
 }
 
-function checkFile(path: string, f: { path: string; size: number; oid: string; lfs?: { oid: string } }): void {
+/** Throws unless the file at `path` is the one the Hub listed: its size, and its LFS sha256 or git blob sha1. */
+export function checkHubFile(path: string, f: { path: string; size: number; oid: string; lfs?: { oid: string } }): void {
   const bytes = readFileSync(path);
   if (bytes.length !== f.size) throw new Error(`${f.path}: ${bytes.length} bytes, the Hub lists ${f.size}`);
   const ok = f.lfs

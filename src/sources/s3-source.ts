@@ -33,28 +33,48 @@ export interface DownloadLimits {
   maxFiles: number;
 }
 
-/** Downloads every object under the location into `into`, refusing more than the limits allow. */
-export async function downloadS3Prefix(client: Bun.S3Client, loc: S3Location, into: string, limits: DownloadLimits): Promise<void> {
-  const objects: { key: string; size: number; eTag?: string }[] = [];
+export interface S3Object {
+  key: string;
+  /** Its path below the prefix (checked: it cannot leave the folder it is written to). */
+  rel: string;
+  size: number;
+  eTag?: string;
+}
+
+/** Every object under the location, refusing more than the limits allow. */
+export async function listS3Objects(client: Bun.S3Client, loc: S3Location, limits: DownloadLimits): Promise<S3Object[]> {
+  const objects: S3Object[] = [];
   let token: string | undefined;
   do {
     const page = await client.list({ prefix: loc.prefix, continuationToken: token });
-    for (const o of page.contents ?? []) objects.push({ key: o.key, size: o.size ?? 0, eTag: o.eTag });
+    for (const o of page.contents ?? []) {
+      const rel = normalize(o.key.slice(loc.prefix.length));
+      if (rel === "" || rel === "." || rel.startsWith("..") || rel.startsWith("/")) throw new Error(`object key ${JSON.stringify(o.key)} leaves its prefix`);
+      objects.push({ key: o.key, rel, size: o.size ?? 0, eTag: o.eTag });
+    }
     token = page.isTruncated ? page.nextContinuationToken : undefined;
   } while (token);
   if (objects.length === 0) throw new Error(`nothing under s3://${loc.bucket}/${loc.prefix}`);
   if (objects.length > limits.maxFiles) throw new Error(`s3://${loc.bucket}/${loc.prefix} holds ${objects.length} objects, over the limit of ${limits.maxFiles}`);
   const total = objects.reduce((n, o) => n + o.size, 0);
   if (total > limits.maxBytes) throw new Error(`s3://${loc.bucket}/${loc.prefix} holds ${total} bytes, over the limit of ${limits.maxBytes}`);
-  for (const o of objects) {
-    const rel = normalize(o.key.slice(loc.prefix.length));
-    if (rel === "" || rel.startsWith("..") || rel.startsWith("/")) throw new Error(`object key ${JSON.stringify(o.key)} leaves its prefix`);
+  return objects;
+}
+
+/** Throws unless `bytes` are the object as listed: its size, and its MD5 where the ETag is one. */
+export function checkS3Object(o: S3Object, bytes: Uint8Array): void {
+  if (bytes.length !== o.size) throw new Error(`${o.key}: got ${bytes.length} bytes, the listing says ${o.size}`);
+  const etag = o.eTag?.replace(/"/g, "");
+  // a multipart upload's ETag is not an MD5 of the object (it carries a "-N" suffix)
+  if (etag && !etag.includes("-") && createHash("md5").update(bytes).digest("hex") !== etag) throw new Error(`${o.key}: its MD5 does not match the ETag`);
+}
+
+/** Downloads every object under the location into `into`. */
+export async function downloadS3Prefix(client: Bun.S3Client, loc: S3Location, into: string, limits: DownloadLimits): Promise<void> {
+  for (const o of await listS3Objects(client, loc, limits)) {
     const bytes = new Uint8Array(await client.file(o.key).arrayBuffer());
-    if (bytes.length !== o.size) throw new Error(`${o.key}: got ${bytes.length} bytes, the listing says ${o.size}`);
-    const etag = o.eTag?.replace(/"/g, "");
-    // a multipart upload's ETag is not an MD5 of the object (it carries a "-N" suffix)
-    if (etag && !etag.includes("-") && createHash("md5").update(bytes).digest("hex") !== etag) throw new Error(`${o.key}: its MD5 does not match the ETag`);
-    const path = join(into, rel);
+    checkS3Object(o, bytes);
+    const path = join(into, o.rel);
     mkdirSync(dirname(path), { recursive: true });
     await Bun.write(path, bytes);
   }

@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { extractAdaptersTarball } from "../tarball.ts";
+import { extractAdaptersTarball } from "../adapters/tarball.ts";
 import type { DownloadCache } from "./download-cache.ts";
 import { downloadHubRepo, isHubRepo, parseHubRepo } from "./hub-source.ts";
 import { downloadS3Prefix, parseS3Url, s3Client, type DownloadLimits } from "./s3-source.ts";
