@@ -264,6 +264,15 @@ export class EngineService {
     }
   }
 
+  // the engine could not run this request (and only this one): it ends with the error
+  private onFailed(seq: Sequence, error: unknown): void {
+    const state = this.bySeq.get(seq);
+    log.error(`${this.name}: a request for ${seq.adapter === null ? "the base model" : `adapter "${seq.adapter}"`} failed alone: ${(error as Error)?.message ?? error}`);
+    if (!state) return;
+    this.metrics.requests.inc({ model: this.name, adapter: state.req.adapter ?? "", finish_reason: "error" });
+    this.end(state, error);
+  }
+
   private cancel(state: RequestState, error: unknown): void {
     if (state.done) return;
     if (state.seq) this.engine.abort(state.seq);
@@ -293,6 +302,7 @@ export class EngineService {
       },
       slotHit: () => m.adapterHits.inc({ model, tier: "gpu" }),
       preempted: () => m.preemptions.inc({ model }),
+      failed: (seq, error) => this.onFailed(seq, error),
     };
     this.model.adapters.events = {
       loaded: () => m.adapterLoads.inc({ model, tier: "cpu" }),

@@ -32,6 +32,8 @@ export interface EngineEvents {
   slotLoaded(adapter: string, replaced: string | null): void;
   slotHit(adapter: string): void;
   preempted(seq: Sequence): void;
+  /** The sequence could not run (its adapter failed to load into a slot, or a batch failed with it alone). */
+  failed(seq: Sequence, error: unknown): void;
 }
 
 // A slot-starved adapter may be passed over by resident ones for this many steps at most.
@@ -60,7 +62,7 @@ export class Engine {
   /** Steps each slot-starved waiting sequence has been passed over. */
   private readonly slotWait = new Map<Sequence, number>();
   private nextId = 0;
-  events: EngineEvents = { token() {}, slotLoaded() {}, slotHit() {}, preempted() {} };
+  events: EngineEvents = { token() {}, slotLoaded() {}, slotHit() {}, preempted() {}, failed() {} };
 
   constructor(readonly runner: StepRunner, readonly adapters: EngineAdapters, readonly maxModelLen: number) {
     this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize);
@@ -142,12 +144,45 @@ export class Engine {
       if (this.waiting.size > 0) throw new Error("no waiting sequence fits in an empty engine (KV cache or adapter slots too small)");
       return [];
     }
-    const items: ScheduledSeq[] = this.running.map((seq) => ({
+    const finished: Sequence[] = [];
+    this.runIsolating([...this.running], finished);
+    for (const seq of finished) this.retire(seq);
+    return finished;
+  }
+
+  // Runs the sequences as one batch. Where the batch fails, its halves run apart, down to the single
+  // sequences that fail alone: those fail (events.failed), every other one gets its token.
+  private runIsolating(seqs: Sequence[], finished: Sequence[]): void {
+    let items: ScheduledSeq[], samples: StepSamples;
+    try {
+      ({ items, samples } = this.runBatch(seqs));
+    } catch (e) {
+      if (seqs.length === 1) return this.fail(seqs[0], e);
+      const mid = seqs.length >> 1;
+      this.runIsolating(seqs.slice(0, mid), finished);
+      this.runIsolating(seqs.slice(mid), finished);
+      return;
+    }
+    items.forEach((it, r) => {
+      const { seq } = it;
+      seq.numComputed += it.numTokens;
+      const topLogprobs = [];
+      for (let j = 0; j < seq.params.topLogprobs; j++) {
+        topLogprobs.push({ id: samples.topIds[r * samples.nTop + j], logprob: samples.topLogprobs[r * samples.nTop + j] });
+      }
+      seq.append({ id: samples.ids[r], logprob: samples.logprobs[r], topLogprobs });
+      this.events.token(seq);
+      if (seq.finished) finished.push(seq);
+    });
+  }
+
+  // The forward pass and sampling for these sequences; changes no sequence (a failure can be retried).
+  private runBatch(seqs: Sequence[]): { items: ScheduledSeq[]; samples: StepSamples } {
+    const items: ScheduledSeq[] = seqs.map((seq) => ({
       seq, numTokens: seq.length - seq.numComputed, slot: this.slotOfSeq.get(seq) ?? -1, sample: true,
     }));
     items.sort((a, b) => a.slot - b.slot); // one LoRA segment per adapter
-    const { caps } = this.runner.opts;
-    const batch = buildBatch(items, this.blocks.blockSize, caps.maxBlocksPerSeq);
+    const batch = buildBatch(items, this.blocks.blockSize, this.runner.opts.caps.maxBlocksPerSeq);
     this.runner.run(batch);
     const nTop = Math.max(0, ...items.map((it) => it.seq.params.topLogprobs));
     const samples = this.runner.sample(items.map(({ seq }) => ({
@@ -156,20 +191,14 @@ export class Engine {
       // as vLLM: stop tokens cannot be sampled before min_tokens
       banned: !seq.params.ignoreEos && seq.outputs.length < (seq.params.minTokens ?? 0) ? seq.params.stopTokenIds : undefined,
     })), nTop);
-    const finished: Sequence[] = [];
-    items.forEach((it, r) => {
-      const { seq } = it;
-      seq.numComputed += it.numTokens;
-      const topLogprobs = [];
-      for (let j = 0; j < seq.params.topLogprobs; j++) {
-        topLogprobs.push({ id: samples.topIds[r * nTop + j], logprob: samples.topLogprobs[r * nTop + j] });
-      }
-      seq.append({ id: samples.ids[r], logprob: samples.logprobs[r], topLogprobs });
-      this.events.token(seq);
-      if (seq.finished) finished.push(seq);
-    });
-    for (const seq of finished) this.retire(seq);
-    return finished;
+    return { items, samples };
+  }
+
+  // A sequence the engine cannot run: it leaves, freeing what it holds, and its owner hears why.
+  private fail(seq: Sequence, error: unknown): void {
+    if (this.running.includes(seq)) this.retire(seq);
+    else if (this.waiting.remove(seq)) this.slotWait.delete(seq);
+    this.events.failed(seq, error);
   }
 
   /**
@@ -234,7 +263,15 @@ export class Engine {
           continue;
         }
         if (got.load) {
-          this.runner.lora.load(got.slot, this.adapters.get(seq.adapter));
+          try {
+            this.runner.lora.load(got.slot, this.adapters.get(seq.adapter));
+          } catch (e) {
+            // the slot holds nothing usable: give it back, and fail this request alone
+            this.slots.release(seq.adapter);
+            this.slots.evict(seq.adapter);
+            this.fail(seq, e);
+            continue;
+          }
           this.events.slotLoaded(seq.adapter, got.replaced);
         } else {
           this.events.slotHit(seq.adapter);
