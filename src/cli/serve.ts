@@ -122,13 +122,11 @@ export async function serve(o: ServeOptions): Promise<void> {
     if (named.length > 0) throw new CliError(`--preload-adapters / --pin-adapters name adapters no model serves: ${named.join(", ")}`);
     const cacheDir = o.adapterCacheDir ?? join(cacheRoot, "adapters");
     const adapterPolicy = {
-      runtimeUpdates: o.enableRuntimeLoraUpdating, allowedRoots: o.allowedAdapterRoots.length > 0 ? o.allowedAdapterRoots : adapters !== undefined ? [adapters] : [],
+      // by default: the --adapters folder and what was downloaded
+      runtimeUpdates: o.enableRuntimeLoraUpdating, allowedRoots: o.allowedAdapterRoots.length > 0 ? o.allowedAdapterRoots : [...(adapters !== undefined ? [adapters] : []), cacheDir],
       remote: o.enableRuntimeLoraUpdating || o.adapterSource !== undefined ? { cache: new DownloadCache(cacheDir, o.adapterCacheMaxBytes), limits: DEFAULT_DOWNLOAD_LIMITS } : undefined,
     };
     const resolver = o.adapterSource !== undefined ? new AdapterResolver(o.adapterSource, adapterPolicy.remote) : undefined;
-    if (adapterPolicy.runtimeUpdates && adapterPolicy.allowedRoots.length === 0) {
-      log.warn("runtime adapter loading is enabled but no directory is allowed: give --allowed-adapter-roots (or --adapters)");
-    }
     server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, adapterPolicy, resolver, log: (m) => log.info(m) });
   } catch (e) {
     for (const s of services) await s.stop();

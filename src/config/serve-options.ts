@@ -188,7 +188,7 @@ export const OPTION_DEFS: OptionDef[] = [
     "Adapters to read into host memory at start: all, or comma-separated names"),
   opt("pin_adapters", "pinAdapters", pathList, [], "Comma-separated adapters to pin (host memory and a device slot; at most max_loras - 1)"),
   opt("allowed_adapter_roots", "allowedAdapterRoots", pathList, [],
-    "Comma-separated directories runtime-loaded adapters must lie under (default: the --adapters directory)"),
+    "Comma-separated directories runtime-loaded adapters must lie under (default: the --adapters directory and the download cache)"),
 ];
 
 // Keys LMI configurations commonly carry that this server has no use for: accepted silently.

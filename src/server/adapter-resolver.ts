@@ -10,8 +10,9 @@ import type { ModelRegistry, Resolution } from "./model-registry.ts";
 export class AdapterResolver {
   private readonly pending = new Map<string, Promise<boolean>>();
 
+  /** `source`: a local folder, s3://bucket/prefix, or hf://ORG (the Hub repos ORG/<name>). */
   constructor(readonly source: string, private readonly remote: RemoteSources | undefined) {
-    if (isRemoteSource(source) && !remote) throw new Error("an s3:// adapter source needs the download cache");
+    if ((isRemoteSource(source) || source.startsWith("hf://")) && !remote) throw new Error(`the adapter source ${source} needs the download cache`);
   }
 
   /** What `model` names once fetched, or undefined where the source has no such adapter. */
@@ -33,11 +34,14 @@ export class AdapterResolver {
   private async fetch(service: EngineService, name: string): Promise<boolean> {
     if (service.hasAdapter(name)) return true;
     let dir: string;
-    if (isRemoteSource(this.source)) {
+    const hubOrg = /^hf:\/\/([\w.-]+)\/?$/.exec(this.source)?.[1];
+    if (hubOrg || isRemoteSource(this.source)) {
+      const src = hubOrg ? `${hubOrg}/${name}` : `${this.source.replace(/\/+$/, "")}/${name}`;
       try {
-        dir = await fetchRemoteAdapter(`${this.source.replace(/\/+$/, "")}/${name}`, this.remote!);
+        dir = await fetchRemoteAdapter(src, this.remote!);
       } catch (e) {
-        if (/^nothing under /.test((e as Error).message)) return false;
+        // the source has no such adapter (an empty prefix, a repo the Hub does not know): not found
+        if (/^nothing under |Repository not found|\b404\b/i.test((e as Error).message)) return false;
         throw e;
       }
     } else {

@@ -71,6 +71,22 @@ describe("runtime loading enabled under one root", () => {
   });
 });
 
+test("a pin over the cap (max_loras - 1) is refused with 409; the server keeps serving", async () => {
+  const s = await startFixtureServer({ load: { maxLoras: 2 }, adapterPolicy: { runtimeUpdates: true, allowedRoots: [allowed] } });
+  try {
+    expect((await s.post("/adapters/es/update?pin=true", "")).status).toBe(200);
+    const over = await s.post("/adapters/fr/update?pin=true", "");
+    expect(over.status).toBe(409);
+    expect(((await over.json()) as any).error).toContain("at most 1 (max_loras - 1)");
+    const viaLoad = await load(s, "pinned-too", join(allowed, "es-inside"));
+    expect(viaLoad.status).toBe(200); // unpinned: fine
+    expect((await s.post("/v1/load_lora_adapter", { lora_name: "pinned-3", lora_path: join(allowed, "es-inside"), pinned: true })).status).toBe(409);
+    expect(await serves(s, "fr")).toBe(200);
+  } finally {
+    await s.close();
+  }
+});
+
 test("the switch: --enable-runtime-lora-updating, OPTION_ENABLE_RUNTIME_LORA_UPDATING or vLLM's variable", () => {
   const opts = (flags: Record<string, string | boolean>, env: Record<string, string>) => resolveServeOptions(flags, env, undefined, () => {});
   expect(opts({}, {}).enableRuntimeLoraUpdating).toBe(false);

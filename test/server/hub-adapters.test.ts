@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DownloadCache } from "../../src/sources/download-cache.ts";
 import { DEFAULT_DOWNLOAD_LIMITS, type RemoteSources } from "../../src/sources/remote-source.ts";
+import { AdapterResolver } from "../../src/server/adapter-resolver.ts";
 import { adaptersDir, comparableSteps, readReference, type ReferenceCase } from "../helpers/fixtures.ts";
 import { startHubServer, type HubServer } from "../helpers/hub-server.ts";
 import { MODEL, startFixtureServer, type FixtureServer } from "./server-fixture.ts";
@@ -73,4 +74,18 @@ test("a repo that does not exist, and a file whose content does not match its ha
     tampered.stop();
   }
   await expectFixture("es");
+});
+
+test("load on first request from the Hub: --adapter-source hf://acme fetches acme/<name>", async () => {
+  remote.env = { HF_ENDPOINT: hub.url, HF_HUB_CACHE: join(tmp, "hf-cache-5") };
+  const t = await startFixtureServer({ resolver: new AdapterResolver("hf://acme", remote) });
+  try {
+    const r = await t.post("/v1/completions", { model: "es-adapter", prompt: es.prompt_ids, max_tokens: es.greedy_ids.length, temperature: 0, ignore_eos: true, return_token_ids: true });
+    expect(r.status).toBe(200);
+    const n = comparableSteps(es.greedy_steps, 2e-4);
+    expect(((await r.json()) as any).choices[0].token_ids.slice(0, n)).toEqual(es.greedy_ids.slice(0, n));
+    expect((await t.post("/v1/completions", { model: "no-such-repo", prompt: "Hi", max_tokens: 2 })).status).toBe(404);
+  } finally {
+    await t.close();
+  }
 });
