@@ -12,32 +12,9 @@ import type { Sequence } from "./sequence.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
 import { TokenStream } from "./token-stream.ts";
 import { AdapterBusyError, CancelledError, OverloadedError, PinLimitError } from "./service-errors.ts";
+import type { GenerationHandle, GenerationRequest, StreamEvent } from "./service-types.ts";
 
-export interface GenerationRequest {
-  promptIds: number[];
-  /** Adapter name, or null for the base model. */
-  adapter: string | null;
-  params: SamplingParams;
-  /** Generation ends when the text contains one of these; the stop string is not part of the text. */
-  stop?: string[];
-  /** Aborting (e.g. the client went away) frees the sequence and its KV blocks. */
-  signal?: AbortSignal;
-}
-
-export interface StreamEvent {
-  token: { id: number; logprob: number; topLogprobs: { id: number; logprob: number }[] };
-  /** Text this token adds (possibly "", held back at a split character or a possible stop string). */
-  text: string;
-  /** Set on the last event of a stream. */
-  finishReason: "stop" | "length" | null;
-}
-
-export interface GenerationHandle {
-  /** Token events in order; throws (before any event) if the adapter fails to load, or ServiceError on abort/shutdown. */
-  events: AsyncIterable<StreamEvent>;
-  promptTokens: number;
-  cancel(): void;
-}
+export type { GenerationHandle, GenerationRequest, StreamEvent };
 
 export interface ServiceOptions {
   /** Name clients use for the base model (`model` in OpenAI requests). */

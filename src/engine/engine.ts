@@ -7,7 +7,8 @@ import type { ModelConfig } from "../model/config.ts";
 import { BlockManager } from "./block-manager.ts";
 import { buildBatch, type HostBatch, type ScheduledSeq } from "./batch-builder.ts";
 import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
-import { checkSamplingParams, uniformFor, type SamplingParams } from "./sampling.ts";
+import { uniformFor, type SamplingParams } from "./sampling.ts";
+import { checkRequest } from "./request-check.ts";
 import { Sequence } from "./sequence.ts";
 import { WaitingQueues } from "./waiting-queues.ts";
 
@@ -39,9 +40,6 @@ export interface EngineEvents {
 // A slot-starved adapter may be passed over by resident ones for this many steps at most.
 const MAX_SLOT_WAIT_STEPS = 16;
 
-export class RequestError extends Error {
-  override name = "RequestError";
-}
 
 const SCORING_PARAMS: SamplingParams = {
   temperature: 0, topP: 1, topK: 0, seed: 0n, maxTokens: 1, topLogprobs: 0, ignoreEos: true, stopTokenIds: [],
@@ -91,28 +89,9 @@ export class Engine {
     return seq;
   }
 
-  /** Throws RequestError / SamplingError / UnknownAdapterError / AdapterError for a request that cannot run. */
+  /** Throws RequestError / SamplingError / UnknownAdapterError for a request that cannot run. */
   check(req: EngineRequest): void {
-    const { config } = this.runner;
-    checkSamplingParams(req.params);
-    if (req.promptIds.length === 0) throw new RequestError("the prompt is empty");
-    const bad = req.promptIds.find((id) => !Number.isInteger(id) || id < 0 || id >= config.vocabSize);
-    if (bad !== undefined) throw new RequestError(`prompt token id ${bad} is outside the vocabulary [0, ${config.vocabSize})`);
-    const total = req.promptIds.length + req.params.maxTokens;
-    if (total > this.maxModelLen) {
-      throw new RequestError(`the prompt (${req.promptIds.length} tokens) plus max_tokens (${req.params.maxTokens}) is ${total} tokens, over the context length ${this.maxModelLen}`);
-    }
-    // a request the whole KV cache cannot hold would never finish and would block the queue (FIFO);
-    // `total` (not total - 1): a sequence preempted at its last step is readmitted with room for one more
-    if (this.blocks.blocksFor(total) > this.blocks.numBlocks) {
-      throw new RequestError(`the prompt plus max_tokens (${total} tokens) needs ${this.blocks.blocksFor(total)} KV cache blocks, the cache holds ${this.blocks.numBlocks}`);
-    }
-    if (req.promptIds.length > this.runner.opts.caps.maxTokens) {
-      throw new RequestError(`the prompt (${req.promptIds.length} tokens) exceeds the per-step token budget ${this.runner.opts.caps.maxTokens}`);
-    }
-    if (req.adapter !== null && !this.adapters.has(req.adapter)) {
-      throw new UnknownAdapterError(`adapter "${req.adapter}" is not known (known: ${this.adapters.names().join(", ") || "none"})`);
-    }
+    checkRequest(req, { config: this.runner.config, caps: this.runner.opts.caps, maxModelLen: this.maxModelLen, blocks: this.blocks, adapters: this.adapters });
   }
 
   /** Removes a sequence wherever it is and frees what it holds; false if it is not in the engine. */

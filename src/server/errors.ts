@@ -3,7 +3,7 @@
 import { AdapterError } from "../adapters/peft-config.ts";
 import { UnknownAdapterError } from "../adapters/adapter-store.ts";
 import { AdapterBusyError, CancelledError, OverloadedError, PinLimitError } from "../engine/service-errors.ts";
-import { RequestError } from "../engine/engine.ts";
+import { RequestError } from "../engine/request-check.ts";
 import { SamplingError } from "../engine/sampling.ts";
 import { ChatTemplateError } from "../tokenizer/chat.ts";
 

@@ -2,7 +2,8 @@
 // sampling, preemption under a tiny KV cache; and Engine.add's request errors.
 import { describe, expect, test } from "bun:test";
 import { UnknownAdapterError } from "../../src/adapters/adapter-store.ts";
-import { RequestError, type Engine } from "../../src/engine/engine.ts";
+import type { Engine } from "../../src/engine/engine.ts";
+import { RequestError } from "../../src/engine/request-check.ts";
 import { KvCache } from "../../src/engine/kv-cache.ts";
 import { SamplingError, type SamplingParams } from "../../src/engine/sampling.ts";
 import type { GeneratedToken, Sequence } from "../../src/engine/sequence.ts";

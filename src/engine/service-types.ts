@@ -1,0 +1,28 @@
+// What the engine service takes and gives per request: the request, its token events, its handle.
+import type { SamplingParams } from "./sampling.ts";
+
+export interface GenerationRequest {
+  promptIds: number[];
+  /** Adapter name, or null for the base model. */
+  adapter: string | null;
+  params: SamplingParams;
+  /** Generation ends when the text contains one of these; the stop string is not part of the text. */
+  stop?: string[];
+  /** Aborting (e.g. the client went away) frees the sequence and its KV blocks. */
+  signal?: AbortSignal;
+}
+
+export interface StreamEvent {
+  token: { id: number; logprob: number; topLogprobs: { id: number; logprob: number }[] };
+  /** Text this token adds (possibly "", held back at a split character or a possible stop string). */
+  text: string;
+  /** Set on the last event of a stream. */
+  finishReason: "stop" | "length" | null;
+}
+
+export interface GenerationHandle {
+  /** Token events in order; throws (before any event) if the adapter fails to load, or ServiceError on abort/shutdown. */
+  events: AsyncIterable<StreamEvent>;
+  promptTokens: number;
+  cancel(): void;
+}
