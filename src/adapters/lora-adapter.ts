@@ -138,8 +138,9 @@ function* loadSteps(dir: string, name: string, base: BaseModelView, opts: { maxL
 function readAdapterTensors(dir: string, name: string): Map<string, TensorView> {
   const st = join(dir, "adapter_model.safetensors"), bin = join(dir, "adapter_model.bin");
   try {
-    if (existsSync(st)) return openSafetensors(st).tensors;
-    if (existsSync(bin)) return readTorchBin(bin);
+    // copied, not mapped: an adapter replaced or truncated on disk mid-load must not SIGBUS the server
+    if (existsSync(st)) return openSafetensors(st, { copy: true }).tensors;
+    if (existsSync(bin)) return readTorchBin(bin, { copy: true });
   } catch (e) {
     throw new AdapterError(name, (e as Error).message);
   }

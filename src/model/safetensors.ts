@@ -27,11 +27,12 @@ function isIndex(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
 
-export function openSafetensors(path: string): SafetensorsFile {
+/** `copy`: read the file into memory instead of mapping it (see mapFile). */
+export function openSafetensors(path: string, opts: { copy?: boolean } = {}): SafetensorsFile {
   const fail = (msg: string): never => {
     throw new WeightsFormatError(`${path}: ${msg}`);
   };
-  const bytes = mapFile(path, 8);
+  const bytes = mapFile(path, 8, opts.copy);
   const headerLen = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (headerLen === 0n) fail("header length is 0");
   if (headerLen > BigInt(MAX_HEADER)) fail(`header length ${headerLen} is absurd (over ${MAX_HEADER} bytes)`);

@@ -32,7 +32,12 @@ export function numel(shape: readonly number[]): number {
 }
 
 /** Map a whole file read-only-in-spirit: MAP_PRIVATE, so a stray write to a view never reaches the disk. */
-export function mapFile(path: string, minBytes = 1): Uint8Array {
+/**
+ * The file's bytes: memory-mapped, or with `copy` read into memory. Map only files that are never
+ * changed while mapped (a base model's weights): touching a mapping whose file shrank kills the
+ * process with SIGBUS. Adapters, which operators replace while the server runs, are copied.
+ */
+export function mapFile(path: string, minBytes = 1, copy = false): Uint8Array {
   let size: number;
   try {
     size = statSync(path).size;
@@ -40,6 +45,13 @@ export function mapFile(path: string, minBytes = 1): Uint8Array {
     throw new WeightsFormatError(`${path}: cannot open: ${(e as Error).message}`);
   }
   if (size < minBytes) throw new WeightsFormatError(`${path}: file is ${size} bytes, shorter than ${minBytes}`);
+  if (copy) {
+    try {
+      return new Uint8Array(readFileSync(path));
+    } catch (e) {
+      throw new WeightsFormatError(`${path}: cannot read: ${(e as Error).message}`);
+    }
+  }
   try {
     return Bun.mmap(path, { shared: false });
   } catch (e) {

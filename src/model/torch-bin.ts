@@ -28,11 +28,12 @@ class Rebuilt {
 const isInt = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v);
 const isIntTuple = (v: unknown): v is number[] => Array.isArray(v) && v.every(isInt);
 
-export function readTorchBin(path: string): Map<string, TensorView> {
+/** `copy`: read the file into memory instead of mapping it (see mapFile). */
+export function readTorchBin(path: string, opts: { copy?: boolean } = {}): Map<string, TensorView> {
   const fail = (msg: string): never => {
     throw new WeightsFormatError(`${path}: ${msg}`);
   };
-  const bytes = mapFile(path, 22);
+  const bytes = mapFile(path, 22, opts.copy);
   if (bytes[0] === 0x80) fail("legacy (pre-zip) torch.save format is not supported");
   const entries = readZip(bytes, path);
 
