@@ -1,4 +1,5 @@
-// Minimal ZIP reader for torch.save archives: stored (uncompressed) entries only, ZIP64 aware.
+// Minimal ZIP reader for torch.save archives: stored (uncompressed) entries only, ZIP64 aware,
+// every entry's CRC-32 checked.
 import { WeightsFormatError } from "./tensor.ts";
 
 const EOCD = 0x06054b50;
@@ -64,6 +65,7 @@ export function readZip(bytes: Uint8Array, file: string): Map<string, Uint8Array
     if (u32(p) !== CENTRAL) fail(`bad central directory entry ${i} at offset ${p}`);
     const flags = u16(p + 8);
     const method = u16(p + 10);
+    const crc = u32(p + 16);
     let csize = u32(p + 20);
     let usize = u32(p + 24);
     const nameLen = u16(p + 28);
@@ -105,7 +107,10 @@ export function readZip(bytes: Uint8Array, file: string): Map<string, Uint8Array
     const start = local + 30 + lName + lExtra;
     need(start, usize, `data of "${name}"`);
     if (start + usize > cdOffset) fail(`data of "${name}" runs into the central directory`);
-    out.set(name, bytes.subarray(start, start + usize));
+    const data = bytes.subarray(start, start + usize);
+    // a corrupted byte inside a tensor would otherwise load as a silently wrong weight
+    if (Bun.hash.crc32(data) >>> 0 !== crc) fail(`entry "${name}": CRC-32 mismatch (the data is corrupt)`);
+    out.set(name, data);
   }
   if (p !== cdOffset + cdSize) fail(`central directory size ${cdSize} does not match its ${count} entries`);
   return out;

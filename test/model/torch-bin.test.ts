@@ -192,6 +192,16 @@ describe("synthetic archives", () => {
     expectError(() => readTorchBin(path), path, "no end-of-central-directory record");
   });
 
+  test("one byte flipped inside a tensor's data: the entry's CRC-32 no longer matches", () => {
+    const bytes = new Uint8Array(readFileSync(RU));
+    // the middle of the archive lies inside some storage entry's data (the weights are most of the file)
+    const at = Math.floor(bytes.length / 2);
+    bytes[at] ^= 0x10;
+    const path = writeTmp(bytes);
+    expectError(() => readTorchBin(path), path, "CRC-32 mismatch");
+    expect(() => readTorchBin(RU)).not.toThrow(); // the real file passes the same check
+  });
+
   test("central directory pointing beyond the file", () => {
     const bytes = new Uint8Array(readFileSync(RU));
     const eocd = bytes.length - 22;
