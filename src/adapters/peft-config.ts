@@ -2,6 +2,7 @@
 // target_modules, layers_to_transform, rank_pattern and alpha_pattern.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { unsafeRegexReason } from "./safe-regex.ts";
 
 export class AdapterError extends Error {
   override name = "AdapterError";
@@ -52,11 +53,12 @@ export function parsePeftConfig(c: Json, adapter: string): PeftLoraConfig {
   const r = c.r;
   if (!Number.isInteger(r) || (r as number) <= 0) fail(`r must be a positive integer, got ${JSON.stringify(r)}`);
   const alpha = c.lora_alpha ?? r;
-  if (typeof alpha !== "number" || !Number.isFinite(alpha)) fail(`lora_alpha must be a number, got ${JSON.stringify(alpha)}`);
+  if (!isPositiveFinite(alpha)) fail(`lora_alpha must be a positive finite number, got ${String(alpha)}`);
   const targets = c.target_modules;
   const targetModules = typeof targets === "string" ? targets
     : Array.isArray(targets) && targets.every((t) => typeof t === "string") ? (targets as string[])
     : fail(`target_modules must be a list of names or a regex string, got ${JSON.stringify(targets)}`);
+  if (typeof targetModules === "string") safePattern(targetModules, "target_modules", fail);
   const layers = c.layers_to_transform;
   const layersToTransform = layers === undefined || layers === null ? null
     : Number.isInteger(layers) ? [layers as number]
@@ -67,8 +69,8 @@ export function parsePeftConfig(c: Json, adapter: string): PeftLoraConfig {
     loraAlpha: alpha as number,
     useRslora: c.use_rslora === true,
     targetModules,
-    rankPattern: numberMap(c.rank_pattern, "rank_pattern", fail),
-    alphaPattern: numberMap(c.alpha_pattern, "alpha_pattern", fail),
+    rankPattern: patternMap(c.rank_pattern, "rank_pattern", (v) => Number.isInteger(v) && (v as number) > 0, "a positive integer", fail),
+    alphaPattern: patternMap(c.alpha_pattern, "alpha_pattern", isPositiveFinite, "a positive finite number", fail),
     layersToTransform,
     useDora: c.use_dora === true,
     baseModel: typeof c.base_model_name_or_path === "string" ? c.base_model_name_or_path : undefined,
@@ -97,10 +99,20 @@ function lookupPattern(patterns: Record<string, number>, modulePath: string): nu
   return undefined;
 }
 
-function numberMap(v: unknown, key: string, fail: (msg: string) => never): Record<string, number> {
+const isPositiveFinite = (v: unknown): boolean => typeof v === "number" && Number.isFinite(v) && v > 0;
+
+// JSON's 1e400 parses to Infinity: a scale that would turn the adapter's outputs into NaN
+function patternMap(v: unknown, key: string, valid: (x: unknown) => boolean, what: string, fail: (msg: string) => never): Record<string, number> {
   if (v === undefined || v === null) return {};
-  if (typeof v !== "object" || Array.isArray(v) || !Object.values(v).every((x) => typeof x === "number")) {
-    fail(`${key} must map module patterns to numbers`);
+  if (typeof v !== "object" || Array.isArray(v)) fail(`${key} must map module patterns to numbers`);
+  for (const [pattern, value] of Object.entries(v as Record<string, unknown>)) {
+    if (!valid(value)) fail(`${key}["${pattern}"] must be ${what}, got ${String(value)}`);
+    safePattern(pattern, `${key} key "${pattern}"`, fail);
   }
   return v as Record<string, number>;
+}
+
+function safePattern(pattern: string, field: string, fail: (msg: string) => never): void {
+  const why = unsafeRegexReason(pattern);
+  if (why) fail(`${field} is refused: ${why}`);
 }

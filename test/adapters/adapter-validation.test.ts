@@ -41,7 +41,8 @@ function copyAdapter(name: string, edit: (c: Record<string, unknown>) => void = 
   const path = join(dir, "adapter_config.json");
   const config = JSON.parse(readFileSync(path, "utf8"));
   edit(config);
-  writeFileSync(path, JSON.stringify(config));
+  // Infinity is written as 1e400, which JSON.parse reads back as Infinity (as a config file can)
+  writeFileSync(path, JSON.stringify(config, (_, v) => (v === Infinity ? "__INF__" : v)).replace(/"__INF__"/g, "1e400"));
   return dir;
 }
 
@@ -88,6 +89,15 @@ describe("refused adapters", () => {
     ["a target the model does not have", "es", (c) => (c.target_modules as string[]).push("c_attn"), ['"c_attn"', "does not exist"]],
     ["weights of rank 8 with r = 4", "es", (c) => (c.r = 4), ["rank 8 in its weights", "4 in adapter_config.json"]],
     ["layers_to_transform [0] with weights for both layers", "es", (c) => (c.layers_to_transform = [0]), ["model.layers.1.", "layers_to_transform"]],
+    // PEFT's own rules for ranks and scales; each would load and give wrong output
+    ["an infinite alpha_pattern (JSON 1e400)", "es", (c) => (c.alpha_pattern = { q_proj: Infinity }), ['alpha_pattern["q_proj"]', "positive finite", "Infinity"]],
+    ["lora_alpha -1e30", "es", (c) => (c.lora_alpha = -1e30), ["lora_alpha must be a positive finite number", "-1e+30"]],
+    ["rank_pattern rank 0", "es", (c) => (c.rank_pattern = { v_proj: 0 }), ['rank_pattern["v_proj"] must be a positive integer']],
+    ["rank_pattern rank -8", "es", (c) => (c.rank_pattern = { v_proj: -8 }), ['rank_pattern["v_proj"]', "-8"]],
+    ["rank_pattern rank 2.5", "es", (c) => (c.rank_pattern = { v_proj: 2.5 }), ['rank_pattern["v_proj"]', "2.5"]],
+    // patterns that would backtrack for seconds on every load
+    ["target_modules (.+)+X", "es", (c) => (c.target_modules = "(.+)+X"), ["target_modules is refused", "catastrophic backtracking"]],
+    ["a rank_pattern key (a*)*b", "es", (c) => (c.rank_pattern = { "(a*)*b": 8 }), ['rank_pattern key "(a*)*b" is refused']],
   ];
   for (const [label, name, edit, reason] of configCases) {
     test(label, () => expectAdapterError(() => load(copyAdapter(name, edit), name), name, ...reason));
