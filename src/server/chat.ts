@@ -17,6 +17,8 @@ function readMessages(v: unknown): ChatMessage[] {
     if (!isObject(m) || typeof m.role !== "string") throw badRequest(`${at} must be an object with a string role`, "messages");
     const c = m.content;
     let content: string;
+    // only an assistant turn may come without content (OpenAI: a tool call); any other is a client error
+    if ((c === undefined || c === null) && m.role !== "assistant") throw badRequest(`${at}.content is required for a ${m.role} message`, "messages");
     if (c === undefined || c === null) content = "";
     else if (typeof c === "string") content = c;
     else if (Array.isArray(c)) {

@@ -68,14 +68,23 @@ export function readCommon(f: Fields): CommonFields {
       topP: f.num("top_p"),
       // vLLM's "no top-k" is -1; the engine's is 0
       topK: topK === -1 ? 0 : topK,
-      seed: f.int("seed"),
+      seed: seedOf(f),
       ignoreEos,
     },
     minTokens,
   };
 }
 
+// JSON numbers past 2^53 arrive rounded: the seed used would not be the seed sent
+function seedOf(f: Fields): number | undefined {
+  const seed = f.int("seed");
+  if (seed !== undefined && !Number.isSafeInteger(seed)) throw badRequest(`seed must be an integer within ±(2^53 - 1), got ${seed}`, "seed");
+  return seed;
+}
+
 export function samplingFor(service: EngineService, common: CommonFields, maxTokens: number, topLogprobs: number): SamplingParams {
+  // max_tokens is judged on its own first: min_tokens is not what is wrong with max_tokens -1
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw badRequest(`max_tokens must be an integer >= 1, got ${maxTokens}`, "max_tokens");
   if (common.minTokens > maxTokens) throw badRequest(`min_tokens (${common.minTokens}) must be <= max_tokens (${maxTokens})`, "min_tokens");
   return { ...samplingParamsOf(service.model, { ...common.sampling, maxTokens, topLogprobs }), minTokens: common.minTokens };
 }
