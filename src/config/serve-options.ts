@@ -28,6 +28,8 @@ export interface ServeOptions {
   device: DeviceOption;
   maxQueue: number;
   maxBodyBytes: number;
+  /** Largest prompt text in bytes, refused before tokenizing (0: the context length times the longest token). */
+  maxPromptBytes: number;
   shutdownTimeoutSeconds: number;
   /** A model shape with random weights instead of --model (benchmarks on a GPU; nothing to download). */
   synthetic?: string;
@@ -172,6 +174,8 @@ export const OPTION_DEFS: OptionDef[] = [
   opt("max_queue", "maxQueue", int(0), 1024, "Requests waiting beyond this are refused with 503 (default 1024)",
     { property: ["option.max_queue", "job_queue_size"] }),
   opt("max_body_bytes", "maxBodyBytes", int(1), 8 * 1024 * 1024, "Largest request body (default 8 MiB)"),
+  opt("max_prompt_bytes", "maxPromptBytes", int(0), 0,
+    "Largest prompt text in bytes, refused before tokenizing (default 0: the context length times the longest token's bytes)"),
   opt("shutdown_timeout", "shutdownTimeoutSeconds", int(0), 30, "Seconds to finish in-flight requests on SIGTERM (default 30)"),
   opt("synthetic", "synthetic", str, undefined,
     "Serve a model shape with random weights instead of --model: llama-2-7b, mistral-7b or a config.json (the demo's tokenizer)"),

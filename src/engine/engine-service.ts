@@ -21,6 +21,8 @@ export interface ServiceOptions {
   name: string;
   /** Requests waiting beyond this are refused with OverloadedError. */
   maxQueue: number;
+  /** Largest prompt text in bytes (0 or absent: the context length times the longest token's bytes). */
+  maxPromptBytes?: number;
   metrics: Metrics;
 }
 
@@ -42,6 +44,8 @@ interface RequestState {
 export class EngineService {
   readonly name: string;
   readonly maxModelLen: number;
+  /** Prompt text past this many bytes cannot fit the context: refused before it is tokenized. */
+  readonly maxPromptBytes: number;
   private readonly engine: Engine;
   private readonly metrics: Metrics;
   private readonly tpot: { observe(value: number): void };
@@ -58,6 +62,7 @@ export class EngineService {
     this.name = opts.name;
     this.engine = model.engine;
     this.maxModelLen = this.engine.maxModelLen;
+    this.maxPromptBytes = opts.maxPromptBytes || this.maxModelLen * model.tokenizer.maxTokenBytes;
     this.metrics = opts.metrics;
     this.tpot = opts.metrics.timePerOutputToken.series({ model: opts.name });
     this.hookMetrics();

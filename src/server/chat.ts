@@ -8,6 +8,7 @@ import { Fields, isObject } from "./fields.ts";
 import { collect, nowSeconds, requestId, startAll, tokenString } from "./generation.ts";
 import { readCommon, resolveModel, samplingFor, usage, type Resolved } from "./openai.ts";
 import type { RouteContext } from "./route.ts";
+import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import { streamResponse } from "./stream.ts";
 
 function readMessages(v: unknown): ChatMessage[] {
@@ -69,7 +70,9 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
   const maxTokensField = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   const maxTokens = f.int(maxTokensField);
   const { tokenizer, chat } = service.model;
-  const promptIds = tokenizer.encode(chat.render(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+  // the messages' own bytes first (rendering the template is work too), then the rendered prompt's
+  checkPromptBytes(service, messages.reduce((n, m) => n + Buffer.byteLength(m.content), 0), "messages");
+  const promptIds = encodePrompt(service, chat.render(messages, { addGenerationPrompt: true }), "messages", { addSpecialTokens: false });
   const params = samplingFor(service, common, maxTokens ?? defaultMaxTokens(service, promptIds.length), logprobs ? topLogprobs ?? 0 : 0);
   const [started] = await startAll(service, [{ promptIds, adapter, params, stop: common.stop, signal: ctx.request.signal }]);
   const base = { id: requestId("chatcmpl"), created: nowSeconds(), model: name };

@@ -8,6 +8,7 @@ import { badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
 import { collectAll, nowSeconds, requestId, startAll, tokenString, type Started } from "./generation.ts";
 import { readCommon, resolveModel, samplingFor, usage } from "./openai.ts";
+import { encodePrompt } from "./prompt-text.ts";
 import type { RouteContext } from "./route.ts";
 import { streamResponse } from "./stream.ts";
 
@@ -21,16 +22,16 @@ interface Prompt {
 
 const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "number" && Number.isInteger(x));
 
-function readPrompts(f: Fields, tokenizer: TextTokenizer): Prompt[] {
+function readPrompts(f: Fields, service: EngineService): Prompt[] {
   const v = f.raw("prompt");
   const fail = (): never => {
     throw badRequest("prompt must be a string, a list of token ids, or a list of those", "prompt");
   };
   if (v === undefined) throw badRequest("prompt is required", "prompt");
-  if (typeof v === "string") return [{ ids: tokenizer.encode(v), text: v }];
+  if (typeof v === "string") return [{ ids: encodePrompt(service, v, "prompt"), text: v }];
   if (!Array.isArray(v) || v.length === 0) return fail();
   if (isIds(v)) return [{ ids: v }];
-  return v.map((p) => (typeof p === "string" ? { ids: tokenizer.encode(p), text: p } : isIds(p) ? { ids: p } : fail()));
+  return v.map((p) => (typeof p === "string" ? { ids: encodePrompt(service, p, "prompt"), text: p } : isIds(p) ? { ids: p } : fail()));
 }
 
 interface Logprobs {
@@ -74,7 +75,7 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   const f = new Fields(ctx.body);
   const { service, adapter, name } = await resolveModel(ctx, f);
   const tokenizer = service.model.tokenizer;
-  const prompts = readPrompts(f, tokenizer);
+  const prompts = readPrompts(f, service);
   const common = readCommon(f);
   f.unsupported("suffix", (v) => v === "");
   const maxTokens = f.int("max_tokens") ?? DEFAULT_MAX_TOKENS;

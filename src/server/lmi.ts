@@ -11,6 +11,7 @@ import { collectAll, startAll, type Collected, type Started } from "./generation
 import type { ModelRegistry } from "./model-registry.ts";
 import type { Resolved } from "./openai.ts";
 import type { RouteContext } from "./route.ts";
+import { encodePrompt } from "./prompt-text.ts";
 import { streamResponse } from "./stream.ts";
 
 const DEFAULT_MAX_NEW_TOKENS = 30;
@@ -121,7 +122,7 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
   const resolved = await Promise.all(adapters.map((a) => resolve(ctx, a, model)));
   const reqs = resolved.map((r, i) => {
     const p = readParams(r.service, pf);
-    return { r, p, req: { promptIds: r.service.model.tokenizer.encode(inputs[i]), adapter: r.adapter, params: p.params, stop: p.stop, signal: ctx.request.signal } };
+    return { r, p, req: { promptIds: encodePrompt(r.service, inputs[i], "inputs"), adapter: r.adapter, params: p.params, stop: p.stop, signal: ctx.request.signal } };
   });
   const groups = new Map<EngineService, number[]>();
   reqs.forEach((x, i) => groups.set(x.r.service, [...(groups.get(x.r.service) ?? []), i]));

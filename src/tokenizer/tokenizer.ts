@@ -47,6 +47,7 @@ export class TextTokenizer {
   private readonly tok: Tokenizer;
   readonly config: JsonObject;
   private readonly vocabLen: number;
+  private longestToken: number | undefined;
 
   private constructor(tok: Tokenizer, config: JsonObject) {
     this.tok = tok;
@@ -113,6 +114,20 @@ export class TextTokenizer {
 
   get eosToken(): string | undefined {
     return specialTokenString(this.config.eos_token);
+  }
+
+  /**
+   * The most UTF-8 bytes one token's vocabulary string holds: a bound on the input bytes one token
+   * can cover (normalizers only lengthen text: " " becomes "▁"), so a text of B bytes has at least
+   * B / maxTokenBytes tokens, known before tokenizing it.
+   */
+  get maxTokenBytes(): number {
+    if (this.longestToken === undefined) {
+      let most = 1;
+      for (const token of this.tok.get_vocab(true).keys()) most = Math.max(most, Buffer.byteLength(token));
+      this.longestToken = most;
+    }
+    return this.longestToken;
   }
 
   /** Model vocabulary plus added tokens (HF `len(tokenizer)`). */

@@ -31,7 +31,7 @@ describe("resolveServeOptions", () => {
     expect(options).toEqual({
       models: [], host: "0.0.0.0", port: 8080, enableLora: true, maxLoras: 8, maxCpuLoras: 64, maxLoraRank: 64,
       gpuMemoryUtilization: 0.9, maxRollingBatchSize: 64, maxNumBatchedTokens: 4096, dtype: "auto", tensorParallelDegree: 1,
-      device: "auto", maxQueue: 1024, maxBodyBytes: 8 * 1024 * 1024, shutdownTimeoutSeconds: 30, stubModel: false,
+      device: "auto", maxQueue: 1024, maxBodyBytes: 8 * 1024 * 1024, maxPromptBytes: 0, shutdownTimeoutSeconds: 30, stubModel: false,
       enableRuntimeLoraUpdating: false, allowedAdapterRoots: [], preloadAdapters: [], pinAdapters: [], adapterCacheMaxBytes: 20 * 2 ** 30,
     } satisfies ServeOptions);
     expect(warnings).toEqual([]);
