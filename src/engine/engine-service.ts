@@ -51,6 +51,8 @@ export class EngineService {
   private readonly tpot: { observe(value: number): void };
   private readonly states = new Set<RequestState>();
   private readonly bySeq = new Map<Sequence, RequestState>();
+  /** Adapters being unloaded: refused to new requests while their accepted ones finish. */
+  private readonly draining = new Set<string>();
   private loadingCount = 0;
   private accepting = true;
   private stopped = false;
@@ -89,6 +91,7 @@ export class EngineService {
     if (this.loadingCount + this.engine.numWaiting >= this.opts.maxQueue) {
       throw new OverloadedError(`the queue is full (${this.opts.maxQueue} requests waiting)`, 1);
     }
+    if (req.adapter !== null && this.draining.has(req.adapter)) throw new UnknownAdapterError(`adapter "${req.adapter}" is being unloaded`);
     this.engine.check(req);
     const params = req.params;
     const state: RequestState = {
@@ -157,10 +160,24 @@ export class EngineService {
     }
   }
 
-  unloadAdapter(name: string): void {
+  /**
+   * Unregisters an adapter. With requests in flight it drains: new requests for it are refused, the
+   * ones accepted finish, then it goes (AdapterBusyError past `timeoutMs`, or at once with `wait: false`).
+   */
+  async unloadAdapter(name: string, opts: { wait?: boolean; timeoutMs?: number } = {}): Promise<void> {
     const adapters = this.model.adapters;
-    if (!adapters.has(name)) throw new UnknownAdapterError(`adapter "${name}" is not known`);
-    if (adapters.inUse(name)) throw new AdapterBusyError(`adapter "${name}" has requests in flight; unload it when they finish`);
+    if (!adapters.has(name) || this.draining.has(name)) throw new UnknownAdapterError(`adapter "${name}" is not known`);
+    if (adapters.inUse(name)) {
+      if (opts.wait === false) throw new AdapterBusyError(`adapter "${name}" has requests in flight; unload it when they finish (or wait for them)`);
+      this.draining.add(name);
+      try {
+        const end = Date.now() + (opts.timeoutMs ?? 30_000);
+        while (adapters.inUse(name) && Date.now() < end) await Bun.sleep(10);
+        if (adapters.inUse(name)) throw new AdapterBusyError(`adapter "${name}" still had requests in flight after ${(opts.timeoutMs ?? 30_000) / 1000} s; it stays loaded`);
+      } finally {
+        this.draining.delete(name);
+      }
+    }
     this.engine.evictFromSlot(name);
     adapters.unregister(name);
   }

@@ -82,7 +82,7 @@ export function startServer(opts: ServerOptions): RunningServer {
     "/v1/chat/completions": [{ method: "POST", format: "openai", long: true, handler: (ctx) => chatCompletions(ctx) }],
     "/v1/models": [{ method: "GET", format: "openai", handler: listModels }],
     "/v1/load_lora_adapter": [{ method: "POST", format: "openai", long: true, handler: loadAdapter }],
-    "/v1/unload_lora_adapter": [{ method: "POST", format: "openai", handler: unloadAdapter }],
+    "/v1/unload_lora_adapter": [{ method: "POST", format: "openai", long: true, handler: unloadAdapter }],
     "/invocations": [{ method: "POST", format: "lmi", long: true, handler: invocations }],
     "/ping": [{ method: "GET", format: "lmi", always: true, handler: () => ping(accepting) }],
     "/health": [{ method: "GET", format: "openai", always: true, handler: health }],

@@ -71,11 +71,13 @@ async function update(ctx: RouteContext): Promise<Response> {
   return status(`Adapter ${name} updated`);
 }
 
-function unregister(ctx: RouteContext): Response {
+async function unregister(ctx: RouteContext): Promise<Response> {
   requireRuntimeUpdates(ctx.adapterPolicy);
   const service = serviceOf(ctx);
   const name = adapterOf(ctx, service);
-  service.unloadAdapter(name);
+  const timeout = arg(ctx, "timeout");
+  if (timeout !== undefined && !(Number(timeout) > 0)) throw badRequest("timeout must be a positive number of seconds", "timeout");
+  await service.unloadAdapter(name, { wait: flag(ctx, "wait") ?? true, timeoutMs: timeout === undefined ? undefined : Number(timeout) * 1000 });
   ctx.log(`unregistered adapter ${name} from ${service.name}`);
   return status(`Adapter ${name} unregistered`);
 }
@@ -102,7 +104,7 @@ const collection: Route[] = [
 ];
 const item: Route[] = [
   { method: "GET", format: "lmi", handler: describeOne },
-  { method: "DELETE", format: "lmi", handler: unregister },
+  { method: "DELETE", format: "lmi", long: true, handler: unregister },
 ];
 const updateRoute: Route[] = [{ method: "POST", format: "lmi", long: true, optionalBody: true, handler: update }];
 

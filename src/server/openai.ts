@@ -139,7 +139,7 @@ export async function loadAdapter(ctx: RouteContext): Promise<Response> {
   return new Response(`Success: LoRA adapter '${name}' added successfully.`, { headers: { "Content-Type": "text/plain; charset=utf-8" } });
 }
 
-export function unloadAdapter(ctx: RouteContext): Response {
+export async function unloadAdapter(ctx: RouteContext): Promise<Response> {
   requireRuntimeUpdates(ctx.adapterPolicy);
   const f = new Fields(ctx.body);
   const name = f.requiredStr("lora_name");
@@ -147,7 +147,10 @@ export function unloadAdapter(ctx: RouteContext): Response {
   const within = f.str("base_model") !== undefined ? baseFor(ctx.registry, f) : undefined;
   const owner = ctx.registry.resolve(name, within, "lora_name");
   if (!owner || owner.adapter === null) throw new HttpError(404, `The lora adapter '${name}' cannot be found.`, "lora_name");
-  owner.service.unloadAdapter(owner.adapter);
+  // by default the adapter drains (its requests finish, new ones are refused); wait: false answers 409 at once
+  const timeout = f.num("timeout");
+  if (timeout !== undefined && !(timeout > 0)) throw badRequest("timeout must be a positive number of seconds", "timeout");
+  await owner.service.unloadAdapter(owner.adapter, { wait: f.bool("wait") ?? true, timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
   ctx.log(`unloaded adapter ${owner.adapter} from ${owner.service.name}`);
   return new Response(`Success: LoRA adapter '${name}' removed successfully.`, { headers: { "Content-Type": "text/plain; charset=utf-8" } });
 }

@@ -103,7 +103,7 @@ describe("EngineService", () => {
     })()).rejects.toThrow(/client went away/);
     expect(svc.inFlight).toBe(0);
     expect(metrics.render()).toMatch(/lora_serve_kv_blocks\{model="tiny-llama2",state="used"\} 0/);
-    expect(() => svc.unloadAdapter("es")).not.toThrow(); // nothing holds it any more
+    await svc.unloadAdapter("es", { wait: false }); // nothing holds it any more
     svc.stop();
   });
 
@@ -135,11 +135,11 @@ describe("EngineService", () => {
     const c = ref.cases.find((x) => x.adapter === "es" && x.prompt === "plain")!;
     const { svc } = await service({}, 1);
     const running = svc.submit({ promptIds: c.prompt_ids, adapter: "es", params: greedyParams(50) });
-    expect(() => svc.unloadAdapter("es")).toThrow(AdapterBusyError);
+    await expect(svc.unloadAdapter("es", { wait: false })).rejects.toThrow(AdapterBusyError);
     const queued = () => svc.submit({ promptIds: c.prompt_ids, adapter: null, params: greedyParams(2) });
     expect(queued).toThrow(OverloadedError); // the first one still waits for the loop: the queue (1) is full
     await collect(running);
-    svc.unloadAdapter("es");
+    await svc.unloadAdapter("es");
     expect(svc.hasAdapter("es")).toBe(false);
     svc.beginShutdown();
     expect(queued).toThrow(/shutting down/);

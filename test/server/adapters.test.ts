@@ -71,18 +71,35 @@ describe("runtime adapters", () => {
     expect(twice.status).toBe(404);
   }, 60_000);
 
-  test("unload is refused (409) while a streaming request uses the adapter", async () => {
+  test("unload with wait: false is refused (409) while a streaming request uses the adapter", async () => {
     expect((await s.post("/v1/load_lora_adapter", { lora_name: "es3", lora_path: copyAdapter("es", "es3") })).status).toBe(200);
     const long = await s.post("/v1/completions", { model: "es3", prompt: es.prompt_ids, max_tokens: 400, temperature: 0, ignore_eos: true, stream: true });
     expect(long.status).toBe(200);
     const reader = long.body!.getReader();
     await reader.read(); // the first chunk: the request is running
-    const busy = await s.post("/v1/unload_lora_adapter", { lora_name: "es3" });
+    const busy = await s.post("/v1/unload_lora_adapter", { lora_name: "es3", wait: false });
     expect(busy.status).toBe(409);
     expect((await busy.json() as any).error.message).toContain("es3");
     while (!(await reader.read()).done) { /* drain the stream */ }
     expect(await settled(s.service)).toBe(0);
-    expect((await s.post("/v1/unload_lora_adapter", { lora_name: "es3" })).status).toBe(200);
+    expect((await s.post("/v1/unload_lora_adapter", { lora_name: "es3", wait: false })).status).toBe(200);
+  }, 60_000);
+
+  test("unload drains by default: new requests are refused, the one in flight gets all its tokens, then it goes", async () => {
+    expect((await s.post("/v1/load_lora_adapter", { lora_name: "es4", lora_path: copyAdapter("es", "es4") })).status).toBe(200);
+    const long = await s.post("/v1/completions", { model: "es4", prompt: es.prompt_ids, max_tokens: 480, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true } });
+    const reader = long.body!.getReader();
+    await reader.read();
+    const unloading = s.post("/v1/unload_lora_adapter", { lora_name: "es4", timeout: 30 });
+    await Bun.sleep(5);
+    const refused = await greedy("es4");
+    expect(refused.status).toBe(404);
+    expect(refused.body.error.message).toContain("being unloaded");
+    let text = new TextDecoder().decode((await reader.read()).value);
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += new TextDecoder().decode(chunk.value);
+    expect(text.includes('"completion_tokens":480')).toBe(true); // nothing accepted is lost
+    expect((await unloading).status).toBe(200);
+    expect((await greedy("es4")).status).toBe(404);
   }, 60_000);
 
   test("a corrupt adapter is refused with 400 and nothing else changes", async () => {
