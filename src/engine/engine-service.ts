@@ -9,6 +9,7 @@ import type { LoadedModel } from "./load-model.ts";
 import type { SamplingParams } from "./sampling.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Sequence } from "./sequence.ts";
+import { wireEngine } from "./service-metrics.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
 import { TokenStream } from "./token-stream.ts";
 import { AdapterBusyError, CancelledError, OverloadedError, PinLimitError } from "./service-errors.ts";
@@ -67,7 +68,11 @@ export class EngineService {
     this.maxPromptBytes = opts.maxPromptBytes || this.maxModelLen * model.tokenizer.maxTokenBytes;
     this.metrics = opts.metrics;
     this.tpot = opts.metrics.timePerOutputToken.series({ model: opts.name });
-    this.hookMetrics();
+    wireEngine(model, opts.metrics, opts.name, {
+      token: (seq) => this.onToken(seq),
+      failed: (seq, error) => this.onFailed(seq, error),
+      waiting: () => this.loadingCount + this.engine.numWaiting,
+    });
   }
 
   /** Requests accepted and not yet finished (loading their adapter, waiting, or running). */
@@ -289,34 +294,5 @@ export class EngineService {
     if (error === null) state.stream.close();
     else state.stream.fail(error);
     if (this.states.size === 0) for (const resolve of this.idle.splice(0)) resolve();
-  }
-
-  private hookMetrics(): void {
-    const m = this.metrics, model = this.name;
-    this.engine.events = {
-      token: (seq) => this.onToken(seq),
-      slotLoaded: (_, replaced) => {
-        m.adapterLoads.inc({ model, tier: "gpu" });
-        if (replaced !== null) m.adapterEvictions.inc({ model, tier: "gpu" });
-      },
-      slotHit: () => m.adapterHits.inc({ model, tier: "gpu" }),
-      preempted: () => m.preemptions.inc({ model }),
-      failed: (seq, error) => this.onFailed(seq, error),
-    };
-    this.model.adapters.events = {
-      loaded: () => m.adapterLoads.inc({ model, tier: "cpu" }),
-      evicted: () => m.adapterEvictions.inc({ model, tier: "cpu" }),
-      hit: () => m.adapterHits.inc({ model, tier: "cpu" }),
-    };
-    m.addEngine(() => ({
-      model,
-      waiting: this.loadingCount + this.engine.numWaiting,
-      running: this.engine.numRunning,
-      kvBlocksUsed: this.engine.blocks.numBlocks - this.engine.blocks.freeBlocks,
-      kvBlocksFree: this.engine.blocks.freeBlocks,
-      adaptersGpu: this.engine.slots.occupied,
-      adaptersCpu: this.model.adapters.hostCount,
-      adaptersDisk: this.model.adapters.names().length,
-    }));
   }
 }

@@ -1,0 +1,41 @@
+// The engine's and the adapter tiers' events as Prometheus series, and the gauges read at scrape
+// time; the events that concern requests (a token, a failure) go to the service.
+import type { LoadedModel } from "./load-model.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Sequence } from "./sequence.ts";
+
+export interface ServiceHooks {
+  token(seq: Sequence): void;
+  failed(seq: Sequence, error: unknown): void;
+  /** Requests waiting (adapter loads included). */
+  waiting(): number;
+}
+
+export function wireEngine(loaded: LoadedModel, m: Metrics, model: string, hooks: ServiceHooks): void {
+  const { engine, adapters } = loaded;
+  engine.events = {
+    token: hooks.token,
+    slotLoaded: (_, replaced) => {
+      m.adapterLoads.inc({ model, tier: "gpu" });
+      if (replaced !== null) m.adapterEvictions.inc({ model, tier: "gpu" });
+    },
+    slotHit: () => m.adapterHits.inc({ model, tier: "gpu" }),
+    preempted: () => m.preemptions.inc({ model }),
+    failed: hooks.failed,
+  };
+  adapters.events = {
+    loaded: () => m.adapterLoads.inc({ model, tier: "cpu" }),
+    evicted: () => m.adapterEvictions.inc({ model, tier: "cpu" }),
+    hit: () => m.adapterHits.inc({ model, tier: "cpu" }),
+  };
+  m.addEngine(() => ({
+    model,
+    waiting: hooks.waiting(),
+    running: engine.numRunning,
+    kvBlocksUsed: engine.blocks.numBlocks - engine.blocks.freeBlocks,
+    kvBlocksFree: engine.blocks.freeBlocks,
+    adaptersGpu: engine.slots.occupied,
+    adaptersCpu: adapters.hostCount,
+    adaptersDisk: adapters.names().length,
+  }));
+}
