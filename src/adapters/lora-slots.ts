@@ -5,16 +5,10 @@ import { NativeError, NUMERIC_DTYPE_BYTES } from "../native/device.ts";
 import { Status } from "../native/ffi.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { encodeFloats } from "../model/convert.ts";
+import type { LoraSlotTables, SlotTables } from "../model/forward-inputs.ts";
 import type { LoraAdapter } from "./lora-adapter.ts";
 import { LORA_MODULES, moduleShape, type LoraModule } from "../model/lora-modules.ts";
 
-export interface SlotTables {
-  aPtrs: DevPtr;
-  bPtrs: DevPtr;
-  doraMag: DevPtr;
-  ranks: DevPtr;
-  scales: DevPtr;
-}
 
 const M = LORA_MODULES.length;
 
@@ -41,7 +35,7 @@ interface Packed {
   uploading: boolean;
 }
 
-export class LoraSlots {
+export class LoraSlots implements LoraSlotTables {
   private readonly hostA: BigUint64Array;
   private readonly hostB: BigUint64Array;
   private readonly hostMag: BigUint64Array;

@@ -2,8 +2,9 @@
 import type { Device, DevPtr, NumericDType } from "../native/device.ts";
 import { NUMERIC_DTYPE_BYTES } from "../native/device.ts";
 import type { ModelConfig } from "../model/config.ts";
+import type { KvCacheView } from "../model/forward-inputs.ts";
 
-export class KvCache {
+export class KvCache implements KvCacheView {
   readonly k: DevPtr[] = [];
   readonly v: DevPtr[] = [];
   readonly slots: number;

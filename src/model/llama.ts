@@ -1,7 +1,6 @@
 // The Llama-family forward pass (Llama 2/3, Mistral) as a sequence of native ops over one batch.
 import type { Device, LoraModuleTables, NumericDType } from "../native/device.ts";
-import type { LoraSlots } from "../adapters/lora-slots.ts";
-import type { KvCache } from "../engine/kv-cache.ts";
+import type { KvCacheView, LoraSlotTables } from "./forward-inputs.ts";
 import type { ModelConfig } from "./config.ts";
 import type { ModelWeights } from "./weights.ts";
 import type { Workspace } from "./workspace.ts";
@@ -35,8 +34,8 @@ export class LlamaForward {
     readonly config: ModelConfig,
     private readonly weights: ModelWeights,
     private readonly ws: Workspace,
-    private readonly kv: KvCache,
-    private readonly lora: LoraSlots,
+    private readonly kv: KvCacheView,
+    private readonly lora: LoraSlotTables,
     private readonly invFreq: number,
     private readonly attentionScaling = 1,
   ) {
