@@ -26,9 +26,14 @@ const FILES = {
   "adapters/fr/adapter_model.safetensors": frWeights,
 } as unknown as Record<string, string>;
 
+/** lora-serve's own cache folder: $XDG_CACHE_HOME/lora-serve, else ~/.cache/lora-serve. */
+export function cacheRoot(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "lora-serve");
+}
+
 /** The unpacked default model directory; its adapters are in `<dir>/adapters`. */
 export async function defaultModelDir(): Promise<string> {
-  const root = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "lora-serve", "default-model-v1");
+  const root = join(cacheRoot(), "default-model-v1");
   for (const [name, source] of Object.entries(FILES)) {
     const target = join(root, name);
     if (existsSync(target)) continue;

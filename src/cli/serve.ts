@@ -2,12 +2,12 @@
 // SIGINT, then finish the requests in flight and exit 0. Options: flags > OPTION_* > serving.properties.
 import { defineCommand, type ArgsDef } from "citty";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { LORA_MODULES, moduleShape } from "../model/lora-modules.ts";
 import { DownloadCache } from "../sources/download-cache.ts";
-import { isRemoteModel, localModelDir } from "../sources/fetch-model.ts";
-import { DEFAULT_DOWNLOAD_LIMITS } from "../sources/remote-source.ts";
+import { localModelDir } from "../sources/fetch-model.ts";
+import { DEFAULT_DOWNLOAD_LIMITS, isRemoteSource } from "../sources/remote-source.ts";
 import { extractAdaptersTarball } from "../adapters/tarball.ts";
 import { isTarball, OPTION_DEFS, readServingProperties, resolveServeOptions, type ServeOptions } from "../config/serve-options.ts";
 import { EngineService } from "../engine/engine-service.ts";
@@ -25,7 +25,7 @@ import { AdapterResolver } from "../server/adapter-resolver.ts";
 import { startServer } from "../server/http.ts";
 import { ModelRegistry } from "../server/model-registry.ts";
 import { CliError } from "./args.ts";
-import { defaultModelDir } from "./default-model.ts";
+import { cacheRoot, defaultModelDir } from "./default-model.ts";
 
 const BLOCK_SIZE = 16;
 
@@ -69,10 +69,11 @@ function flagValues(parsed: Record<string, unknown>, rawArgs: string[]): Record<
 export async function serve(o: ServeOptions): Promise<void> {
   const embedded = o.models.length === 0;
   // a synthetic model takes its tokenizer from the embedded demo model's directory
-  const cacheRoot = o.adapterCacheDir !== undefined ? dirname(o.adapterCacheDir) : join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "lora-serve");
+  // downloads sit beside each other: models in <root>/models, adapters in <root>/adapters (or --adapter-cache-dir, whose parent is then the root)
+  const downloads = o.adapterCacheDir !== undefined ? dirname(o.adapterCacheDir) : cacheRoot();
   const modelDirs: string[] = [];
   if (embedded) modelDirs.push(await defaultModelDir());
-  for (const m of o.models) modelDirs.push(resolve(await localModelDir(m, { cacheRoot, log: (line) => log.info(line) })));
+  for (const m of o.models) modelDirs.push(resolve(await localModelDir(m, { cacheRoot: downloads, log: (line) => log.info(line) })));
   const synthetic = o.synthetic === undefined ? undefined : o.synthetic.endsWith(".json") ? JSON.parse(readFileSync(o.synthetic, "utf8")) : o.synthetic;
   if (o.adapters !== undefined && modelDirs.length > 1) {
     throw new CliError("--adapters serves one base model; with several, put each model's adapters in <model>/adapters");
@@ -110,7 +111,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       });
       // a downloaded model is named as the client knows it (its repo id or URL), a local one by its folder
       const name = o.synthetic !== undefined ? basename(o.synthetic).replace(/\.json$/, "") : embedded ? "tiny-llama2"
-        : isRemoteModel(o.models[i]) ? o.models[i].replace(/\/+$/, "") : basename(dir);
+        : isRemoteSource(o.models[i]) ? o.models[i].replace(/\/+$/, "") : basename(dir);
       const service = new EngineService(model, { name, maxQueue: o.maxQueue, maxPromptBytes: o.maxPromptBytes, metrics });
       registry.add(service);
       services.push(service);
@@ -120,7 +121,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     const known = new Set(services.flatMap((s) => s.adapterNames()));
     const named = [...(o.preloadAdapters === "all" ? [] : o.preloadAdapters), ...o.pinAdapters].filter((n) => !known.has(n));
     if (named.length > 0) throw new CliError(`--preload-adapters / --pin-adapters name adapters no model serves: ${named.join(", ")}`);
-    const cacheDir = o.adapterCacheDir ?? join(cacheRoot, "adapters");
+    const cacheDir = o.adapterCacheDir ?? join(downloads, "adapters");
     const adapterPolicy = {
       // by default: the --adapters folder and what was downloaded
       runtimeUpdates: o.enableRuntimeLoraUpdating, allowedRoots: o.allowedAdapterRoots.length > 0 ? o.allowedAdapterRoots : [...(adapters !== undefined ? [adapters] : []), cacheDir],

@@ -3,7 +3,7 @@
 // One table defines every option; each source's name is derived from (or overrides) its snake name.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { log } from "../log.ts";
-import { isRemoteModel } from "../sources/fetch-model.ts";
+import { isRemoteSource } from "../sources/remote-source.ts";
 
 export type DType = "auto" | "fp16" | "bf16" | "fp32";
 export type DeviceOption = "cpu" | "cuda" | "auto";
@@ -127,7 +127,7 @@ export const isTarball = (p: string): boolean => /\.(tar\.gz|tgz)$/i.test(p);
 // a local folder wins; otherwise a Hub repo id or an s3:// prefix is downloaded at start
 const modelList: Parse<string[]> = (raw, source) =>
   str(raw, source).split(",").map((s) => s.trim()).filter(Boolean)
-    .map((p) => (!existsSync(p) && isRemoteModel(p) ? p : localPath("model directory", () => false)(p, source)));
+    .map((p) => (!existsSync(p) && isRemoteSource(p) ? p : localPath("model directory", () => false)(p, source)));
 
 const pathList: Parse<string[]> = (raw, source) => str(raw, source).split(",").map((s) => s.trim()).filter(Boolean);
 

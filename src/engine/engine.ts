@@ -1,6 +1,6 @@
 // The step loop for one model: admit waiting sequences (KV blocks, adapter slots, token budget),
 // run prefill and decode tokens together, sample, and retire finished sequences.
-import { UnknownAdapterError, type AdapterStore } from "../adapters/adapter-store.ts";
+import type { AdapterStore } from "../adapters/adapter-store.ts";
 import type { LoraAdapter } from "../adapters/lora-adapter.ts";
 import { SlotAssigner } from "../adapters/slot-assigner.ts";
 import type { ModelConfig } from "../model/config.ts";
@@ -39,7 +39,6 @@ export interface EngineEvents {
 
 // A slot-starved adapter may be passed over by resident ones for this many steps at most.
 const MAX_SLOT_WAIT_STEPS = 16;
-
 
 const SCORING_PARAMS: SamplingParams = {
   temperature: 0, topP: 1, topK: 0, seed: 0n, maxTokens: 1, topLogprobs: 0, ignoreEos: true, stopTokenIds: [],

@@ -8,7 +8,6 @@ import { chatCompletions } from "./chat.ts";
 import { HttpError, badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
 import { collectAll, startAll, type Collected, type Started } from "./generation.ts";
-import type { ModelRegistry } from "./model-registry.ts";
 import type { Resolved } from "./openai.ts";
 import type { RouteContext } from "./route.ts";
 import { encodePrompt } from "./prompt-text.ts";

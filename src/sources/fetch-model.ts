@@ -4,12 +4,11 @@ import { join } from "node:path";
 import { downloadProgress } from "./download-progress.ts";
 import { downloadHubModel } from "./hub-model.ts";
 import { isHubRepo, parseHubRepo } from "./hub-source.ts";
+import { isRemoteSource } from "./remote-source.ts";
 import { downloadS3Model } from "./s3-model.ts";
 
-export const isRemoteModel = (src: string): boolean => /^s3:\/\//i.test(src) || isHubRepo(src);
-
 export async function localModelDir(src: string, o: { cacheRoot: string; log: (line: string) => void; env?: Record<string, string | undefined> }): Promise<string> {
-  if (!isRemoteModel(src)) return src;
+  if (!isRemoteSource(src)) return src;
   const progress = downloadProgress(src, o.log);
   const dir = isHubRepo(src) ? await downloadHubModel(parseHubRepo(src), progress, o.env) : await downloadS3Model(src, join(o.cacheRoot, "models"), progress, o.env);
   o.log(`${src}: in ${dir}`);

@@ -1,10 +1,9 @@
 // A base model from s3://bucket/prefix into the local model cache, each object fetched resumably
 // (ranged reads from where the last attempt stopped) and checked against its size and ETag.
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { downloadResumable, type DownloadProgress } from "./resumable-download.ts";
-import { checkS3Object, listS3Objects, parseS3Url, s3Client } from "./s3-source.ts";
+import { listS3Objects, parseS3Url, s3Client, s3Files } from "./s3-source.ts";
 
 // a model is one download: far larger than an adapter's limits
 const MODEL_LIMITS = { maxBytes: 2 ** 40, maxFiles: 10_000 };
@@ -14,10 +13,6 @@ export async function downloadS3Model(url: string, cacheRoot: string, progress: 
   const client = s3Client(loc.bucket, env);
   const dir = join(cacheRoot, `s3-${createHash("sha256").update(url.replace(/\/+$/, "")).digest("hex").slice(0, 16)}`);
   const objects = await listS3Objects(client, loc, MODEL_LIMITS);
-  await downloadResumable(objects.map((o) => ({
-    target: join(dir, o.rel), name: o.rel, size: o.size,
-    check: (path) => checkS3Object(o, new Uint8Array(readFileSync(path))),
-    fetchFrom: async (start) => ({ body: client.file(o.key).slice(start).stream(), resumed: true }),
-  })), progress);
+  await downloadResumable(s3Files(client, objects, dir), progress);
   return dir;
 }

@@ -1,8 +1,9 @@
 // Adapters in S3 (or any S3-compatible store) through Bun's S3 client: every object under the
 // prefix is downloaded and checked against its listed size and, for single-part uploads, its MD5 ETag.
 import { createHash } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import { dirname, join, normalize } from "node:path";
+import { readFileSync } from "node:fs";
+import { join, normalize } from "node:path";
+import { downloadResumable, SILENT_PROGRESS, type RemoteFile } from "./resumable-download.ts";
 
 export interface S3Location {
   bucket: string;
@@ -69,13 +70,16 @@ export function checkS3Object(o: S3Object, bytes: Uint8Array): void {
   if (etag && !etag.includes("-") && createHash("md5").update(bytes).digest("hex") !== etag) throw new Error(`${o.key}: its MD5 does not match the ETag`);
 }
 
+/** The objects as resumable downloads into `dir` (ranged reads from where an attempt stopped, each checked). */
+export function s3Files(client: Bun.S3Client, objects: S3Object[], dir: string): RemoteFile[] {
+  return objects.map((o) => ({
+    target: join(dir, o.rel), name: o.rel, size: o.size,
+    check: (path) => checkS3Object(o, new Uint8Array(readFileSync(path))),
+    fetchFrom: async (start) => ({ body: client.file(o.key).slice(start).stream(), resumed: true }),
+  }));
+}
+
 /** Downloads every object under the location into `into`. */
 export async function downloadS3Prefix(client: Bun.S3Client, loc: S3Location, into: string, limits: DownloadLimits): Promise<void> {
-  for (const o of await listS3Objects(client, loc, limits)) {
-    const bytes = new Uint8Array(await client.file(o.key).arrayBuffer());
-    checkS3Object(o, bytes);
-    const path = join(into, o.rel);
-    mkdirSync(dirname(path), { recursive: true });
-    await Bun.write(path, bytes);
-  }
+  await downloadResumable(s3Files(client, await listS3Objects(client, loc, limits), into), SILENT_PROGRESS);
 }

@@ -50,10 +50,9 @@ export async function runSweep(o: SweepOptions): Promise<SweepReport> {
     const written = scratch ? writeAdapters(o, join(scratch, "all")) : [];
     const points = pointList(o, swept);
     const results: PointResult[] = [];
-    let targetName = o.url ?? "";
+    const targetName = o.url ?? `lora-serve ${o.serveArgs.join(" ")}`.trim();
     for (const [i, p] of points.entries()) {
       const target = await openTarget(o, scratch, written, p.adapters, i);
-      targetName ||= `lora-serve ${o.serveArgs.join(" ")}`.trim();
       try {
         const names = pickAdapters(target, p.adapters, !!o.url);
         o.log(`point ${i + 1}/${points.length}: ${describe(p, names.length)}`);
