@@ -54,7 +54,7 @@ build/emu/libloracuda.so: $(EMU_OBJ)
 emu: build/emu/libloracuda.so
 
 build: all
-	$(BUN) build --compile src/cli/main.ts $(wildcard build/libloracpu.so build/libloracuda.so) --outfile dist/lora-serve
+	$(BUN) build --compile src/cli/main.ts src/tokenizer/tokenizer-worker.ts $(wildcard build/libloracpu.so build/libloracuda.so) --outfile dist/lora-serve
 
 # On a GPU host: build, run test/gpu against the CPU twin, write gpu-report.txt ($OUT or build/).
 gpu-check:

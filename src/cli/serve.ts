@@ -112,7 +112,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       // a downloaded model is named as the client knows it (its repo id or URL), a local one by its folder
       const name = o.synthetic !== undefined ? basename(o.synthetic).replace(/\.json$/, "") : embedded ? "tiny-llama2"
         : isRemoteSource(o.models[i]) ? o.models[i].replace(/\/+$/, "") : basename(dir);
-      const service = new EngineService(model, { name, maxQueue: o.maxQueue, maxPromptBytes: o.maxPromptBytes, metrics });
+      const service = new EngineService(model, { name, maxQueue: o.maxQueue, maxPromptBytes: o.maxPromptBytes, tokenizerThreads: o.tokenizerThreads, metrics });
       registry.add(service);
       services.push(service);
       await preloadAndPin(service, o);

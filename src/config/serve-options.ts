@@ -2,6 +2,7 @@
 // win over `OPTION_*` environment variables, which win over `option.*` lines of serving.properties.
 // One table defines every option; each source's name is derived from (or overrides) its snake name.
 import { existsSync, readFileSync, statSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { log } from "../log.ts";
 import { isRemoteSource } from "../sources/remote-source.ts";
 
@@ -30,6 +31,8 @@ export interface ServeOptions {
   maxBodyBytes: number;
   /** Largest prompt text in bytes, refused before tokenizing (0: the context length times the longest token). */
   maxPromptBytes: number;
+  /** Threads that tokenize long prompts off the event loop (0: all on the event loop). */
+  tokenizerThreads: number;
   shutdownTimeoutSeconds: number;
   /** A model shape with random weights instead of --model (benchmarks on a GPU; nothing to download). */
   synthetic?: string;
@@ -48,6 +51,11 @@ export interface ServeOptions {
   preloadAdapters: string[] | "all";
   /** Adapters kept in host memory and, once there, in a device slot (at most max_loras - 1). */
   pinAdapters: string[];
+}
+
+/** One core stays with the event loop and the step loop. */
+function defaultTokenizerThreads(): number {
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
 }
 
 export class ConfigError extends Error {
@@ -176,6 +184,8 @@ export const OPTION_DEFS: OptionDef[] = [
   opt("max_body_bytes", "maxBodyBytes", int(1), 8 * 1024 * 1024, "Largest request body (default 8 MiB)"),
   opt("max_prompt_bytes", "maxPromptBytes", int(0), 0,
     "Largest prompt text in bytes, refused before tokenizing (default 0: the context length times the longest token's bytes)"),
+  opt("tokenizer_threads", "tokenizerThreads", int(0, 64), defaultTokenizerThreads(),
+    "Threads per model that tokenize long prompts off the event loop (default: CPU cores - 1, at most 4; 0: none)"),
   opt("shutdown_timeout", "shutdownTimeoutSeconds", int(0), 30, "Seconds to finish in-flight requests on SIGTERM (default 30)"),
   opt("synthetic", "synthetic", str, undefined,
     "Serve a model shape with random weights instead of --model: llama-2-7b, mistral-7b or a config.json (the demo's tokenizer)"),

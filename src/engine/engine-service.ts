@@ -4,6 +4,7 @@ import { AdapterError } from "../adapters/peft-config.ts";
 import { UnknownAdapterError } from "../adapters/adapter-store.ts";
 import { log } from "../log.ts";
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
+import { TokenizerPool } from "../tokenizer/tokenizer-pool.ts";
 import type { Engine } from "./engine.ts";
 import type { LoadedModel } from "./load-model.ts";
 import type { SamplingParams } from "./sampling.ts";
@@ -24,6 +25,8 @@ export interface ServiceOptions {
   maxQueue: number;
   /** Largest prompt text in bytes (0 or absent: the context length times the longest token's bytes). */
   maxPromptBytes?: number;
+  /** Threads that tokenize long prompts (default 1; 0: on the event loop). */
+  tokenizerThreads?: number;
   metrics: Metrics;
 }
 
@@ -47,6 +50,8 @@ export class EngineService {
   readonly maxModelLen: number;
   /** Prompt text past this many bytes cannot fit the context: refused before it is tokenized. */
   readonly maxPromptBytes: number;
+  /** Tokenizes prompt text, long texts off the event loop. */
+  readonly tokenizerPool: TokenizerPool;
   private readonly engine: Engine;
   private readonly metrics: Metrics;
   private readonly tpot: { observe(value: number): void };
@@ -66,6 +71,7 @@ export class EngineService {
     this.engine = model.engine;
     this.maxModelLen = this.engine.maxModelLen;
     this.maxPromptBytes = opts.maxPromptBytes || this.maxModelLen * model.tokenizer.maxTokenBytes;
+    this.tokenizerPool = new TokenizerPool(model.tokenizer, opts.tokenizerThreads ?? 1);
     this.metrics = opts.metrics;
     this.tpot = opts.metrics.timePerOutputToken.series({ model: opts.name });
     wireEngine(model, opts.metrics, opts.name, {
@@ -88,6 +94,7 @@ export class EngineService {
 
   stop(): void {
     this.stopped = true;
+    this.tokenizerPool.close();
     this.notify();
   }
 

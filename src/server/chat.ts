@@ -72,7 +72,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
   const { tokenizer, chat } = service.model;
   // the messages' own bytes first (rendering the template is work too), then the rendered prompt's
   checkPromptBytes(service, messages.reduce((n, m) => n + Buffer.byteLength(m.content), 0), "messages");
-  const promptIds = encodePrompt(service, chat.render(messages, { addGenerationPrompt: true }), "messages", { addSpecialTokens: false });
+  const promptIds = await encodePrompt(service, chat.render(messages, { addGenerationPrompt: true }), "messages", { addSpecialTokens: false });
   const params = samplingFor(service, common, maxTokens ?? defaultMaxTokens(service, promptIds.length), logprobs ? topLogprobs ?? 0 : 0);
   const [started] = await startAll(service, [{ promptIds, adapter, params, stop: common.stop, signal: ctx.request.signal }]);
   const base = { id: requestId("chatcmpl"), created: nowSeconds(), model: name };

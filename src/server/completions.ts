@@ -8,7 +8,7 @@ import { badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
 import { collectAll, nowSeconds, requestId, startAll, tokenString, type Started } from "./generation.ts";
 import { readCommon, resolveModel, samplingFor, usage } from "./openai.ts";
-import { encodePrompt } from "./prompt-text.ts";
+import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import type { RouteContext } from "./route.ts";
 import { streamResponse } from "./stream.ts";
 
@@ -22,16 +22,22 @@ interface Prompt {
 
 const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "number" && Number.isInteger(x));
 
-function readPrompts(f: Fields, service: EngineService): Prompt[] {
-  const v = f.raw("prompt");
+/** The prompts as given, their sizes checked; texts are tokenized once every other field has been read. */
+function readPrompts(f: Fields, service: EngineService): (string | number[])[] {
+  let v = f.raw("prompt");
   const fail = (): never => {
     throw badRequest("prompt must be a string, a list of token ids, or a list of those", "prompt");
   };
   if (v === undefined) throw badRequest("prompt is required", "prompt");
-  if (typeof v === "string") return [{ ids: encodePrompt(service, v, "prompt"), text: v }];
+  if (typeof v === "string") v = [v];
   if (!Array.isArray(v) || v.length === 0) return fail();
-  if (isIds(v)) return [{ ids: v }];
-  return v.map((p) => (typeof p === "string" ? { ids: encodePrompt(service, p, "prompt"), text: p } : isIds(p) ? { ids: p } : fail()));
+  if (isIds(v)) return [v];
+  for (const p of v) if (typeof p === "string") checkPromptBytes(service, Buffer.byteLength(p), "prompt");
+  return v.map((p) => (typeof p === "string" || isIds(p) ? p : fail()));
+}
+
+function encodePrompts(service: EngineService, given: (string | number[])[]): Promise<Prompt[]> {
+  return Promise.all(given.map(async (p) => (typeof p === "string" ? { ids: await encodePrompt(service, p, "prompt"), text: p } : { ids: p })));
 }
 
 interface Logprobs {
@@ -75,7 +81,7 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   const f = new Fields(ctx.body);
   const { service, adapter, name } = await resolveModel(ctx, f);
   const tokenizer = service.model.tokenizer;
-  const prompts = readPrompts(f, service);
+  const given = readPrompts(f, service);
   const common = readCommon(f);
   f.unsupported("suffix", (v) => v === "");
   const maxTokens = f.int("max_tokens") ?? DEFAULT_MAX_TOKENS;
@@ -83,6 +89,7 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   if (logprobs !== undefined && logprobs > MAX_TOP_LOGPROBS) throw badRequest(`logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${logprobs}`, "logprobs");
   const echo = f.bool("echo") ?? false;
   const params = samplingFor(service, common, maxTokens, logprobs ?? 0);
+  const prompts = await encodePrompts(service, given);
   const started = await startAll(service, prompts.map((p) => ({
     promptIds: p.ids, adapter, params: { ...params }, stop: common.stop, signal: ctx.request.signal,
   })));

@@ -10,7 +10,7 @@ import { Fields } from "./fields.ts";
 import { collectAll, startAll, type Collected, type Started } from "./generation.ts";
 import type { Resolved } from "./openai.ts";
 import type { RouteContext } from "./route.ts";
-import { encodePrompt } from "./prompt-text.ts";
+import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import { streamResponse } from "./stream.ts";
 
 const DEFAULT_MAX_NEW_TOKENS = 30;
@@ -119,10 +119,14 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
 
   // one service per input; requests for one service are submitted together so they batch
   const resolved = await Promise.all(adapters.map((a) => resolve(ctx, a, model)));
-  const reqs = resolved.map((r, i) => {
+  const read = resolved.map((r, i) => {
     const p = readParams(r.service, pf);
-    return { r, p, req: { promptIds: encodePrompt(r.service, inputs[i], "inputs"), adapter: r.adapter, params: p.params, stop: p.stop, signal: ctx.request.signal } };
+    checkPromptBytes(r.service, Buffer.byteLength(inputs[i]), "inputs");
+    return { r, p };
   });
+  const reqs = await Promise.all(read.map(async ({ r, p }, i) => ({
+    r, p, req: { promptIds: await encodePrompt(r.service, inputs[i], "inputs"), adapter: r.adapter, params: p.params, stop: p.stop, signal: ctx.request.signal },
+  })));
   const groups = new Map<EngineService, number[]>();
   reqs.forEach((x, i) => groups.set(x.r.service, [...(groups.get(x.r.service) ?? []), i]));
   const settled = await Promise.allSettled([...groups].map(([service, idx]) => startAll(service, idx.map((i) => reqs[i].req))));

@@ -7,6 +7,13 @@ const SUPPORTED_MODEL_TYPES = new Set(["BPE", "Unigram", "WordPiece"]);
 
 export type JsonObject = Record<string, unknown>;
 
+export interface TokenizerDefinition {
+  tokenizerJson: object;
+  config: object;
+  /** Names the file in error messages. */
+  source: string;
+}
+
 /** tokenizer_config.json holds special tokens either as a string or as an AddedToken `{content}`. */
 export function specialTokenString(value: unknown): string | undefined {
   if (typeof value === "string") return value;
@@ -48,10 +55,13 @@ export class TextTokenizer {
   readonly config: JsonObject;
   private readonly vocabLen: number;
   private longestToken: number | undefined;
+  /** What it was built from, so a tokenizer thread can build the same one. */
+  readonly definition: TokenizerDefinition;
 
-  private constructor(tok: Tokenizer, config: JsonObject) {
+  private constructor(tok: Tokenizer, config: JsonObject, definition: TokenizerDefinition) {
     this.tok = tok;
     this.config = config;
+    this.definition = definition;
     this.vocabLen = tok.get_vocab(true).size;
   }
 
@@ -80,7 +90,8 @@ export class TextTokenizer {
     // The library requires every pipeline key; Rust tokenizers allows them to be absent.
     const full: JsonObject = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...tj };
     try {
-      return new TextTokenizer(new Tokenizer(full, tokenizerConfig), tokenizerConfig as JsonObject);
+      const definition = { tokenizerJson, config: tokenizerConfig, source };
+      return new TextTokenizer(new Tokenizer(full, tokenizerConfig), tokenizerConfig as JsonObject, definition);
     } catch (e) {
       throw new Error(`${source}: cannot build tokenizer: ${(e as Error).message}`);
     }

@@ -5,17 +5,11 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { comparableSteps, modelDir, readReference } from "../helpers/fixtures.ts";
+import { freePort, postJson as post, waitForPing } from "../helpers/server-process.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
 const MODEL = modelDir("tiny-llama2");
 const ENV = { ...process.env, NO_COLOR: "1" };
-
-function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
-}
 
 /** adapters.tar.gz holding adapters/es and adapters/fr of the fixture model. */
 function adaptersTarball(): string {
@@ -24,20 +18,6 @@ function adaptersTarball(): string {
   if (tar.exitCode !== 0) throw new Error(tar.stderr.toString());
   return file;
 }
-
-async function waitForPing(url: string, proc: Bun.Subprocess, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`the server exited with code ${proc.exitCode}`);
-    const ok = await fetch(`${url}/ping`).then((r) => r.status === 200, () => false);
-    if (ok) return;
-    await Bun.sleep(100);
-  }
-  throw new Error("the server did not answer /ping in time");
-}
-
-const post = (url: string, body: unknown) =>
-  fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 
 /** Every `data:` payload of a server-sent-event stream, read to its end. */
 async function readEvents(res: Response, onFirst: () => void): Promise<string[]> {

@@ -1,4 +1,5 @@
 // Server configuration: flags > OPTION_* environment > serving.properties, and every refusal names its source.
+import { availableParallelism } from "node:os";
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,6 +33,7 @@ describe("resolveServeOptions", () => {
       models: [], host: "0.0.0.0", port: 8080, enableLora: true, maxLoras: 8, maxCpuLoras: 64, maxLoraRank: 64,
       gpuMemoryUtilization: 0.9, maxRollingBatchSize: 64, maxNumBatchedTokens: 4096, dtype: "auto", tensorParallelDegree: 1,
       device: "auto", maxQueue: 1024, maxBodyBytes: 8 * 1024 * 1024, maxPromptBytes: 0, shutdownTimeoutSeconds: 30, stubModel: false,
+      tokenizerThreads: Math.max(1, Math.min(4, availableParallelism() - 1)),
       enableRuntimeLoraUpdating: false, allowedAdapterRoots: [], preloadAdapters: [], pinAdapters: [], adapterCacheMaxBytes: 20 * 2 ** 30,
     } satisfies ServeOptions);
     expect(warnings).toEqual([]);

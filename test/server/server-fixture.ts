@@ -1,5 +1,5 @@
 // A real server over the tiny-llama2 fixture on the CPU twin, on a random port.
-import { EngineService } from "../../src/engine/engine-service.ts";
+import { EngineService, type ServiceOptions } from "../../src/engine/engine-service.ts";
 import { loadModel, type LoadOptions } from "../../src/engine/load-model.ts";
 import { Metrics } from "../../src/engine/metrics.ts";
 import type { AdapterPolicy } from "../../src/server/adapter-policy.ts";
@@ -20,10 +20,10 @@ export interface FixtureServer {
   close(): Promise<void>;
 }
 
-export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes?: number; load?: Partial<LoadOptions>; adapterPolicy?: AdapterPolicy; resolver?: AdapterResolver } = {}): Promise<FixtureServer> {
+export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes?: number; load?: Partial<LoadOptions>; adapterPolicy?: AdapterPolicy; resolver?: AdapterResolver; service?: Partial<ServiceOptions> } = {}): Promise<FixtureServer> {
   const model = loadModel({ modelDir: modelDir(MODEL), adaptersDir: adaptersDir(MODEL), device: await cpuDevice(), maxSeqs: 64, ...opts.load });
   const metrics = new Metrics();
-  const service = new EngineService(model, { name: MODEL, maxQueue: opts.maxQueue ?? 256, metrics });
+  const service = new EngineService(model, { name: MODEL, maxQueue: opts.maxQueue ?? 256, metrics, ...opts.service });
   service.start();
   const registry = new ModelRegistry();
   registry.add(service);
