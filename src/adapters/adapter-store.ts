@@ -12,8 +12,8 @@ export class UnknownAdapterError extends Error {
 }
 
 export interface AdapterTierEvents {
-  /** An adapter was read from disk into host memory. */
-  loaded(name: string): void;
+  /** An adapter was read from disk into host memory, in `seconds`. */
+  loaded(name: string, seconds: number): void;
   /** An adapter was dropped from host memory. */
   evicted(name: string): void;
   /** A request found its adapter in host memory. */
@@ -157,7 +157,8 @@ export class AdapterStore {
   get(name: string): LoraAdapter {
     const cached = this.touch(name);
     if (cached) return cached;
-    return this.insert(name, loadLoraAdapter(this.dirOf(name), name, this.base, { maxLoraRank: this.maxLoraRank }));
+    const t0 = performance.now();
+    return this.insert(name, loadLoraAdapter(this.dirOf(name), name, this.base, { maxLoraRank: this.maxLoraRank }), t0);
   }
 
   /** The adapter in host memory; a miss loads it without blocking the event loop for long. */
@@ -167,8 +168,9 @@ export class AdapterStore {
     const pending = this.loading.get(name);
     if (pending) return pending;
     const dir = this.dirOf(name);
+    const t0 = performance.now();
     const promise = loadLoraAdapterAsync(dir, name, this.base, { maxLoraRank: this.maxLoraRank })
-      .then((adapter) => (this.dirs.get(name) === dir ? this.insert(name, adapter) : adapter))
+      .then((adapter) => (this.dirs.get(name) === dir ? this.insert(name, adapter, t0) : adapter))
       .finally(() => this.loading.delete(name));
     this.loading.set(name, promise);
     return promise;
@@ -182,9 +184,9 @@ export class AdapterStore {
     return cached;
   }
 
-  private insert(name: string, adapter: LoraAdapter): LoraAdapter {
+  private insert(name: string, adapter: LoraAdapter, startedAt: number): LoraAdapter {
     this.host.set(name, adapter);
-    this.events.loaded(name);
+    this.events.loaded(name, (performance.now() - startedAt) / 1000);
     this.shrink();
     return adapter;
   }

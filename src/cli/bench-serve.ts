@@ -13,7 +13,7 @@ import { CliError, intArg, numberArg } from "./args.ts";
 import { defaultModelDir } from "./default-model.ts";
 
 // serve options passed through to a started lora-serve (not --adapters: here it is a count)
-const PASSED = OPTION_DEFS.filter((d) => !["adapters", "host", "port"].includes(d.flag));
+const PASSED = OPTION_DEFS.filter((d) => !["adapters", "host", "port", "api-key"].includes(d.flag));
 
 const args: ArgsDef = {
   url: { type: "string", description: "Measure this OpenAI-compatible server (vLLM, SGLang, lora-serve) instead of starting one" },
@@ -36,7 +36,7 @@ const args: ArgsDef = {
   stop: { type: "string", description: "A stop string sent with every request (repeatable as a comma list)" },
   seed: { type: "string", description: "Workload seed (default 1)" },
   timeout: { type: "string", description: "Seconds before one request counts as failed (default 600)" },
-  "api-key": { type: "string", description: "Bearer token for --url" },
+  "api-key": { type: "string", description: "Bearer token the clients send (--url), or that the started lora-serve requires" },
   out: { type: "string", description: "Write the report as JSON here" },
   report: { type: "string", description: "Write a self-contained HTML page with charts here" },
 };
@@ -55,7 +55,7 @@ export const benchServeCommand = defineCommand({
       const v = a[d.flag];
       if (v === undefined || v === false) return [];
       return v === true ? [`--${d.flag}`] : [`--${d.flag}`, String(v)];
-    });
+    }).concat(a["api-key"] ? ["--api-key", String(a["api-key"])] : []);
     const options = {
       url: a.url as string | undefined, serveArgs, baseConfig: a.url ? undefined : await baseConfig(a),
       adapters: adapters.length > 0 ? adapters : [8], rates, concurrencies,

@@ -1,7 +1,7 @@
 // The model used when no --model is given: the tiny-llama2 test fixture (random weights, real
 // tokenizer) with two adapters, embedded in the executable and unpacked once to a cache folder.
 import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { cacheRoot } from "../config/cache-root.ts";
 import { dirname, join } from "node:path";
 import config from "../../test/fixtures/hf/models/tiny-llama2/config.json" with { type: "file" };
 import generationConfig from "../../test/fixtures/hf/models/tiny-llama2/generation_config.json" with { type: "file" };
@@ -25,11 +25,6 @@ const FILES = {
   "adapters/fr/adapter_config.json": frConfig,
   "adapters/fr/adapter_model.safetensors": frWeights,
 } as unknown as Record<string, string>;
-
-/** lora-serve's own cache folder: $XDG_CACHE_HOME/lora-serve, else ~/.cache/lora-serve. */
-export function cacheRoot(): string {
-  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "lora-serve");
-}
 
 /** The unpacked default model directory; its adapters are in `<dir>/adapters`. */
 export async function defaultModelDir(): Promise<string> {

@@ -23,9 +23,11 @@ import { NUMERIC_DTYPE_BYTES, type Device, type NumericDType } from "../native/d
 import { openDevice } from "../native/open-device.ts";
 import { AdapterResolver } from "../server/adapter-resolver.ts";
 import { startServer } from "../server/http.ts";
+import { sdNotify, startWatchdog } from "../server/systemd-notify.ts";
 import { ModelRegistry } from "../server/model-registry.ts";
 import { CliError } from "./args.ts";
-import { cacheRoot, defaultModelDir } from "./default-model.ts";
+import { cacheRoot } from "../config/cache-root.ts";
+import { defaultModelDir } from "./default-model.ts";
 
 const BLOCK_SIZE = 16;
 
@@ -128,7 +130,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       remote: o.enableRuntimeLoraUpdating || o.adapterSource !== undefined ? { cache: new DownloadCache(cacheDir, o.adapterCacheMaxBytes), limits: DEFAULT_DOWNLOAD_LIMITS } : undefined,
     };
     const resolver = o.adapterSource !== undefined ? new AdapterResolver(o.adapterSource, adapterPolicy.remote) : undefined;
-    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, adapterPolicy, resolver, log: (m) => log.info(m) });
+    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, adapterPolicy, resolver, apiKeys: o.apiKeys, log: (m) => log.info(m) });
   } catch (e) {
     for (const s of services) await s.stop();
     device.close();
@@ -137,7 +139,11 @@ export async function serve(o: ServeOptions): Promise<void> {
   }
   const names = services.map((s) => `${s.name} (adapters: ${listed(s.adapterNames())})`);
   const forward = o.stubModel ? " (forward pass stubbed out)" : "";
-  log.info(`lora-serve listening on ${server.url}; models: ${names.join("; ")}; device: ${device.kind}${forward}`);
+  const access = o.apiKeys.length > 0 ? `${o.apiKeys.length} API key${o.apiKeys.length > 1 ? "s" : ""} required` : "no API key required";
+  log.info(`lora-serve listening on ${server.url}; models: ${names.join("; ")}; device: ${device.kind}${forward}; bound to ${o.host}:${server.port}; ${access}`);
+
+  sdNotify(`READY=1\nSTATUS=serving ${names.length} model${names.length > 1 ? "s" : ""} on ${o.host}:${server.port}`);
+  const stopWatchdog = startWatchdog();
 
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -150,12 +156,14 @@ export async function serve(o: ServeOptions): Promise<void> {
   };
   const shutdown = async (signal: NodeJS.Signals) => {
     log.info(`${signal}: finishing requests in flight (up to ${o.shutdownTimeoutSeconds}s)`);
+    sdNotify(`STOPPING=1\nSTATUS=draining requests in flight`);
     server.stopAccepting();
     for (const s of services) s.beginShutdown();
     await Promise.all(services.map((s) => s.drain(o.shutdownTimeoutSeconds * 1000)));
     await server.stop();
     for (const s of services) await s.stop();
     device.close();
+    stopWatchdog();
     if (scratch) rmSync(scratch, { recursive: true, force: true });
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);

@@ -51,6 +51,8 @@ export interface ServeOptions {
   preloadAdapters: string[] | "all";
   /** Adapters kept in host memory and, once there, in a device slot (at most max_loras - 1). */
   pinAdapters: string[];
+  /** Bearer keys clients must send (empty: no key needed). */
+  apiKeys: string[];
 }
 
 /** One core stays with the event loop and the step loop. */
@@ -196,11 +198,13 @@ export const OPTION_DEFS: OptionDef[] = [
   opt("adapter_source", "adapterSource", str, undefined,
     "Load on first request: a request naming an unknown adapter fetches <source>/<name> (a folder or s3://bucket/prefix)"),
   opt("adapter_cache_dir", "adapterCacheDir", str, undefined,
-    "Where s3:// adapters download to (default: $XDG_CACHE_HOME or ~/.cache, under lora-serve/adapters)"),
+    "Where s3:// adapters download to (default: adapters/ in the cache folder: $CACHE_DIRECTORY, $XDG_CACHE_HOME/lora-serve, ~/.cache/lora-serve or $TMPDIR, the first writable)"),
   opt("adapter_cache_max_bytes", "adapterCacheMaxBytes", int(1), 20 * 2 ** 30, "Size cap of the adapter download cache (default 20 GiB)"),
   opt("preload_adapters", "preloadAdapters", (raw, source) => (str(raw, source) === "all" ? "all" : pathList(raw, source)), [],
     "Adapters to read into host memory at start: all, or comma-separated names"),
   opt("pin_adapters", "pinAdapters", pathList, [], "Comma-separated adapters to pin (host memory and a device slot; at most max_loras - 1)"),
+  opt("api_key", "apiKeys", pathList, [], "Comma-separated keys clients must send as Authorization: Bearer (default: none; /ping, /health, /metrics stay open)",
+    { env: ["OPTION_API_KEY", "VLLM_API_KEY"] }),
   opt("allowed_adapter_roots", "allowedAdapterRoots", pathList, [],
     "Comma-separated directories runtime-loaded adapters must lie under (default: the --adapters directory and the download cache)"),
 ];

@@ -39,6 +39,8 @@ interface RequestState {
   stops: StopStringMatcher | null;
   arrival: number;
   lastToken: number;
+  /** When it first joined the running batch (0: not yet). */
+  scheduledAt: number;
   seq: Sequence | null;
   done: boolean;
   /** This request's per-token metric series (label keys computed once). */
@@ -55,6 +57,7 @@ export class EngineService {
   private readonly engine: Engine;
   private readonly metrics: Metrics;
   private readonly tpot: { observe(value: number): void };
+  private readonly vllm: Record<"ttft" | "e2e" | "queue", { observe(value: number): void }>;
   private readonly states = new Set<RequestState>();
   private readonly bySeq = new Map<Sequence, RequestState>();
   /** Adapters being unloaded: refused to new requests while their accepted ones finish. */
@@ -74,8 +77,11 @@ export class EngineService {
     this.tokenizerPool = new TokenizerPool(model.tokenizer, opts.tokenizerThreads ?? 1);
     this.metrics = opts.metrics;
     this.tpot = opts.metrics.timePerOutputToken.series({ model: opts.name });
+    const m = opts.metrics, byName = { model_name: opts.name };
+    this.vllm = { ttft: m.vllmTimeToFirstToken.series(byName), e2e: m.vllmE2eLatency.series(byName), queue: m.vllmQueueTime.series(byName) };
     wireEngine(model, opts.metrics, opts.name, {
       token: (seq) => this.onToken(seq),
+      scheduled: (seq) => this.onScheduled(seq),
       failed: (seq, error) => this.onFailed(seq, error),
       waiting: () => this.loadingCount + this.engine.numWaiting,
     });
@@ -109,7 +115,7 @@ export class EngineService {
     const state: RequestState = {
       req, stream: new TokenStream(), detok: new IncrementalDetokenizer(this.model.tokenizer, { skipSpecialTokens: true }),
       stops: req.stop && req.stop.length > 0 ? new StopStringMatcher(req.stop) : null,
-      arrival: performance.now(), lastToken: 0, seq: null, done: false,
+      arrival: performance.now(), lastToken: 0, scheduledAt: 0, seq: null, done: false,
       generated: this.metrics.generationTokens.series({ model: this.name, adapter: req.adapter ?? "" }),
     };
     this.states.add(state);
@@ -251,13 +257,22 @@ export class EngineService {
     wake?.();
   }
 
+  private onScheduled(seq: Sequence): void {
+    const state = this.bySeq.get(seq);
+    if (!state || state.scheduledAt !== 0) return;
+    state.scheduledAt = performance.now();
+    this.vllm.queue.observe((state.scheduledAt - state.arrival) / 1000);
+  }
+
   private onToken(seq: Sequence): void {
     const state = this.bySeq.get(seq);
     if (!state) return;
     const token = seq.outputs[seq.outputs.length - 1];
     const now = performance.now();
-    if (seq.outputs.length === 1) this.metrics.timeToFirstToken.observe((now - state.arrival) / 1000, { model: this.name });
-    else this.tpot.observe((now - state.lastToken) / 1000);
+    if (seq.outputs.length === 1) {
+      this.metrics.timeToFirstToken.observe((now - state.arrival) / 1000, { model: this.name });
+      this.vllm.ttft.observe((now - state.arrival) / 1000);
+    } else this.tpot.observe((now - state.lastToken) / 1000);
     state.lastToken = now;
     state.generated.inc();
     let text = state.detok.push(token.id);
@@ -271,6 +286,7 @@ export class EngineService {
     state.stream.push({ token, text, finishReason: seq.finishReason });
     if (seq.finished) {
       this.metrics.requests.inc({ model: this.name, adapter: state.req.adapter ?? "", finish_reason: seq.finishReason! });
+      this.vllm.e2e.observe((now - state.arrival) / 1000);
       this.end(state, null);
     }
   }

@@ -29,8 +29,10 @@ export interface StepRunner {
 export interface EngineEvents {
   /** Called for each sampled token (streaming). */
   token(seq: Sequence): void;
-  /** An adapter was copied into a device slot (`replaced`: the idle adapter it displaced). */
-  slotLoaded(adapter: string, replaced: string | null): void;
+  /** An adapter was copied into a device slot in `seconds` (`replaced`: the idle adapter it displaced). */
+  slotLoaded(adapter: string, replaced: string | null, seconds: number): void;
+  /** The sequence joined the running batch (again, after a preemption). */
+  scheduled(seq: Sequence): void;
   slotHit(adapter: string): void;
   preempted(seq: Sequence): void;
   /** The sequence could not run (its adapter failed to load into a slot, or a batch failed with it alone). */
@@ -59,7 +61,7 @@ export class Engine {
   /** Steps each slot-starved waiting sequence has been passed over. */
   private readonly slotWait = new Map<Sequence, number>();
   private nextId = 0;
-  events: EngineEvents = { token() {}, slotLoaded() {}, slotHit() {}, preempted() {}, failed() {} };
+  events: EngineEvents = { token() {}, slotLoaded() {}, scheduled() {}, slotHit() {}, preempted() {}, failed() {} };
 
   constructor(readonly runner: StepRunner, readonly adapters: EngineAdapters, readonly maxModelLen: number) {
     this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize);
@@ -74,6 +76,16 @@ export class Engine {
 
   get numWaiting(): number {
     return this.waiting.size;
+  }
+
+  /** Adapters of the running sequences, each once. */
+  get runningAdapters(): string[] {
+    return [...new Set(this.running.flatMap((s) => (s.adapter === null ? [] : [s.adapter])))];
+  }
+
+  /** Adapters of the waiting sequences, each once. */
+  get waitingAdapters(): string[] {
+    return [...new Set(this.waiting.all().flatMap((s) => (s.adapter === null ? [] : [s.adapter])))];
   }
 
   get numRunning(): number {
@@ -241,6 +253,7 @@ export class Engine {
           continue;
         }
         if (got.load) {
+          const t0 = performance.now();
           try {
             this.runner.lora.load(got.slot, this.adapters.get(seq.adapter));
           } catch (e) {
@@ -250,7 +263,7 @@ export class Engine {
             this.fail(seq, e);
             continue;
           }
-          this.events.slotLoaded(seq.adapter, got.replaced);
+          this.events.slotLoaded(seq.adapter, got.replaced, (performance.now() - t0) / 1000);
         } else {
           this.events.slotHit(seq.adapter);
         }
@@ -260,6 +273,7 @@ export class Engine {
       this.blocks.ensure(seq, seq.length);
       this.waiting.take(seq);
       this.running.push(seq);
+      this.events.scheduled(seq);
       budget -= need;
     }
   }

@@ -1,102 +1,16 @@
-// Prometheus metrics: labelled counters, gauges read at scrape time, and histograms; rendered in
-// the text exposition format.
-
-type Labels = Record<string, string>;
-
-function labelKey(labels: Labels): string {
-  const parts = Object.entries(labels).sort(([a], [b]) => a.localeCompare(b));
-  return parts.map(([k, v]) => `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`).join(",");
-}
-
-function line(name: string, key: string, value: number): string {
-  return `${name}${key ? `{${key}}` : ""} ${Number.isFinite(value) ? value : value > 0 ? "+Inf" : "NaN"}`;
-}
-
-interface Metric {
-  render(): string[];
-}
-
-export class Counter implements Metric {
-  private readonly values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string) {}
-  inc(labels: Labels = {}, by = 1): void {
-    this.add(labelKey(labels), by);
-  }
-  /** One label set's series, its key computed once (for increments on every token). */
-  series(labels: Labels): { inc(by?: number): void } {
-    const key = labelKey(labels);
-    return { inc: (by = 1) => this.add(key, by) };
-  }
-  private add(key: string, by: number): void {
-    this.values.set(key, (this.values.get(key) ?? 0) + by);
-  }
-  get(labels: Labels = {}): number {
-    return this.values.get(labelKey(labels)) ?? 0;
-  }
-  render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    if (this.values.size === 0) out.push(line(this.name, "", 0));
-    for (const [key, v] of this.values) out.push(line(this.name, key, v));
-    return out;
-  }
-}
-
-export class Gauge implements Metric {
-  constructor(readonly name: string, readonly help: string, private readonly read: () => [Labels, number][]) {}
-  render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
-    for (const [labels, v] of this.read()) out.push(line(this.name, labelKey(labels), v));
-    return out;
-  }
-}
-
-interface HistogramSeries {
-  /** Observations in each bucket alone (cumulated when rendered); the last is +Inf's. */
-  counts: number[];
-  sum: number;
-  count: number;
-}
-
-export class Histogram implements Metric {
-  private readonly all = new Map<string, HistogramSeries>();
-  constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {}
-  observe(value: number, labels: Labels = {}): void {
-    this.record(this.seriesOf(labelKey(labels)), value);
-  }
-  /** One label set's series, found once (for observations on every token). */
-  series(labels: Labels): { observe(value: number): void } {
-    const s = this.seriesOf(labelKey(labels));
-    return { observe: (value) => this.record(s, value) };
-  }
-  count(labels: Labels = {}): number {
-    return this.all.get(labelKey(labels))?.count ?? 0;
-  }
-  private seriesOf(key: string): HistogramSeries {
-    let s = this.all.get(key);
-    if (!s) this.all.set(key, (s = { counts: new Array(this.buckets.length + 1).fill(0), sum: 0, count: 0 }));
-    return s;
-  }
-  private record(s: HistogramSeries, value: number): void {
-    let i = 0;
-    while (i < this.buckets.length && value > this.buckets[i]) i++;
-    s.counts[i]++;
-    s.sum += value;
-    s.count++;
-  }
-  render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    for (const [key, s] of this.all) {
-      const prefix = key ? `${key},` : "";
-      let cumulative = 0;
-      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket{${prefix}le="${b}"} ${(cumulative += s.counts[i])}`));
-      out.push(`${this.name}_bucket{${prefix}le="+Inf"} ${s.count}`);
-      out.push(line(`${this.name}_sum`, key, s.sum), line(`${this.name}_count`, key, s.count));
-    }
-    return out;
-  }
-}
+// Every metric the server exports, through prom-client: lora-serve's own series, and the vLLM names,
+// types and labels that routers built for vLLM read (the Kubernetes Gateway API Inference
+// Extension's model-server protocol: queue, running, KV use, LoRA adapters, latencies).
+import { Gauge, Registry } from "prom-client";
+import { CounterMetric, HistogramMetric, type Labels } from "./metric-types.ts";
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+// vLLM's own buckets, so dashboards built for it read these histograms unchanged
+const VLLM_TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
+const VLLM_REQUEST_BUCKETS = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
+const ADAPTER_LOAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export type AdapterTier = "gpu" | "cpu" | "disk";
 
 /** What each model's engine reports at scrape time. */
 export interface EngineSnapshot {
@@ -105,34 +19,62 @@ export interface EngineSnapshot {
   running: number;
   kvBlocksUsed: number;
   kvBlocksFree: number;
+  blockSize: number;
+  maxLoras: number;
   adaptersGpu: number;
   adaptersCpu: number;
   adaptersDisk: number;
+  runningAdapters: string[];
+  waitingAdapters: string[];
+  /** Every registered adapter, at the highest tier it has reached. */
+  adapters: { name: string; tier: AdapterTier; pinned: boolean }[];
 }
 
-/** Every metric the server exports; one registry per server. */
 export class Metrics {
-  private readonly all: Metric[] = [];
+  readonly registry = new Registry();
   private readonly engines: (() => EngineSnapshot)[] = [];
-  readonly requests = this.add(new Counter("lora_serve_requests_total", "Finished requests by model, adapter and finish reason"));
-  readonly promptTokens = this.add(new Counter("lora_serve_prompt_tokens_total", "Prompt tokens by model and adapter"));
-  readonly generationTokens = this.add(new Counter("lora_serve_generation_tokens_total", "Generated tokens by model and adapter"));
-  readonly timeToFirstToken = this.add(new Histogram("lora_serve_time_to_first_token_seconds", "Time from arrival to the first token", LATENCY_BUCKETS));
-  readonly timePerOutputToken = this.add(new Histogram("lora_serve_time_per_output_token_seconds", "Time between output tokens", LATENCY_BUCKETS));
-  readonly adapterLoads = this.add(new Counter("lora_serve_adapter_loads_total", "Adapter loads by model and tier (host: from disk, gpu: into a slot)"));
-  readonly adapterEvictions = this.add(new Counter("lora_serve_adapter_evictions_total", "Adapter evictions by model and tier"));
-  readonly adapterHits = this.add(new Counter("lora_serve_adapter_hits_total", "Requests whose adapter was already resident, by model and tier"));
-  readonly preemptions = this.add(new Counter("lora_serve_preemptions_total", "Sequences preempted (KV blocks freed, recomputed later) by model"));
+  private readonly counter = (name: string, help: string, labels: string[]) => new CounterMetric(this.registry, name, help, labels);
+  private readonly histogram = (name: string, help: string, labels: string[], buckets: number[]) => new HistogramMetric(this.registry, name, help, labels, buckets);
+
+  readonly requests = this.counter("lora_serve_requests_total", "Finished requests by model, adapter and finish reason", ["model", "adapter", "finish_reason"]);
+  readonly promptTokens = this.counter("lora_serve_prompt_tokens_total", "Prompt tokens by model and adapter", ["model", "adapter"]);
+  readonly generationTokens = this.counter("lora_serve_generation_tokens_total", "Generated tokens by model and adapter", ["model", "adapter"]);
+  readonly timeToFirstToken = this.histogram("lora_serve_time_to_first_token_seconds", "Time from arrival to the first token", ["model"], LATENCY_BUCKETS);
+  readonly timePerOutputToken = this.histogram("lora_serve_time_per_output_token_seconds", "Time between output tokens", ["model"], LATENCY_BUCKETS);
+  readonly adapterLoads = this.counter("lora_serve_adapter_loads_total", "Adapter loads by model and tier (cpu: from disk, gpu: into a slot)", ["model", "tier"]);
+  readonly adapterEvictions = this.counter("lora_serve_adapter_evictions_total", "Adapter evictions by model and tier", ["model", "tier"]);
+  readonly adapterHits = this.counter("lora_serve_adapter_hits_total", "Requests whose adapter was already resident, by model and tier", ["model", "tier"]);
+  readonly adapterLoadSeconds = this.histogram("lora_serve_adapter_load_seconds", "Time to load an adapter into a tier (cpu: read from disk, gpu: copied into a slot)", ["model", "tier"], ADAPTER_LOAD_BUCKETS);
+  readonly preemptions = this.counter("lora_serve_preemptions_total", "Sequences preempted (KV blocks freed, recomputed later) by model", ["model"]);
+  readonly vllmTimeToFirstToken = this.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", ["model_name"], VLLM_TTFT_BUCKETS);
+  readonly vllmE2eLatency = this.histogram("vllm:e2e_request_latency_seconds", "Histogram of end to end request latency in seconds.", ["model_name"], VLLM_REQUEST_BUCKETS);
+  readonly vllmQueueTime = this.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", ["model_name"], VLLM_REQUEST_BUCKETS);
 
   constructor() {
-    const gauge = (name: string, help: string, pick: (s: EngineSnapshot) => [Labels, number][]) =>
-      this.add(new Gauge(name, help, () => this.engines.flatMap((read) => pick(read()))));
-    gauge("lora_serve_queue_length", "Requests waiting to run (adapter loading included)", (s) => [[{ model: s.model }, s.waiting]]);
-    gauge("lora_serve_running_sequences", "Sequences in the running batch", (s) => [[{ model: s.model }, s.running]]);
-    gauge("lora_serve_kv_blocks", "KV cache blocks by state", (s) => [[{ model: s.model, state: "used" }, s.kvBlocksUsed], [{ model: s.model, state: "free" }, s.kvBlocksFree]]);
-    gauge("lora_serve_adapters", "Adapters per tier (gpu: in a device slot; cpu: in host memory; disk: registered)", (s) => [
+    const gauge = (name: string, help: string, labelNames: string[], pick: (s: EngineSnapshot) => [Labels, number][]) => {
+      const read = () => this.engines.flatMap((snapshot) => pick(snapshot()));
+      return new Gauge({ name, help, labelNames, registers: [this.registry], collect() {
+        this.reset();
+        for (const [labels, value] of read()) this.set(labels, value);
+      } });
+    };
+    gauge("lora_serve_queue_length", "Requests waiting to run (adapter loading included)", ["model"], (s) => [[{ model: s.model }, s.waiting]]);
+    gauge("lora_serve_running_sequences", "Sequences in the running batch", ["model"], (s) => [[{ model: s.model }, s.running]]);
+    gauge("lora_serve_kv_blocks", "KV cache blocks by state", ["model", "state"], (s) => [[{ model: s.model, state: "used" }, s.kvBlocksUsed], [{ model: s.model, state: "free" }, s.kvBlocksFree]]);
+    gauge("lora_serve_adapters", "Adapters per tier (gpu: in a device slot; cpu: in host memory; disk: registered)", ["model", "tier"], (s) => [
       [{ model: s.model, tier: "gpu" }, s.adaptersGpu], [{ model: s.model, tier: "cpu" }, s.adaptersCpu], [{ model: s.model, tier: "disk" }, s.adaptersDisk],
     ]);
+    gauge("lora_serve_adapter_residency", "1 for each registered adapter at the highest tier it is in (gpu, cpu or disk), with whether it is pinned",
+      ["model", "adapter", "tier", "pinned"], (s) => s.adapters.map((a) => [{ model: s.model, adapter: a.name, tier: a.tier, pinned: String(a.pinned) }, 1]));
+    gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", ["model_name"], (s) => [[{ model_name: s.model }, s.waiting]]);
+    gauge("vllm:num_requests_running", "Number of requests in model execution batches.", ["model_name"], (s) => [[{ model_name: s.model }, s.running]]);
+    gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", ["model_name"], (s) =>
+      [[{ model_name: s.model }, s.kvBlocksUsed / Math.max(1, s.kvBlocksUsed + s.kvBlocksFree)]]);
+    gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", ["model_name", "block_size", "num_gpu_blocks", "num_cpu_blocks", "enable_prefix_caching"], (s) =>
+      [[{ model_name: s.model, block_size: String(s.blockSize), num_gpu_blocks: String(s.kvBlocksUsed + s.kvBlocksFree), num_cpu_blocks: "0", enable_prefix_caching: "False" }, 1]]);
+    // vLLM's convention: the value is the time of the update; routers read the newest series
+    gauge("vllm:lora_requests_info", "Running stats on lora requests.", ["model_name", "max_lora", "running_lora_adapters", "waiting_lora_adapters"], (s) =>
+      [[{ model_name: s.model, max_lora: String(s.maxLoras), running_lora_adapters: s.runningAdapters.join(","), waiting_lora_adapters: s.waitingAdapters.join(",") }, Date.now() / 1000]]);
   }
 
   /** Adds a model's engine to the gauges. */
@@ -140,12 +82,11 @@ export class Metrics {
     this.engines.push(read);
   }
 
-  add<M extends Metric>(metric: M): M {
-    this.all.push(metric);
-    return metric;
+  render(): Promise<string> {
+    return this.registry.metrics();
   }
 
-  render(): string {
-    return this.all.flatMap((m) => m.render()).join("\n") + "\n";
+  get contentType(): string {
+    return this.registry.contentType;
   }
 }

@@ -6,6 +6,7 @@ import type { Sequence } from "./sequence.ts";
 
 export interface ServiceHooks {
   token(seq: Sequence): void;
+  scheduled(seq: Sequence): void;
   failed(seq: Sequence, error: unknown): void;
   /** Requests waiting (adapter loads included). */
   waiting(): number;
@@ -15,16 +16,21 @@ export function wireEngine(loaded: LoadedModel, m: Metrics, model: string, hooks
   const { engine, adapters } = loaded;
   engine.events = {
     token: hooks.token,
-    slotLoaded: (_, replaced) => {
+    slotLoaded: (_, replaced, seconds) => {
       m.adapterLoads.inc({ model, tier: "gpu" });
+      m.adapterLoadSeconds.observe(seconds, { model, tier: "gpu" });
       if (replaced !== null) m.adapterEvictions.inc({ model, tier: "gpu" });
     },
+    scheduled: hooks.scheduled,
     slotHit: () => m.adapterHits.inc({ model, tier: "gpu" }),
     preempted: () => m.preemptions.inc({ model }),
     failed: hooks.failed,
   };
   adapters.events = {
-    loaded: () => m.adapterLoads.inc({ model, tier: "cpu" }),
+    loaded: (_, seconds) => {
+      m.adapterLoads.inc({ model, tier: "cpu" });
+      m.adapterLoadSeconds.observe(seconds, { model, tier: "cpu" });
+    },
     evicted: () => m.adapterEvictions.inc({ model, tier: "cpu" }),
     hit: () => m.adapterHits.inc({ model, tier: "cpu" }),
   };
@@ -34,8 +40,16 @@ export function wireEngine(loaded: LoadedModel, m: Metrics, model: string, hooks
     running: engine.numRunning,
     kvBlocksUsed: engine.blocks.numBlocks - engine.blocks.freeBlocks,
     kvBlocksFree: engine.blocks.freeBlocks,
+    blockSize: engine.blocks.blockSize,
+    maxLoras: engine.slots.numSlots,
     adaptersGpu: engine.slots.occupied,
     adaptersCpu: adapters.hostCount,
     adaptersDisk: adapters.names().length,
+    runningAdapters: engine.runningAdapters,
+    waitingAdapters: engine.waitingAdapters,
+    adapters: adapters.names().map((name) => ({
+      name, pinned: adapters.isPinned(name),
+      tier: engine.slots.slotOfAdapter(name) !== undefined ? "gpu" : adapters.isLoaded(name) ? "cpu" : "disk",
+    })),
   }));
 }

@@ -2,7 +2,7 @@
 // executable (extracted once to a cache folder, since dlopen needs a real file), or build/.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cacheRoot } from "../config/cache-root.ts";
 import { dirname, join, resolve } from "node:path";
 
 export type BackendKind = "cpu" | "cuda";
@@ -27,7 +27,7 @@ export async function findLibrary(kind: BackendKind): Promise<string | undefined
 
 function extractEmbedded(file: string, bytes: Uint8Array): string {
   const digest = createHash("sha256").update(bytes).digest("hex").slice(0, 16);
-  const dir = join(process.env.XDG_CACHE_HOME ?? join(tmpdir()), `lora-serve-${digest}`);
+  const dir = join(cacheRoot(), `lib-${digest}`);
   const target = join(dir, file);
   if (existsSync(target)) return target;
   mkdirSync(dir, { recursive: true });

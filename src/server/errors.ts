@@ -59,7 +59,7 @@ export function classify(e: unknown, promptField = "prompt"): Classified {
 }
 
 const OPENAI_TYPES: Record<number, string> = {
-  400: "invalid_request_error", 403: "PermissionDeniedError", 404: "NotFoundError", 405: "invalid_request_error", 409: "conflict_error",
+  400: "invalid_request_error", 401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError", 405: "invalid_request_error", 409: "conflict_error",
   413: "invalid_request_error", 500: "InternalServerError", 503: "ServiceUnavailableError",
 };
 

@@ -5,6 +5,8 @@ import type { Metrics } from "../engine/metrics.ts";
 import { NO_RUNTIME_UPDATES, type AdapterPolicy } from "./adapter-policy.ts";
 import type { AdapterResolver } from "./adapter-resolver.ts";
 import { log as logger } from "../log.ts";
+import { VERSION } from "../version.ts";
+import { ApiKeys } from "./api-keys.ts";
 import { chatCompletions } from "./chat.ts";
 import { completions } from "./completions.ts";
 import { HttpError, badRequest, classify, errorResponse, type ErrorFormat } from "./errors.ts";
@@ -26,6 +28,8 @@ export interface ServerOptions {
   /** Load on first request (default: off). */
   resolver?: AdapterResolver;
   log?: (msg: string) => void;
+  /** Bearer keys required on every route but /ping, /health and /metrics (none: open). */
+  apiKeys?: readonly string[];
 }
 
 export interface RunningServer {
@@ -76,6 +80,7 @@ async function readJson(req: Request, maxBytes: number): Promise<JsonObject> {
 export function startServer(opts: ServerOptions): RunningServer {
   const log = opts.log ?? ((msg: string) => logger.info(msg));
   let accepting = true;
+  const apiKeys = new ApiKeys(opts.apiKeys ?? []);
   const health = () => (accepting ? new Response("", { status: 200 }) : new Response("", { status: 503, headers: { "Retry-After": String(SHUTDOWN_RETRY_AFTER_S) } }));
   const routes: Record<string, Route[]> = {
     "/v1/completions": [{ method: "POST", format: "openai", long: true, handler: completions }],
@@ -86,7 +91,8 @@ export function startServer(opts: ServerOptions): RunningServer {
     "/invocations": [{ method: "POST", format: "lmi", long: true, handler: invocations }],
     "/ping": [{ method: "GET", format: "lmi", always: true, handler: () => ping(accepting) }],
     "/health": [{ method: "GET", format: "openai", always: true, handler: health }],
-    "/metrics": [{ method: "GET", format: "openai", always: true, handler: () => new Response(opts.metrics.render(), { headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" } }) }],
+    "/version": [{ method: "GET", format: "openai", always: true, handler: () => Response.json({ version: VERSION }) }],
+    "/metrics": [{ method: "GET", format: "openai", always: true, handler: async () => new Response(await opts.metrics.render(), { headers: { "Content-Type": opts.metrics.contentType } }) }],
   };
   const promptField: Record<string, string> = { "/v1/chat/completions": "messages", "/invocations": "inputs" };
   // routes with path parameters, tried in order when no exact path matches
@@ -112,6 +118,10 @@ export function startServer(opts: ServerOptions): RunningServer {
     if (!route) {
       const allow = entries.map((r) => r.method).join(", ");
       return errorResponse(classify(new HttpError(405, `${req.method} is not allowed on ${path} (allowed: ${allow})`, null, { Allow: allow })), entries[0].format);
+    }
+    // health checks, metrics and the version (the `always` routes) stay open to load balancers and scrapers
+    if (!route.always && !apiKeys.allows(req.headers.get("authorization"))) {
+      return errorResponse(classify(new HttpError(401, "a valid API key is required: Authorization: Bearer <key>", null, { "WWW-Authenticate": "Bearer" })), route.format);
     }
     if (!accepting && !route.always) {
       return errorResponse(classify(new HttpError(503, "the server is shutting down", null, { "Retry-After": String(SHUTDOWN_RETRY_AFTER_S) })), route.format);

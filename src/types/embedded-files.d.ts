@@ -13,3 +13,9 @@ declare module "uplot/dist/uPlot.min.css" {
   const source: string;
   export default source;
 }
+
+// The systemd unit, imported `with { type: "text" }` by install-service.
+declare module "*.service" {
+  const text: string;
+  export default text;
+}

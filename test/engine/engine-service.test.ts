@@ -49,17 +49,17 @@ describe("EngineService", () => {
     }));
     await Promise.all(jobs);
     expect(jobs.length).toBe(52);
-    const gpuLoads = metrics.adapterLoads.get({ model: "tiny-llama2", tier: "gpu" });
+    const gpuLoads = (await metrics.adapterLoads.get({ model: "tiny-llama2", tier: "gpu" }));
     expect(gpuLoads).toBeGreaterThanOrEqual(12); // each of the 12 names went through a slot at least once
-    expect(metrics.adapterEvictions.get({ model: "tiny-llama2", tier: "gpu" })).toBe(gpuLoads - 2);
-    expect(metrics.adapterEvictions.get({ model: "tiny-llama2", tier: "cpu" })).toBeGreaterThanOrEqual(9);
+    expect((await metrics.adapterEvictions.get({ model: "tiny-llama2", tier: "gpu" }))).toBe(gpuLoads - 2);
+    expect((await metrics.adapterEvictions.get({ model: "tiny-llama2", tier: "cpu" }))).toBeGreaterThanOrEqual(9);
     // per tier, each request either found its adapter resident (a hit) or had it loaded; the host
     // tier loads at most once per request (requests that arrive during a load share it)
-    const cpu = { hits: metrics.adapterHits.get({ model: "tiny-llama2", tier: "cpu" }), loads: metrics.adapterLoads.get({ model: "tiny-llama2", tier: "cpu" }) };
+    const cpu = { hits: (await metrics.adapterHits.get({ model: "tiny-llama2", tier: "cpu" })), loads: (await metrics.adapterLoads.get({ model: "tiny-llama2", tier: "cpu" })) };
     expect(cpu.hits + cpu.loads).toBeLessThanOrEqual(48);
     expect(cpu.loads).toBeGreaterThanOrEqual(12);
-    expect(metrics.adapterHits.get({ model: "tiny-llama2", tier: "gpu" }) + gpuLoads).toBe(48); // the 48 adapter requests
-    const text = metrics.render();
+    expect((await metrics.adapterHits.get({ model: "tiny-llama2", tier: "gpu" })) + gpuLoads).toBe(48); // the 48 adapter requests
+    const text = (await metrics.render());
     expect(text).toMatch(/lora_serve_adapters\{model="tiny-llama2",tier="gpu"\} 2/);
     expect(text).toMatch(/lora_serve_adapters\{model="tiny-llama2",tier="cpu"\} 3/);
     expect(text).toMatch(/lora_serve_adapters\{model="tiny-llama2",tier="disk"\} 12/);
@@ -70,9 +70,9 @@ describe("EngineService", () => {
   test("tier hits count requests: the first request for an adapter loads it, the next ones hit in both tiers", async () => {
     const { svc, metrics } = await service({ maxLoras: 2, maxCpuLoras: 3 });
     for (let i = 0; i < 5; i++) await collect(svc.submit({ promptIds: [1, 450, 7483], adapter: "es", params: greedyParams(2) }));
-    const count = (tier: string) => [metrics.adapterLoads.get({ model: "tiny-llama2", tier }), metrics.adapterHits.get({ model: "tiny-llama2", tier })];
-    expect(count("cpu")).toEqual([1, 4]);
-    expect(count("gpu")).toEqual([1, 4]);
+    const count = async (tier: string) => [(await metrics.adapterLoads.get({ model: "tiny-llama2", tier })), (await metrics.adapterHits.get({ model: "tiny-llama2", tier }))];
+    expect(await count("cpu")).toEqual([1, 4]);
+    expect(await count("gpu")).toEqual([1, 4]);
     svc.stop();
   });
 
@@ -102,7 +102,7 @@ describe("EngineService", () => {
       for await (const _ of h.events) if (++seen === 3) controller.abort();
     })()).rejects.toThrow(/client went away/);
     expect(svc.inFlight).toBe(0);
-    expect(metrics.render()).toMatch(/lora_serve_kv_blocks\{model="tiny-llama2",state="used"\} 0/);
+    expect((await metrics.render())).toMatch(/lora_serve_kv_blocks\{model="tiny-llama2",state="used"\} 0/);
     await svc.unloadAdapter("es", { wait: false }); // nothing holds it any more
     svc.stop();
   });
@@ -176,7 +176,7 @@ describe("pinning", () => {
       }
     }
     // pinned-es came into a slot once and was never displaced; the other five shared one slot
-    expect(metrics.adapterLoads.get({ model: "tiny-llama2", tier: "gpu" })).toBe(1 + 6);
+    expect((await metrics.adapterLoads.get({ model: "tiny-llama2", tier: "gpu" }))).toBe(1 + 6);
     expect(svc.model.adapters.isLoaded("pinned-es")).toBe(true);
     svc.stop();
   });

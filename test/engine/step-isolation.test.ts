@@ -45,7 +45,7 @@ test("one poisoned prompt among eight fails alone; the other seven get all their
   const handles = prompts.map((promptIds, i) => svc.submit({ promptIds, adapter: i % 2 ? "es" : null, params: greedyParams(6) }));
   const results = await Promise.all(handles.map(outcome));
   results.forEach((r, i) => expect(r).toEqual(i === 5 ? { tokens: 0, error: "the kernel refused this batch" } : { tokens: 6 }));
-  expect(metrics.requests.get({ model: "tiny-llama2", adapter: "es", finish_reason: "error" })).toBe(1);
+  expect((await metrics.requests.get({ model: "tiny-llama2", adapter: "es", finish_reason: "error" }))).toBe(1);
   // and the service goes on serving
   expect(await outcome(svc.submit({ promptIds: [1, 2, 3], adapter: null, params: greedyParams(3) }))).toEqual({ tokens: 3 });
   svc.stop();

@@ -40,11 +40,11 @@ test("an unknown adapter in the source is fetched on first request and gives the
 });
 
 test("concurrent first requests for one adapter load it once", async () => {
-  const loads = () => s.metrics.adapterLoads.get({ model: MODEL, tier: "cpu" });
-  const before = loads();
+  const loads = async () => (await s.metrics.adapterLoads.get({ model: MODEL, tier: "cpu" }));
+  const before = await loads();
   const answers = await Promise.all(Array.from({ length: 6 }, () => greedy("tenant-b")));
   expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
-  expect(loads() - before).toBe(1);
+  expect((await loads()) - before).toBe(1);
 });
 
 test("names the source lacks or that leave it are 404, and the server keeps serving", async () => {

@@ -16,7 +16,7 @@ describe("client disconnects", () => {
     s = await startFixtureServer({ load: { maxSeqs: 4, kvCacheBytes: KvCache.blockBytes(config, 16, "F32") * Math.ceil(config.maxPositions / 16) } });
   });
   afterAll(() => s.close());
-  const aborts = (adapter: string) => s.metrics.requests.get({ model: MODEL, adapter, finish_reason: "abort" });
+  const aborts = async (adapter: string) => (await s.metrics.requests.get({ model: MODEL, adapter, finish_reason: "abort" }));
   const freeBlocks = () => s.service.model.engine.blocks.freeBlocks;
 
   for (const [route, body] of [
@@ -25,7 +25,7 @@ describe("client disconnects", () => {
     ["/invocations", { inputs: "hi", adapters: "es", stream: true, parameters: { max_new_tokens: 500, ignore_eos_token: true } }],
   ] as const) {
     test(`mid-stream on ${route}`, async () => {
-      const before = aborts("es");
+      const before = await aborts("es");
       const blocks = freeBlocks();
       const ac = new AbortController();
       const r = await s.post(route, body, { signal: ac.signal });
@@ -36,7 +36,7 @@ describe("client disconnects", () => {
       expect(s.service.inFlight).toBe(1);
       ac.abort();
       expect(await settled(s.service)).toBe(0);
-      expect(aborts("es")).toBe(before + 1);
+      expect(await aborts("es")).toBe(before + 1);
       expect(freeBlocks()).toBe(blocks);
       const next = await s.post("/v1/completions", { ...LONG, model: "es" });
       expect(next.status).toBe(200);
@@ -45,13 +45,13 @@ describe("client disconnects", () => {
   }
 
   test("while waiting for a non-streaming answer", async () => {
-    const before = aborts("");
+    const before = await aborts("");
     const ac = new AbortController();
     const pending = s.post("/v1/completions", { ...LONG, model: MODEL }, { signal: ac.signal }).catch((e) => e);
     for (let i = 0; i < 200 && s.service.inFlight === 0; i++) await Bun.sleep(2);
     ac.abort();
     expect(await pending).toBeInstanceOf(Error);
     expect(await settled(s.service)).toBe(0);
-    expect(aborts("")).toBe(before + 1);
+    expect(await aborts("")).toBe(before + 1);
   }, 60_000);
 });

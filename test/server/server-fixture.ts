@@ -20,7 +20,7 @@ export interface FixtureServer {
   close(): Promise<void>;
 }
 
-export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes?: number; load?: Partial<LoadOptions>; adapterPolicy?: AdapterPolicy; resolver?: AdapterResolver; service?: Partial<ServiceOptions> } = {}): Promise<FixtureServer> {
+export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes?: number; load?: Partial<LoadOptions>; adapterPolicy?: AdapterPolicy; resolver?: AdapterResolver; service?: Partial<ServiceOptions>; apiKeys?: string[] } = {}): Promise<FixtureServer> {
   const model = loadModel({ modelDir: modelDir(MODEL), adaptersDir: adaptersDir(MODEL), device: await cpuDevice(), maxSeqs: 64, ...opts.load });
   const metrics = new Metrics();
   const service = new EngineService(model, { name: MODEL, maxQueue: opts.maxQueue ?? 256, metrics, ...opts.service });
@@ -30,7 +30,7 @@ export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes
   const logs: string[] = [];
   const server = startServer({
     registry, metrics, host: "127.0.0.1", port: 0, maxBodyBytes: opts.maxBodyBytes ?? 1 << 20, log: (m) => logs.push(m),
-    adapterPolicy: opts.adapterPolicy ?? { runtimeUpdates: true, allowedRoots: ["/"] }, resolver: opts.resolver,
+    adapterPolicy: opts.adapterPolicy ?? { runtimeUpdates: true, allowedRoots: ["/"] }, resolver: opts.resolver, apiKeys: opts.apiKeys,
   });
   const url = server.url;
   return {

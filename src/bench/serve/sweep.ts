@@ -112,7 +112,7 @@ async function openTarget(o: SweepOptions, scratch: string | undefined, written:
     for (const name of written.slice(0, adapters)) symlinkSync(join(scratch!, "all", name), join(dir, name));
     args.push("--adapters", dir);
   }
-  return startLoraServe(args, { log: (line) => process.env.LORA_SERVE_BENCH_SERVER_LOG && o.log(`  server: ${line}`) });
+  return startLoraServe(args, { apiKey: o.workload.apiKey, log: (line) => process.env.LORA_SERVE_BENCH_SERVER_LOG && o.log(`  server: ${line}`) });
 }
 
 /** The point's adapters, most popular first: the synthetic ones, or the first n the URL lists (else its base). */

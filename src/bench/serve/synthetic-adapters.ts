@@ -19,6 +19,8 @@ export interface SyntheticAdapterSpec {
   ranks: number[];
   moduleSets: string[];
   seed?: number;
+  /** Weights are uniform in ±amplitude (default 0.02: outputs near the base model's, as trained adapters' are). */
+  amplitude?: number;
 }
 
 export function syntheticAdapterName(i: number): string {
@@ -37,7 +39,7 @@ export function writeSyntheticAdapters(dir: string, spec: SyntheticAdapterSpec):
     const out = join(dir, name);
     mkdirSync(out, { recursive: true });
     writeFileSync(join(out, "adapter_config.json"), JSON.stringify(peftConfig(rank, modules), null, 2));
-    writeFileSync(join(out, "adapter_model.safetensors"), encodeSafetensors(randomTensors(spec.config, rank, modules, (spec.seed ?? 1) * 100003 + i)));
+    writeFileSync(join(out, "adapter_model.safetensors"), encodeSafetensors(randomTensors(spec.config, rank, modules, (spec.seed ?? 1) * 100003 + i, spec.amplitude ?? 0.02)));
     names.push(name);
   }
   return names;
@@ -50,15 +52,14 @@ function peftConfig(rank: number, modules: readonly LoraModule[]) {
   };
 }
 
-// Small values (|w| < 0.02): outputs stay near the base model's, as trained adapters' do.
-function randomTensors(config: ModelConfig, rank: number, modules: readonly LoraModule[], seed: number): Record<string, TensorToWrite> {
+function randomTensors(config: ModelConfig, rank: number, modules: readonly LoraModule[], seed: number, amplitude: number): Record<string, TensorToWrite> {
   let s = seed >>> 0 || 1;
   // fp16, as most published adapters: half the disk and load bytes of fp32 (a 7B r16 q,k,v,o adapter is 34 MB)
   const fill = (n: number) => {
     const a = new Float16Array(n);
     for (let i = 0; i < n; i++) {
       s ^= s << 13, s ^= s >>> 17, s ^= s << 5;
-      a[i] = ((s >>> 0) / 2 ** 32 - 0.5) * 0.04;
+      a[i] = ((s >>> 0) / 2 ** 32 - 0.5) * 2 * amplitude;
     }
     return new Uint16Array(a.buffer);
   };

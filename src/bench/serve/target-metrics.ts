@@ -37,12 +37,11 @@ export async function scrapeTiers(url: string): Promise<Record<string, Omit<Tier
   const samples = parsePrometheus(text);
   const out: Record<string, Omit<TierCounters, "hitRate">> = {};
   const field = { lora_serve_adapter_loads_total: "loads", lora_serve_adapter_evictions_total: "evictions", lora_serve_adapter_hits_total: "hits" } as const;
-  let found = false;
+  // a lora-serve declares the counters even before any sample
+  const found = /^# TYPE lora_serve_adapter_loads_total counter$/m.test(text);
   for (const s of samples) {
     const key = field[s.name as keyof typeof field];
-    if (!key) continue;
-    found = true;
-    if (!s.labels.tier) continue;
+    if (!key || !s.labels.tier) continue;
     const tier = (out[s.labels.tier] ??= { loads: 0, evictions: 0, hits: 0 });
     tier[key] += s.value;
   }

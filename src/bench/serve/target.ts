@@ -7,6 +7,8 @@ export interface Target {
   url: string;
   /** Base model and adapter names the target lists in /v1/models. */
   models: { id: string; parent: string | null }[];
+  /** The server's process id where this program started it. */
+  pid?: number;
   stop(): Promise<void>;
 }
 
@@ -17,7 +19,7 @@ function serveCommand(args: string[]): string[] {
   return existsSync(MAIN) ? [process.execPath, MAIN, "serve", ...args] : [process.execPath, "serve", ...args];
 }
 
-export async function startLoraServe(args: string[], opts: { startTimeoutMs?: number; log?: (line: string) => void; env?: Record<string, string> } = {}): Promise<Target> {
+export async function startLoraServe(args: string[], opts: { startTimeoutMs?: number; log?: (line: string) => void; env?: Record<string, string>; apiKey?: string } = {}): Promise<Target> {
   const child = Bun.spawn(serveCommand(["--host", "127.0.0.1", "--port", "0", ...args]), {
     stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1", ...opts.env },
   });
@@ -58,7 +60,7 @@ export async function startLoraServe(args: string[], opts: { startTimeoutMs?: nu
     clearTimeout(timer);
   };
   try {
-    return { url, models: await listModels(url), stop };
+    return { url, models: await listModels(url, opts.apiKey), pid: child.pid, stop };
   } catch (e) {
     await stop();
     throw e;
