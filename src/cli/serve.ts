@@ -15,7 +15,7 @@ import { KvCache } from "../engine/kv-cache.ts";
 import { activationDtype, loadModel, loadStubModel } from "../engine/load-model.ts";
 import { Metrics } from "../engine/metrics.ts";
 import { MAX_TOP_LOGPROBS } from "../engine/sampling.ts";
-import { log } from "../log.ts";
+import { log, setLogFormat } from "../log.ts";
 import { readModelConfig, type ModelConfig } from "../model/config.ts";
 import { openCheckpoint } from "../model/safetensors.ts";
 import { syntheticConfig } from "../model/synthetic.ts";
@@ -23,6 +23,7 @@ import { NUMERIC_DTYPE_BYTES, type Device, type NumericDType } from "../native/d
 import { openDevice } from "../native/open-device.ts";
 import { AdapterResolver } from "../server/adapter-resolver.ts";
 import { startServer } from "../server/http.ts";
+import { startStatsLogger } from "../server/stats-logger.ts";
 import { sdNotify, startWatchdog } from "../server/systemd-notify.ts";
 import { ModelRegistry } from "../server/model-registry.ts";
 import { CliError } from "./args.ts";
@@ -69,6 +70,7 @@ function flagValues(parsed: Record<string, unknown>, rawArgs: string[]): Record<
 }
 
 export async function serve(o: ServeOptions): Promise<void> {
+  setLogFormat(o.logFormat);
   const embedded = o.models.length === 0;
   // a synthetic model takes its tokenizer from the embedded demo model's directory
   // downloads sit beside each other: models in <root>/models, adapters in <root>/adapters (or --adapter-cache-dir, whose parent is then the root)
@@ -114,7 +116,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       // a downloaded model is named as the client knows it (its repo id or URL), a local one by its folder
       const name = o.synthetic !== undefined ? basename(o.synthetic).replace(/\.json$/, "") : embedded ? "tiny-llama2"
         : isRemoteSource(o.models[i]) ? o.models[i].replace(/\/+$/, "") : basename(dir);
-      const service = new EngineService(model, { name, maxQueue: o.maxQueue, maxPromptBytes: o.maxPromptBytes, tokenizerThreads: o.tokenizerThreads, metrics });
+      const service = new EngineService(model, { name, maxQueue: o.maxQueue, maxPromptBytes: o.maxPromptBytes, tokenizerThreads: o.tokenizerThreads, logRequests: !o.disableLogRequests, metrics });
       registry.add(service);
       services.push(service);
       await preloadAndPin(service, o);
@@ -130,7 +132,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       remote: o.enableRuntimeLoraUpdating || o.adapterSource !== undefined ? { cache: new DownloadCache(cacheDir, o.adapterCacheMaxBytes), limits: DEFAULT_DOWNLOAD_LIMITS } : undefined,
     };
     const resolver = o.adapterSource !== undefined ? new AdapterResolver(o.adapterSource, adapterPolicy.remote) : undefined;
-    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, adapterPolicy, resolver, apiKeys: o.apiKeys, log: (m) => log.info(m) });
+    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, adapterPolicy, resolver, apiKeys: o.apiKeys, logRequests: !o.disableLogRequests, log: (m) => log.info(m) });
   } catch (e) {
     for (const s of services) await s.stop();
     device.close();
@@ -144,6 +146,7 @@ export async function serve(o: ServeOptions): Promise<void> {
 
   sdNotify(`READY=1\nSTATUS=serving ${names.length} model${names.length > 1 ? "s" : ""} on ${o.host}:${server.port}`);
   const stopWatchdog = startWatchdog();
+  const stopStats = startStatsLogger(services, o.logStatsInterval);
 
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -164,6 +167,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     for (const s of services) await s.stop();
     device.close();
     stopWatchdog();
+    stopStats();
     if (scratch) rmSync(scratch, { recursive: true, force: true });
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);

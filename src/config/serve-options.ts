@@ -3,7 +3,7 @@
 // One table defines every option; each source's name is derived from (or overrides) its snake name.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { log } from "../log.ts";
+import { log, type LogFormat } from "../log.ts";
 import { isRemoteSource } from "../sources/remote-source.ts";
 
 export type DType = "auto" | "fp16" | "bf16" | "fp32";
@@ -53,6 +53,11 @@ export interface ServeOptions {
   pinAdapters: string[];
   /** Bearer keys clients must send (empty: no key needed). */
   apiKeys: string[];
+  logFormat: LogFormat;
+  /** No line per request (vLLM's --disable-log-requests). */
+  disableLogRequests: boolean;
+  /** Seconds between stats lines while busy (0: none). */
+  logStatsInterval: number;
 }
 
 /** One core stays with the event loop and the step loop. */
@@ -205,6 +210,9 @@ export const OPTION_DEFS: OptionDef[] = [
   opt("pin_adapters", "pinAdapters", pathList, [], "Comma-separated adapters to pin (host memory and a device slot; at most max_loras - 1)"),
   opt("api_key", "apiKeys", pathList, [], "Comma-separated keys clients must send as Authorization: Bearer (default: none; /ping, /health, /metrics stay open)",
     { env: ["OPTION_API_KEY", "VLLM_API_KEY"] }),
+  opt("log_format", "logFormat", oneOf<LogFormat>({ text: "text", json: "json" }), "text", "text | json: one JSON object a line, for log shippers (default text)"),
+  opt("disable_log_requests", "disableLogRequests", bool, false, "No log line per request (by default one as each ends: id, adapter, tokens, TTFT, total, status)", { boolean: true }),
+  opt("log_stats_interval", "logStatsInterval", int(0), 10, "Seconds between stats lines while busy (default 10; 0: none)"),
   opt("allowed_adapter_roots", "allowedAdapterRoots", pathList, [],
     "Comma-separated directories runtime-loaded adapters must lie under (default: the --adapters directory and the download cache)"),
 ];

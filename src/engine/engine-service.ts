@@ -2,13 +2,13 @@
 // the step loop running between HTTP events, adapters loaded off the loop, metrics recorded.
 import { AdapterError } from "../adapters/peft-config.ts";
 import { UnknownAdapterError } from "../adapters/adapter-store.ts";
-import { log } from "../log.ts";
+import { log, logFields } from "../log.ts";
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
 import { TokenizerPool } from "../tokenizer/tokenizer-pool.ts";
 import type { Engine } from "./engine.ts";
 import type { LoadedModel } from "./load-model.ts";
 import type { SamplingParams } from "./sampling.ts";
-import type { Metrics } from "./metrics.ts";
+import type { EngineSnapshot, Metrics } from "./metrics.ts";
 import type { Sequence } from "./sequence.ts";
 import { wireEngine } from "./service-metrics.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
@@ -27,6 +27,8 @@ export interface ServiceOptions {
   maxPromptBytes?: number;
   /** Threads that tokenize long prompts (default 1; 0: on the event loop). */
   tokenizerThreads?: number;
+  /** A log line as each request ends (default off). */
+  logRequests?: boolean;
   metrics: Metrics;
 }
 
@@ -41,6 +43,8 @@ interface RequestState {
   lastToken: number;
   /** When it first joined the running batch (0: not yet). */
   scheduledAt: number;
+  firstTokenAt: number;
+  outputTokens: number;
   seq: Sequence | null;
   done: boolean;
   /** This request's per-token metric series (label keys computed once). */
@@ -63,6 +67,11 @@ export class EngineService {
   /** Adapters being unloaded: refused to new requests while their accepted ones finish. */
   private readonly draining = new Set<string>();
   private loadingCount = 0;
+  /** Queue, batch, KV cache and adapter tiers now (what /metrics reports). */
+  readonly snapshot: () => EngineSnapshot;
+  /** Tokens since start, for the periodic stats line. */
+  promptTokensTotal = 0;
+  generatedTokensTotal = 0;
   private accepting = true;
   private stopped = false;
   private looping = false;
@@ -79,7 +88,7 @@ export class EngineService {
     this.tpot = opts.metrics.timePerOutputToken.series({ model: opts.name });
     const m = opts.metrics, byName = { model_name: opts.name };
     this.vllm = { ttft: m.vllmTimeToFirstToken.series(byName), e2e: m.vllmE2eLatency.series(byName), queue: m.vllmQueueTime.series(byName) };
-    wireEngine(model, opts.metrics, opts.name, {
+    this.snapshot = wireEngine(model, opts.metrics, opts.name, {
       token: (seq) => this.onToken(seq),
       scheduled: (seq) => this.onScheduled(seq),
       failed: (seq, error) => this.onFailed(seq, error),
@@ -115,12 +124,13 @@ export class EngineService {
     const state: RequestState = {
       req, stream: new TokenStream(), detok: new IncrementalDetokenizer(this.model.tokenizer, { skipSpecialTokens: true }),
       stops: req.stop && req.stop.length > 0 ? new StopStringMatcher(req.stop) : null,
-      arrival: performance.now(), lastToken: 0, scheduledAt: 0, seq: null, done: false,
+      arrival: performance.now(), lastToken: 0, scheduledAt: 0, firstTokenAt: 0, outputTokens: 0, seq: null, done: false,
       generated: this.metrics.generationTokens.series({ model: this.name, adapter: req.adapter ?? "" }),
     };
     this.states.add(state);
     const labels = { model: this.name, adapter: req.adapter ?? "" };
     this.metrics.promptTokens.inc(labels, req.promptIds.length);
+    this.promptTokensTotal += req.promptIds.length;
     if (req.adapter !== null) {
       this.model.adapters.acquire(req.adapter);
       if (!this.model.adapters.request(req.adapter)) {
@@ -269,7 +279,10 @@ export class EngineService {
     if (!state) return;
     const token = seq.outputs[seq.outputs.length - 1];
     const now = performance.now();
+    state.outputTokens++;
+    this.generatedTokensTotal++;
     if (seq.outputs.length === 1) {
+      state.firstTokenAt = now;
       this.metrics.timeToFirstToken.observe((now - state.arrival) / 1000, { model: this.name });
       this.vllm.ttft.observe((now - state.arrival) / 1000);
     } else this.tpot.observe((now - state.lastToken) / 1000);
@@ -316,6 +329,18 @@ export class EngineService {
     this.states.delete(state);
     if (error === null) state.stream.close();
     else state.stream.fail(error);
+    this.logRequest(state, error);
     if (this.states.size === 0) for (const resolve of this.idle.splice(0)) resolve();
+  }
+
+  private logRequest(state: RequestState, error: unknown): void {
+    if (!this.opts.logRequests) return;
+    const now = performance.now();
+    const status = error === null ? state.seq?.finishReason ?? "stop" : error instanceof CancelledError ? "abort" : "error";
+    logFields("request", {
+      id: state.req.id ?? null, model: this.name, adapter: state.req.adapter, prompt_tokens: state.req.promptIds.length, output_tokens: state.outputTokens,
+      ttft_ms: state.firstTokenAt ? Math.round(state.firstTokenAt - state.arrival) : null, total_ms: Math.round(now - state.arrival), status,
+      ...(status === "error" ? { error: (error as Error)?.message ?? String(error) } : {}),
+    });
   }
 }

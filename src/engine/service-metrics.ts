@@ -1,7 +1,7 @@
 // The engine's and the adapter tiers' events as Prometheus series, and the gauges read at scrape
 // time; the events that concern requests (a token, a failure) go to the service.
 import type { LoadedModel } from "./load-model.ts";
-import type { Metrics } from "./metrics.ts";
+import type { EngineSnapshot, Metrics } from "./metrics.ts";
 import type { Sequence } from "./sequence.ts";
 
 export interface ServiceHooks {
@@ -12,7 +12,8 @@ export interface ServiceHooks {
   waiting(): number;
 }
 
-export function wireEngine(loaded: LoadedModel, m: Metrics, model: string, hooks: ServiceHooks): void {
+/** Wires the events to the metrics; returns what the engine reports at scrape time (also read by the stats line). */
+export function wireEngine(loaded: LoadedModel, m: Metrics, model: string, hooks: ServiceHooks): () => EngineSnapshot {
   const { engine, adapters } = loaded;
   engine.events = {
     token: hooks.token,
@@ -34,7 +35,7 @@ export function wireEngine(loaded: LoadedModel, m: Metrics, model: string, hooks
     evicted: () => m.adapterEvictions.inc({ model, tier: "cpu" }),
     hit: () => m.adapterHits.inc({ model, tier: "cpu" }),
   };
-  m.addEngine(() => ({
+  const snapshot = (): EngineSnapshot => ({
     model,
     waiting: hooks.waiting(),
     running: engine.numRunning,
@@ -51,5 +52,7 @@ export function wireEngine(loaded: LoadedModel, m: Metrics, model: string, hooks
       name, pinned: adapters.isPinned(name),
       tier: engine.slots.slotOfAdapter(name) !== undefined ? "gpu" : adapters.isLoaded(name) ? "cpu" : "disk",
     })),
-  }));
+  });
+  m.addEngine(snapshot);
+  return snapshot;
 }

@@ -2,6 +2,8 @@
 import type { SamplingParams } from "./sampling.ts";
 
 export interface GenerationRequest {
+  /** Names the request in the log (the HTTP request's X-Request-Id, with an index in a batch). */
+  id?: string;
   promptIds: number[];
   /** Adapter name, or null for the base model. */
   adapter: string | null;

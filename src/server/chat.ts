@@ -74,7 +74,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
   checkPromptBytes(service, messages.reduce((n, m) => n + Buffer.byteLength(m.content), 0), "messages");
   const promptIds = await encodePrompt(service, chat.render(messages, { addGenerationPrompt: true }), "messages", { addSpecialTokens: false });
   const params = samplingFor(service, common, maxTokens ?? defaultMaxTokens(service, promptIds.length), logprobs ? topLogprobs ?? 0 : 0);
-  const [started] = await startAll(service, [{ promptIds, adapter, params, stop: common.stop, signal: ctx.request.signal }]);
+  const [started] = await startAll(service, [{ id: ctx.requestId, promptIds, adapter, params, stop: common.stop, signal: ctx.request.signal }]);
   const base = { id: requestId("chatcmpl"), created: nowSeconds(), model: name };
   const lp = (events: StreamEvent[]) => (logprobs ? { content: events.map((e) => logprobEntry(tokenizer, e)) } : null);
 

@@ -90,8 +90,8 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   const echo = f.bool("echo") ?? false;
   const params = samplingFor(service, common, maxTokens, logprobs ?? 0);
   const prompts = await encodePrompts(service, given);
-  const started = await startAll(service, prompts.map((p) => ({
-    promptIds: p.ids, adapter, params: { ...params }, stop: common.stop, signal: ctx.request.signal,
+  const started = await startAll(service, prompts.map((p, i) => ({
+    id: prompts.length > 1 ? `${ctx.requestId}-${i}` : ctx.requestId, promptIds: p.ids, adapter, params: { ...params }, stop: common.stop, signal: ctx.request.signal,
   })));
   const echoText = (i: number) => (echo ? prompts[i].text ?? tokenizer.decode(prompts[i].ids) : "");
   const echoLogprobs = (i: number) => (echo ? promptLogprobs(tokenizer, prompts[i].ids) : emptyLogprobs());

@@ -4,7 +4,7 @@ import type { Server } from "bun";
 import type { Metrics } from "../engine/metrics.ts";
 import { NO_RUNTIME_UPDATES, type AdapterPolicy } from "./adapter-policy.ts";
 import type { AdapterResolver } from "./adapter-resolver.ts";
-import { log as logger } from "../log.ts";
+import { log as logger, logFields } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { ApiKeys } from "./api-keys.ts";
 import { chatCompletions } from "./chat.ts";
@@ -28,6 +28,8 @@ export interface ServerOptions {
   /** Load on first request (default: off). */
   resolver?: AdapterResolver;
   log?: (msg: string) => void;
+  /** A log line for each refused request (default off). */
+  logRequests?: boolean;
   /** Bearer keys required on every route but /ping, /health and /metrics (none: open). */
   apiKeys?: readonly string[];
 }
@@ -77,6 +79,12 @@ async function readJson(req: Request, maxBytes: number): Promise<JsonObject> {
   return body;
 }
 
+/** A client's X-Request-Id when it is a sane token (at most 128 of [A-Za-z0-9._:-]), else a fresh one. */
+function requestIdOf(req: Request): string {
+  const given = req.headers.get("x-request-id");
+  return given && /^[\w.:-]{1,128}$/.test(given) ? given : crypto.randomUUID();
+}
+
 export function startServer(opts: ServerOptions): RunningServer {
   const log = opts.log ?? ((msg: string) => logger.info(msg));
   let accepting = true;
@@ -108,6 +116,13 @@ export function startServer(opts: ServerOptions): RunningServer {
   }
 
   async function handle(req: Request, server: Server<undefined>): Promise<Response> {
+    const requestId = requestIdOf(req);
+    const res = await route(req, server, requestId);
+    res.headers.set("X-Request-Id", requestId);
+    return res;
+  }
+
+  async function route(req: Request, server: Server<undefined>, requestId: string): Promise<Response> {
     const path = new URL(req.url).pathname.replace(/(.)\/+$/, "$1");
     const format: ErrorFormat = path.startsWith("/v1/") ? "openai" : "lmi";
     const found = findRoutes(path);
@@ -131,12 +146,13 @@ export function startServer(opts: ServerOptions): RunningServer {
       const emptyBody = route.optionalBody && (req.headers.get("content-length") ?? "0") === "0" && !req.headers.get("transfer-encoding");
       const body = route.method === "POST" && !emptyBody ? await readJson(req, opts.maxBodyBytes) : {};
       const ctx: RouteContext = {
-        request: req, body, params: found!.params, registry: opts.registry, metrics: opts.metrics, adapterPolicy: opts.adapterPolicy ?? NO_RUNTIME_UPDATES, resolver: opts.resolver, log,
+        request: req, requestId, body, params: found!.params, registry: opts.registry, metrics: opts.metrics, adapterPolicy: opts.adapterPolicy ?? NO_RUNTIME_UPDATES, resolver: opts.resolver, log,
       };
       return await route.handler(ctx);
     } catch (e) {
       const c = classify(e, promptField[path]);
       if (c.unexpected) log(`${req.method} ${path} failed: ${(e as Error)?.stack ?? e}`);
+      if (opts.logRequests) logFields("refused", { id: requestId, method: req.method, path, status: c.status, error: c.message });
       return errorResponse(c, route.format);
     }
   }

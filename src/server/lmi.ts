@@ -125,7 +125,7 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
     return { r, p };
   });
   const reqs = await Promise.all(read.map(async ({ r, p }, i) => ({
-    r, p, req: { promptIds: await encodePrompt(r.service, inputs[i], "inputs"), adapter: r.adapter, params: p.params, stop: p.stop, signal: ctx.request.signal },
+    r, p, req: { id: single ? ctx.requestId : `${ctx.requestId}-${i}`, promptIds: await encodePrompt(r.service, inputs[i], "inputs"), adapter: r.adapter, params: p.params, stop: p.stop, signal: ctx.request.signal },
   })));
   const groups = new Map<EngineService, number[]>();
   reqs.forEach((x, i) => groups.set(x.r.service, [...(groups.get(x.r.service) ?? []), i]));

@@ -8,6 +8,8 @@ import type { ModelRegistry } from "./model-registry.ts";
 
 export interface RouteContext {
   request: Request;
+  /** The client's X-Request-Id, else one made up; echoed on the response and named in the log. */
+  requestId: string;
   /** The parsed JSON object (POST routes), else {}. */
   body: JsonObject;
   /** Path parameters of a pattern route (`/models/:model/adapters/:name`). */
