@@ -142,7 +142,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   const names = services.map((s) => `${s.name} (adapters: ${listed(s.adapterNames())})`);
   const forward = o.stubModel ? " (forward pass stubbed out)" : "";
   const access = o.apiKeys.length > 0 ? `${o.apiKeys.length} API key${o.apiKeys.length > 1 ? "s" : ""} required` : "no API key required";
-  log.info(`lora-serve listening on ${server.url}; models: ${names.join("; ")}; device: ${device.kind}${forward}; bound to ${o.host}:${server.port}; ${access}`);
+  log.info(`lora-serve listening on ${server.url}; models: ${names.join("; ")}; device: ${device.kind} (${basename(device.libraryPath)})${forward}; bound to ${o.host}:${server.port}; ${access}`);
 
   sdNotify(`READY=1\nSTATUS=serving ${names.length} model${names.length > 1 ? "s" : ""} on ${o.host}:${server.port}`);
   const stopWatchdog = startWatchdog();

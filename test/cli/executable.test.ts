@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { cpuLibraryStems } from "../../src/native/library-path.ts";
 import { freePort, postJson, waitForPing } from "../helpers/server-process.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -60,6 +61,8 @@ describe("dist/lora-serve", () => {
       expect(await proc.exited).toBe(0);
     }
     const logged = await output;
+    // the portable build of the twin this processor runs best (test/native/library-path.test.ts covers the choice)
+    expect(logged).toContain(`device: cpu (${cpuLibraryStems()[0]}.so)`);
     expect(logged).not.toContain("tokenizer thread failed");
     expect(logged).toContain(`cache folder ${join(home, ".cache", "lora-serve")} (${join(notADir, "cache", "lora-serve")} not writable)`);
     expect(existsSync(join(home, ".cache", "lora-serve", "default-model-v1", "model.safetensors"))).toBe(true);
