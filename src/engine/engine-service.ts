@@ -2,13 +2,14 @@
 // the step loop running between HTTP events, adapters loaded off the loop, metrics recorded.
 import { AdapterError } from "../adapters/peft-config.ts";
 import { UnknownAdapterError } from "../adapters/adapter-store.ts";
-import { log, logFields } from "../log.ts";
+import { log } from "../log.ts";
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
 import { TokenizerPool } from "../tokenizer/tokenizer-pool.ts";
 import type { Engine } from "./engine.ts";
 import type { LoadedModel } from "./load-model.ts";
 import type { SamplingParams } from "./sampling.ts";
 import type { EngineSnapshot, Metrics } from "./metrics.ts";
+import { ServiceTelemetry, type RequestTelemetry } from "./request-telemetry.ts";
 import type { Sequence } from "./sequence.ts";
 import { wireEngine } from "./service-metrics.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
@@ -39,16 +40,9 @@ interface RequestState {
   stream: TokenStream<StreamEvent>;
   detok: IncrementalDetokenizer;
   stops: StopStringMatcher | null;
-  arrival: number;
-  lastToken: number;
-  /** When it first joined the running batch (0: not yet). */
-  scheduledAt: number;
-  firstTokenAt: number;
-  outputTokens: number;
+  telemetry: RequestTelemetry;
   seq: Sequence | null;
   done: boolean;
-  /** This request's per-token metric series (label keys computed once). */
-  generated: { inc(by?: number): void };
 }
 
 export class EngineService {
@@ -59,9 +53,8 @@ export class EngineService {
   /** Tokenizes prompt text, long texts off the event loop. */
   readonly tokenizerPool: TokenizerPool;
   private readonly engine: Engine;
-  private readonly metrics: Metrics;
-  private readonly tpot: { observe(value: number): void };
-  private readonly vllm: Record<"ttft" | "e2e" | "queue", { observe(value: number): void }>;
+  /** Metrics, token totals and log lines per request. */
+  readonly telemetry: ServiceTelemetry;
   private readonly states = new Set<RequestState>();
   private readonly bySeq = new Map<Sequence, RequestState>();
   /** Adapters being unloaded: refused to new requests while their accepted ones finish. */
@@ -69,9 +62,6 @@ export class EngineService {
   private loadingCount = 0;
   /** Queue, batch, KV cache and adapter tiers now (what /metrics reports). */
   readonly snapshot: () => EngineSnapshot;
-  /** Tokens since start, for the periodic stats line. */
-  promptTokensTotal = 0;
-  generatedTokensTotal = 0;
   private accepting = true;
   private stopped = false;
   private looping = false;
@@ -84,13 +74,10 @@ export class EngineService {
     this.maxModelLen = this.engine.maxModelLen;
     this.maxPromptBytes = opts.maxPromptBytes || this.maxModelLen * model.tokenizer.maxTokenBytes;
     this.tokenizerPool = new TokenizerPool(model.tokenizer, opts.tokenizerThreads ?? 1);
-    this.metrics = opts.metrics;
-    this.tpot = opts.metrics.timePerOutputToken.series({ model: opts.name });
-    const m = opts.metrics, byName = { model_name: opts.name };
-    this.vllm = { ttft: m.vllmTimeToFirstToken.series(byName), e2e: m.vllmE2eLatency.series(byName), queue: m.vllmQueueTime.series(byName) };
+    this.telemetry = new ServiceTelemetry(opts.metrics, opts.name, opts.logRequests ?? false);
     this.snapshot = wireEngine(model, opts.metrics, opts.name, {
       token: (seq) => this.onToken(seq),
-      scheduled: (seq) => this.onScheduled(seq),
+      scheduled: (seq) => this.bySeq.get(seq)?.telemetry.scheduled(),
       failed: (seq, error) => this.onFailed(seq, error),
       waiting: () => this.loadingCount + this.engine.numWaiting,
     });
@@ -124,13 +111,9 @@ export class EngineService {
     const state: RequestState = {
       req, stream: new TokenStream(), detok: new IncrementalDetokenizer(this.model.tokenizer, { skipSpecialTokens: true }),
       stops: req.stop && req.stop.length > 0 ? new StopStringMatcher(req.stop) : null,
-      arrival: performance.now(), lastToken: 0, scheduledAt: 0, firstTokenAt: 0, outputTokens: 0, seq: null, done: false,
-      generated: this.metrics.generationTokens.series({ model: this.name, adapter: req.adapter ?? "" }),
+      telemetry: this.telemetry.begin(req), seq: null, done: false,
     };
     this.states.add(state);
-    const labels = { model: this.name, adapter: req.adapter ?? "" };
-    this.metrics.promptTokens.inc(labels, req.promptIds.length);
-    this.promptTokensTotal += req.promptIds.length;
     if (req.adapter !== null) {
       this.model.adapters.acquire(req.adapter);
       if (!this.model.adapters.request(req.adapter)) {
@@ -267,27 +250,11 @@ export class EngineService {
     wake?.();
   }
 
-  private onScheduled(seq: Sequence): void {
-    const state = this.bySeq.get(seq);
-    if (!state || state.scheduledAt !== 0) return;
-    state.scheduledAt = performance.now();
-    this.vllm.queue.observe((state.scheduledAt - state.arrival) / 1000);
-  }
-
   private onToken(seq: Sequence): void {
     const state = this.bySeq.get(seq);
     if (!state) return;
     const token = seq.outputs[seq.outputs.length - 1];
-    const now = performance.now();
-    state.outputTokens++;
-    this.generatedTokensTotal++;
-    if (seq.outputs.length === 1) {
-      state.firstTokenAt = now;
-      this.metrics.timeToFirstToken.observe((now - state.arrival) / 1000, { model: this.name });
-      this.vllm.ttft.observe((now - state.arrival) / 1000);
-    } else this.tpot.observe((now - state.lastToken) / 1000);
-    state.lastToken = now;
-    state.generated.inc();
+    state.telemetry.token();
     let text = state.detok.push(token.id);
     if (seq.finished) text += state.detok.flush();
     if (state.stops && seq.mayStop) {
@@ -297,11 +264,7 @@ export class EngineService {
       else if (seq.finished) text += state.stops.flush();
     }
     state.stream.push({ token, text, finishReason: seq.finishReason });
-    if (seq.finished) {
-      this.metrics.requests.inc({ model: this.name, adapter: state.req.adapter ?? "", finish_reason: seq.finishReason! });
-      this.vllm.e2e.observe((now - state.arrival) / 1000);
-      this.end(state, null);
-    }
+    if (seq.finished) this.end(state, null);
   }
 
   // the engine could not run this request (and only this one): it ends with the error
@@ -309,14 +272,12 @@ export class EngineService {
     const state = this.bySeq.get(seq);
     log.error(`${this.name}: a request for ${seq.adapter === null ? "the base model" : `adapter "${seq.adapter}"`} failed alone: ${(error as Error)?.message ?? error}`);
     if (!state) return;
-    this.metrics.requests.inc({ model: this.name, adapter: state.req.adapter ?? "", finish_reason: "error" });
     this.end(state, error);
   }
 
   private cancel(state: RequestState, error: unknown): void {
     if (state.done) return;
     if (state.seq) this.engine.abort(state.seq);
-    this.metrics.requests.inc({ model: this.name, adapter: state.req.adapter ?? "", finish_reason: "abort" });
     this.end(state, error);
   }
 
@@ -329,18 +290,8 @@ export class EngineService {
     this.states.delete(state);
     if (error === null) state.stream.close();
     else state.stream.fail(error);
-    this.logRequest(state, error);
-    if (this.states.size === 0) for (const resolve of this.idle.splice(0)) resolve();
-  }
-
-  private logRequest(state: RequestState, error: unknown): void {
-    if (!this.opts.logRequests) return;
-    const now = performance.now();
     const status = error === null ? state.seq?.finishReason ?? "stop" : error instanceof CancelledError ? "abort" : "error";
-    logFields("request", {
-      id: state.req.id ?? null, model: this.name, adapter: state.req.adapter, prompt_tokens: state.req.promptIds.length, output_tokens: state.outputTokens,
-      ttft_ms: state.firstTokenAt ? Math.round(state.firstTokenAt - state.arrival) : null, total_ms: Math.round(now - state.arrival), status,
-      ...(status === "error" ? { error: (error as Error)?.message ?? String(error) } : {}),
-    });
+    state.telemetry.ended(status, error);
+    if (this.states.size === 0) for (const resolve of this.idle.splice(0)) resolve();
   }
 }

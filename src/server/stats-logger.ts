@@ -7,11 +7,11 @@ import { logFields } from "../log.ts";
 /** Starts the periodic line (`intervalSeconds` 0: never); returns a stop function. */
 export function startStatsLogger(services: EngineService[], intervalSeconds: number): () => void {
   if (intervalSeconds <= 0) return () => {};
-  const last = new Map(services.map((s) => [s, { prompt: s.promptTokensTotal, generated: s.generatedTokensTotal }]));
+  const last = new Map(services.map((s) => [s, { prompt: s.telemetry.promptTokens, generated: s.telemetry.generatedTokens }]));
   const timer = setInterval(() => {
     for (const s of services) {
       const before = last.get(s)!;
-      const now = { prompt: s.promptTokensTotal, generated: s.generatedTokensTotal };
+      const now = { prompt: s.telemetry.promptTokens, generated: s.telemetry.generatedTokens };
       last.set(s, now);
       const snap = s.snapshot();
       if (now.prompt === before.prompt && now.generated === before.generated && s.inFlight === 0) continue;
