@@ -103,3 +103,22 @@ describe("lora-serve serve", () => {
     expect(usage.stdout.toString() + usage.stderr.toString()).toContain("serve");
   });
 });
+
+describe("lora-serve with no command", () => {
+  test("serves when LMI configuration is in the environment, as a container entrypoint; prints usage otherwise", async () => {
+    const port = freePort();
+    const proc = Bun.spawn([process.execPath, MAIN], { env: { ...ENV, OPTION_PORT: String(port), OPTION_DEVICE: "cpu" }, stdout: "pipe", stderr: "pipe" });
+    try {
+      await waitForPing(`http://127.0.0.1:${port}`, proc);
+      const r = await post(`http://127.0.0.1:${port}/v1/completions`, { model: "es", prompt: "Hello", max_tokens: 2 });
+      expect(r.status).toBe(200);
+    } finally {
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+    }
+    const bare = Object.fromEntries(Object.entries(ENV).filter(([k]) => !/^(OPTION|SAGEMAKER)_/.test(k)));
+    const usage = Bun.spawnSync([process.execPath, MAIN], { env: bare, cwd: mkdtempSync(join(tmpdir(), "lora-serve-no-config-")) });
+    expect(usage.exitCode).toBe(0);
+    expect(usage.stdout.toString() + usage.stderr.toString()).toContain("USAGE");
+  }, 60_000);
+});
