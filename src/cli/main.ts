@@ -1,7 +1,8 @@
 #!/usr/bin/env bun
 // lora-serve: one entry point, one file per command; errors end with a message and exit code 1.
 import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
-import { OPTION_DEFS, readServingProperties } from "../config/serve-options.ts";
+import { readServingProperties } from "../config/config-sources.ts";
+import { OPTION_DEFS } from "../config/serve-options.ts";
 import { log } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { benchCommand } from "./bench.ts";

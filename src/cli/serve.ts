@@ -1,7 +1,7 @@
 // `lora-serve serve`: load the base models (and their adapters) and answer HTTP until SIGTERM /
 // SIGINT, then finish the requests in flight and exit 0. Options: flags > OPTION_* > serving.properties.
 import { defineCommand, type ArgsDef } from "citty";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { LORA_MODULES, moduleShape } from "../model/lora-modules.ts";
@@ -9,7 +9,8 @@ import { DownloadCache } from "../sources/download-cache.ts";
 import { localModelDir } from "../sources/fetch-model.ts";
 import { DEFAULT_DOWNLOAD_LIMITS, isRemoteSource } from "../sources/remote-source.ts";
 import { extractAdaptersTarball } from "../adapters/tarball.ts";
-import { isTarball, OPTION_DEFS, readServingProperties, resolveServeOptions, type ServeOptions } from "../config/serve-options.ts";
+import { readServingProperties } from "../config/config-sources.ts";
+import { isTarball, OPTION_DEFS, resolveServeOptions, type ServeOptions } from "../config/serve-options.ts";
 import { EngineService } from "../engine/engine-service.ts";
 import { KvCache } from "../engine/kv-cache.ts";
 import { activationDtype, loadModel, loadStubModel } from "../engine/load-model.ts";
@@ -90,11 +91,14 @@ export async function serve(o: ServeOptions): Promise<void> {
   }
   // without --adapters, LMI's layout: <model>/adapters (the embedded demo model has es and fr there)
   const adaptersFor = (dir: string): string | undefined => {
-    if (!o.enableLora) return undefined;
-    if (adapters !== undefined) return adapters;
+    if (adapters !== undefined) return o.enableLora ? adapters : undefined;
     if (synthetic) return undefined; // the demo's adapters fit the demo model, not this shape
     const nested = join(dir, "adapters");
-    return existsSync(nested) && statSync(nested).isDirectory() ? nested : undefined;
+    if (!existsSync(nested) || !statSync(nested).isDirectory()) return undefined;
+    if (o.enableLora) return nested;
+    const skipped = readdirSync(nested).filter((n) => existsSync(join(nested, n, "adapter_config.json"))).length;
+    if (skipped > 0) log.warn(`${skipped} adapter${skipped > 1 ? "s" : ""} in ${nested} not served: LoRA is off (--enable-lora / OPTION_ENABLE_LORA=true serves them)`);
+    return undefined;
   };
 
   const device = await openDevice(o.device);
@@ -142,7 +146,8 @@ export async function serve(o: ServeOptions): Promise<void> {
   const names = services.map((s) => `${s.name} (adapters: ${listed(s.adapterNames())})`);
   const forward = o.stubModel ? " (forward pass stubbed out)" : "";
   const access = o.apiKeys.length > 0 ? `${o.apiKeys.length} API key${o.apiKeys.length > 1 ? "s" : ""} required` : "no API key required";
-  log.info(`lora-serve listening on ${server.url}; models: ${names.join("; ")}; device: ${device.kind} (${basename(device.libraryPath)})${forward}; bound to ${o.host}:${server.port}; ${access}`);
+  const lora = o.enableLora ? `; max_loras ${o.maxLoras}, max_cpu_loras ${o.maxCpuLoras}, max_lora_rank ${o.maxLoraRank}` : "; LoRA off";
+  log.info(`lora-serve listening on ${server.url}; models: ${names.join("; ")}; device: ${device.kind} (${basename(device.libraryPath)})${forward}${lora}; bound to ${o.host}:${server.port}; ${access}`);
 
   sdNotify(`READY=1\nSTATUS=serving ${names.length} model${names.length > 1 ? "s" : ""} on ${o.host}:${server.port}`);
   const stopWatchdog = startWatchdog();

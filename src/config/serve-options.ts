@@ -1,7 +1,9 @@
 // The server's configuration from three sources, as SageMaker LMI reads it: command-line flags
 // win over `OPTION_*` environment variables, which win over `option.*` lines of serving.properties.
 // One table defines every option; each source's name is derived from (or overrides) its snake name.
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
+import { lookup, parseProperties, type Properties, type Raw } from "./config-sources.ts";
+import { isLmiConfigured, LMI_DEFAULTS, notHonoured } from "./lmi-settings.ts";
 import { availableParallelism } from "node:os";
 import { log, type LogFormat } from "../log.ts";
 import { isRemoteSource } from "../sources/remote-source.ts";
@@ -69,7 +71,6 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-type Raw = string | boolean;
 type Parse<T> = (raw: Raw, source: string) => T;
 
 export interface OptionDef {
@@ -176,9 +177,9 @@ export const OPTION_DEFS: OptionDef[] = [
     { env: ["SAGEMAKER_BIND_TO_PORT", "OPTION_PORT"] }),
   opt("enable_lora", "enableLora", bool, (o: Partial<ServeOptions>) => o.adapters !== undefined || o.models!.length === 0,
     "Serve LoRA adapters (default: when adapters are given, or for the embedded demo model)", { boolean: true }),
-  opt("max_loras", "maxLoras", int(1), 8, "Adapters resident on the device at once (default 8)"),
-  opt("max_cpu_loras", "maxCpuLoras", int(1), 64, "Adapters kept in host memory (default 64)"),
-  opt("max_lora_rank", "maxLoraRank", int(1), 64, "Largest adapter rank accepted (default 64)"),
+  opt("max_loras", "maxLoras", int(1), 8, "Adapters resident on the device at once (default 8; 4 under an LMI configuration)"),
+  opt("max_cpu_loras", "maxCpuLoras", int(1), 64, "Adapters kept in host memory (default 64; max_loras under an LMI configuration)"),
+  opt("max_lora_rank", "maxLoraRank", int(1), 64, "Largest adapter rank accepted (default 64; 16 under an LMI configuration)"),
   opt("gpu_memory_utilization", "gpuMemoryUtilization", fraction, 0.9, "Share of free GPU memory to use (default 0.9)"),
   opt("max_rolling_batch_size", "maxRollingBatchSize", int(1), 64, "Sequences in one step (default 64)"),
   opt("max_num_batched_tokens", "maxNumBatchedTokens", int(1), 4096, "Tokens in one step (default 4096)"),
@@ -217,46 +218,21 @@ export const OPTION_DEFS: OptionDef[] = [
     "Comma-separated directories runtime-loaded adapters must lie under (default: the --adapters directory and the download cache)"),
 ];
 
-// Keys LMI configurations commonly carry that this server has no use for: accepted silently.
-const IGNORED_PROPERTIES = new Set(["engine"]);
-
-// ---- sources ----
-
-/** `key=value` lines; `#` / `!` start comments; whitespace is trimmed. */
-export function parseProperties(text: string): Map<string, { value: string; line: number }> {
-  const out = new Map<string, { value: string; line: number }>();
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#") || line.startsWith("!")) return;
-    const eq = line.indexOf("=");
-    if (eq <= 0) throw new ConfigError(`serving.properties line ${i + 1}: expected key=value, got ${JSON.stringify(line)}`);
-    out.set(line.slice(0, eq).trim(), { value: line.slice(eq + 1).trim(), line: i + 1 });
-  });
-  return out;
-}
-
 export function resolveServeOptions(
   flags: Record<string, string | boolean | undefined>,
   env: Record<string, string | undefined>,
   propertiesText?: string,
   warn: (msg: string) => void = (m) => log.warn(m),
 ): ServeOptions {
-  const props = propertiesText === undefined ? new Map() : parseProperties(propertiesText);
-  const knownProps = new Set([...IGNORED_PROPERTIES, ...OPTION_DEFS.flatMap((d) => d.property)]);
-  for (const key of props.keys()) {
-    if (!knownProps.has(key)) warn(`serving.properties: ignoring unknown key "${key}"`);
-  }
-  const knownEnv = new Set(OPTION_DEFS.flatMap((d) => d.env));
-  for (const key of Object.keys(env)) {
-    if (key.startsWith("OPTION_") && env[key] !== undefined && !knownEnv.has(key)) warn(`ignoring unknown environment variable ${key}`);
-  }
-
+  const props: Properties = propertiesText === undefined ? new Map() : parseProperties(propertiesText);
+  const ignored = notHonoured(OPTION_DEFS, env, props);
+  if (ignored.length > 0) warn(`settings this server does not honour, ignored: ${ignored.join(", ")}`);
+  const lmi = isLmiConfigured(OPTION_DEFS, env, props);
   const out: Partial<ServeOptions> = {};
   for (const def of OPTION_DEFS) {
     const found = lookup(def, flags, env, props);
-    const value = found
-      ? def.parse(found.raw, found.source)
-      : typeof def.default === "function" ? def.default(out) : def.default;
+    const fallback = lmi && def.key in LMI_DEFAULTS ? LMI_DEFAULTS[def.key] : def.default;
+    const value = found ? def.parse(found.raw, found.source) : typeof fallback === "function" ? fallback(out) : fallback;
     if (value !== undefined) (out as Record<string, unknown>)[def.key] = value;
   }
   const o = out as ServeOptions;
@@ -267,35 +243,4 @@ export function resolveServeOptions(
     throw new ConfigError(`max_num_batched_tokens (${o.maxNumBatchedTokens}) must be at least max_rolling_batch_size (${o.maxRollingBatchSize})`);
   }
   return o;
-}
-
-function lookup(
-  def: OptionDef,
-  flags: Record<string, string | boolean | undefined>,
-  env: Record<string, string | undefined>,
-  props: Map<string, { value: string; line: number }>,
-): { raw: Raw; source: string } | undefined {
-  const flag = flags[def.flag];
-  if (flag !== undefined) return { raw: flag, source: `--${def.flag}` };
-  for (const name of def.env) {
-    const v = env[name];
-    if (v !== undefined) return { raw: v, source: name };
-  }
-  for (const name of def.property) {
-    const p = props.get(name);
-    if (p) return { raw: p.value, source: `serving.properties ${name} (line ${p.line})` };
-  }
-  return undefined;
-}
-
-/** The text of `path`, else of ./serving.properties, else of /opt/ml/model/serving.properties; undefined if none exists. */
-export function readServingProperties(path?: string): string | undefined {
-  if (path !== undefined) {
-    if (!existsSync(path)) throw new ConfigError(`--properties: ${JSON.stringify(path)} does not exist`);
-    return readFileSync(path, "utf8");
-  }
-  for (const candidate of ["serving.properties", "/opt/ml/model/serving.properties"]) {
-    if (existsSync(candidate) && statSync(candidate).isFile()) return readFileSync(candidate, "utf8");
-  }
-  return undefined;
 }

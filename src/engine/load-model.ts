@@ -70,8 +70,8 @@ export function loadModel(opts: LoadOptions): LoadedModel<ModelRunner> {
 
 /** The same model with its forward pass stubbed out (instant, fixed tokens): the host path alone. */
 export function loadStubModel(opts: LoadOptions): LoadedModel<StubRunner> {
-  // twenty distinct tokens under the Llama-2 tokenizer: each names its successor in the text
-  const text = " The quick brown fox jumps over a lazy dog, then sleeps on the mat.";
+  // nineteen distinct tokens under the Llama-2 tokenizer: each names its successor in the text
+  const text = "The quick brown fox jumps over a lazy dog, then sleeps on the mat.";
   return assemble(opts, (config, _, runnerOpts, tokenizer) => new StubRunner(config, runnerOpts, tokenizer.encode(text, { addSpecialTokens: false })));
 }
 

@@ -1,6 +1,7 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { withTransformersPipeline } from "./transformers-pipeline.ts";
 
 /** Model types that @huggingface/tokenizers implements (it has no WordLevel). */
 const SUPPORTED_MODEL_TYPES = new Set(["BPE", "Unigram", "WordPiece"]);
@@ -43,9 +44,9 @@ function readJson(path: string, what: string): JsonObject {
 }
 
 /**
- * A HF `tokenizer.json` tokenizer. encode/decode follow the Rust `tokenizers` library (the
- * fixtures' oracle), not `transformers`' slow-tokenizer quirks: no legacy Llama prefix-space
- * rewrite and no `clean_up_tokenization_spaces` on decode (lossy, and it would break streaming).
+ * A HF `tokenizer.json` tokenizer. encode gives the ids transformers' AutoTokenizer gives (for the
+ * Llama family its own pre-tokenizer: transformers-pipeline.ts); decode follows the Rust
+ * `tokenizers` library, without `clean_up_tokenization_spaces` (lossy, and it would break streaming).
  * One known difference from Rust: an invalid run of byte-fallback tokens decodes with WHATWG
  * replacement (`[C3 A9 F0]` -> "é\uFFFD") where Rust gives one U+FFFD per byte of the whole run
  * ("\uFFFD\uFFFD\uFFFD"). WHATWG's is prefix-stable, which exact streaming relies on.
@@ -88,7 +89,7 @@ export class TextTokenizer {
       );
     }
     // The library requires every pipeline key; Rust tokenizers allows them to be absent.
-    const full: JsonObject = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...tj };
+    const full = withTransformersPipeline({ normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...tj }, tokenizerConfig as JsonObject);
     try {
       const definition = { tokenizerJson, config: tokenizerConfig, source };
       return new TextTokenizer(new Tokenizer(full, tokenizerConfig), tokenizerConfig as JsonObject, definition);

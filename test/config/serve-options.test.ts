@@ -4,7 +4,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, parseProperties, readServingProperties, resolveServeOptions, type ServeOptions } from "../../src/config/serve-options.ts";
+import { parseProperties, readServingProperties } from "../../src/config/config-sources.ts";
+import { ConfigError, resolveServeOptions, type ServeOptions } from "../../src/config/serve-options.ts";
 import { modelDir } from "../helpers/fixtures.ts";
 
 const MODEL = modelDir("tiny-llama2");
@@ -129,11 +130,8 @@ describe("serving.properties", () => {
     expect(options.maxLoras).toBe(3);
     expect(options.dtype).toBe("fp16");
     expect(options.models).toEqual([MODEL]);
-    expect(warnings).toEqual([
-      'serving.properties: ignoring unknown key "option.rolling_batch"',
-      'serving.properties: ignoring unknown key "minWorkers"',
-      'serving.properties: ignoring unknown key "option.url"',
-    ]);
+    // engine=Python and rolling_batch=vllm need nothing from this server; the others are named, in one line
+    expect(warnings).toEqual(["settings this server does not honour, ignored: minWorkers=1, option.url=a=b"]);
     expect(parseProperties("a = b=c \r\n").get("a")).toEqual({ value: "b=c", line: 1 });
   });
 
@@ -141,8 +139,11 @@ describe("serving.properties", () => {
     expect(error({}, {}, "option.max_loras=2\njust words")).toBe('serving.properties line 2: expected key=value, got "just words"');
   });
 
-  test("unknown OPTION_ variables are warned about", () => {
-    expect(resolve({}, { OPTION_ROLLING_BATCH: "vllm", PATH: "/bin" }).warnings).toEqual(["ignoring unknown environment variable OPTION_ROLLING_BATCH"]);
+  test("OPTION_ variables it cannot honour are named in one line; settled values are not", () => {
+    expect(resolve({}, { OPTION_ROLLING_BATCH: "lmi-dist", OPTION_TRUST_REMOTE_CODE: "false", PATH: "/bin" }).warnings).toEqual([]);
+    expect(resolve({}, { OPTION_ROLLING_BATCH: "disable", OPTION_TRUST_REMOTE_CODE: "true", OPTION_ENTRYPOINT: "x.py" }).warnings).toEqual([
+      "settings this server does not honour, ignored: OPTION_ROLLING_BATCH=disable, OPTION_TRUST_REMOTE_CODE=true, OPTION_ENTRYPOINT=x.py",
+    ]);
   });
 
   test("readServingProperties reads the given file, or nothing when none exists", () => {
@@ -152,3 +153,28 @@ describe("serving.properties", () => {
     expect(() => readServingProperties(file + ".missing")).toThrow(/--properties: ".*missing" does not exist/);
   });
 });
+
+describe("LMI defaults", () => {
+  test("an LMI-configured start takes LMI's defaults: max_loras 4, max_cpu_loras = max_loras, max_lora_rank 16", () => {
+    expect(pick(resolve({}, { OPTION_PORT: "8080" }).options)).toEqual({ maxLoras: 4, maxCpuLoras: 4, maxLoraRank: 16 });
+    expect(pick(resolve({}, { OPTION_MAX_LORAS: "6" }).options)).toEqual({ maxLoras: 6, maxCpuLoras: 6, maxLoraRank: 16 });
+    expect(pick(resolve({}, {}, "option.max_lora_rank=32").options)).toEqual({ maxLoras: 4, maxCpuLoras: 4, maxLoraRank: 32 });
+    // a command-line start keeps the flag defaults
+    expect(pick(resolve({ port: "8080" }).options)).toEqual({ maxLoras: 8, maxCpuLoras: 64, maxLoraRank: 64 });
+  });
+
+  test("the seed's own environment (max_cpu_loras 4 without max_loras) starts", () => {
+    const seed = {
+      OPTION_MODEL_ID: MODEL, OPTION_TRUST_REMOTE_CODE: "true", OPTION_ROLLING_BATCH: "lmi-dist", OPTION_MAX_ROLLING_BATCH_SIZE: "16",
+      OPTION_DTYPE: "fp16", OPTION_ENABLE_LORA: "true", OPTION_GPU_MEMORY_UTILIZATION: "0.9", OPTION_MAX_LORA_RANK: "64", OPTION_MAX_CPU_LORAS: "4",
+      OPTION_TENSOR_PARALLEL_DEGREE: "1",
+    };
+    const { options, warnings } = resolve({}, seed);
+    expect(pick(options)).toEqual({ maxLoras: 4, maxCpuLoras: 4, maxLoraRank: 64 });
+    expect(warnings).toEqual(["settings this server does not honour, ignored: OPTION_TRUST_REMOTE_CODE=true"]);
+  });
+});
+
+function pick(o: ServeOptions) {
+  return { maxLoras: o.maxLoras, maxCpuLoras: o.maxCpuLoras, maxLoraRank: o.maxLoraRank };
+}

@@ -7,20 +7,23 @@ import { TextTokenizer } from "../../src/tokenizer/tokenizer.ts";
 const HF = join(import.meta.dir, "../fixtures/hf");
 const modelDir = (name: string) => join(HF, "models", name);
 const label = (text: string) => JSON.stringify(text.length > 40 ? text.slice(0, 40) + "…" : text);
-interface EncodeCase { text: string; ids_with_special: number[]; ids: number[]; decoded: string; decoded_skip_special: string }
+interface EncodeCase { text: string; ids_with_special: number[]; ids: number[]; decoded: string; decoded_skip_special: string; hf_ids_with_special: number[] }
 const encodeCases: Record<string, EncodeCase[]> = JSON.parse(readFileSync(join(HF, "tokenizer/encode.json"), "utf8"));
 const ENCODE_MODELS = { llama2: "tiny-llama2", llama3: "tiny-llama3" };
 const loaded = new Map<string, TextTokenizer>();
 const loadTokenizer = (model: string) => loaded.get(model) ?? loaded.set(model, TextTokenizer.fromModelDir(modelDir(model))).get(model)!;
 
 for (const [name, model] of Object.entries(ENCODE_MODELS)) {
-  describe(`${name} tokenizer matches Rust tokenizers`, () => {
+  // encode as transformers' AutoTokenizer (hf_ids_with_special; without special tokens, the same
+  // less the BOS the post-processor adds); decode as the Rust library, on its own ids
+  describe(`${name} tokenizer: transformers' ids, Rust's text`, () => {
     const tok = loadTokenizer(model);
     for (const c of encodeCases[name]) {
       test(label(c.text), () => {
-        expect(tok.encode(c.text)).toEqual(c.ids_with_special);
-        expect(tok.encode(c.text, { addSpecialTokens: true })).toEqual(c.ids_with_special);
-        expect(tok.encode(c.text, { addSpecialTokens: false })).toEqual(c.ids);
+        expect(tok.encode(c.text)).toEqual(c.hf_ids_with_special);
+        expect(tok.encode(c.text, { addSpecialTokens: true })).toEqual(c.hf_ids_with_special);
+        expect(c.hf_ids_with_special[0]).toBe(c.ids_with_special[0]); // the BOS
+        expect(tok.encode(c.text, { addSpecialTokens: false })).toEqual(c.hf_ids_with_special.slice(1));
         expect(tok.decode(c.ids_with_special)).toBe(c.decoded);
         expect(tok.decode(c.ids_with_special, { skipSpecialTokens: true })).toBe(c.decoded_skip_special);
       });
@@ -111,5 +114,34 @@ describe("TextTokenizer load errors", () => {
     const t = TextTokenizer.fromModelDir(dirWith(good));
     expect(t.encode("Hello world")).toEqual([1, 22557, 1526]);
     expect(t.bosToken).toBeUndefined();
+  });
+});
+
+describe("transformers' prepend scheme for Llama-family tokenizers", () => {
+  const dir = join(HF, "models", "tiny-llama2");
+  const json = JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8"));
+  const config = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"));
+  const withConfig = (extra: object) => TextTokenizer.fromJson(json, { ...config, ...extra });
+  const id = (t: TextTokenizer, token: string) => t.tokenToId(token)!;
+
+  test("legacy (the fixture's config): every section gets its ▁ unless it has one", () => {
+    const t = withConfig({});
+    expect(t.encode("Hi</s>yes", { addSpecialTokens: false })).toEqual([id(t, "▁Hi"), 2, id(t, "▁yes")]);
+  });
+
+  test("legacy: false prepends only to the first section", () => {
+    const t = withConfig({ legacy: false });
+    expect(t.encode("Hi</s>yes", { addSpecialTokens: false })).toEqual([id(t, "▁Hi"), 2, id(t, "yes")]);
+  });
+
+  test("add_prefix_space: false prepends nothing", () => {
+    const t = withConfig({ add_prefix_space: false });
+    expect(t.encode("Hi", { addSpecialTokens: false })).toEqual([id(t, "Hi")]);
+    expect(t.encode(" Hi", { addSpecialTokens: false })).toEqual([id(t, "▁Hi")]);
+  });
+
+  test("a tokenizer class transformers does not rebuild keeps tokenizer.json's pipeline", () => {
+    const t = withConfig({ tokenizer_class: "PreTrainedTokenizerFast" });
+    expect(t.encode(" Hi", { addSpecialTokens: false })).toEqual([id(t, "▁"), id(t, "▁Hi")]);
   });
 });
