@@ -23,7 +23,7 @@ CUDA_HDR := cuda/loracuda.h cuda/host_allocations.h cuda/linear_then.h $(wildcar
 
 HAVE_DRIVER := $(shell test -e /proc/driver/nvidia/version && echo yes)
 CUDA_HERE := $(and $(NVCC),$(HAVE_DRIVER))
-ifeq ($(CUDA_HERE),)
+ifeq ($(CUDA_HERE)$(filter-out all,$(MAKECMDGOALS)),)
   $(info lora-serve: $(if $(NVCC),no NVIDIA driver here,no nvcc here): building the CPU library only ($(if $(NVCC),make cuda builds libloracuda.so anyway,install the CUDA toolkit for libloracuda.so)))
 endif
 

@@ -165,6 +165,14 @@ lc_status lc_ctx_create(int32_t device, lc_ctx **out) {
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {
     cudaGetLastError();  // reset the runtime's last error
+    // the static runtime reports a missing driver as "insufficient": tell the two apart
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    if (driver == 0) return lc::fail(nullptr, LC_ERR_NO_DEVICE, "lc_ctx_create: no NVIDIA driver found");
+    if (err == cudaErrorInsufficientDriver)
+      return lc::fail(nullptr, LC_ERR_NO_DEVICE, "lc_ctx_create: the NVIDIA driver supports CUDA %d.%d, this build needs %d.%d",
+                      driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
     return lc::fail(nullptr, LC_ERR_NO_DEVICE, "lc_ctx_create: no usable CUDA device (%s)",
                     err != cudaSuccess ? cudaGetErrorString(err) : "cudaGetDeviceCount found 0 devices");
   }

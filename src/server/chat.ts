@@ -11,7 +11,7 @@ import type { RouteContext } from "./route.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import { streamResponse } from "./stream.ts";
 
-function readMessages(v: unknown): ChatMessage[] {
+export function readMessages(v: unknown): ChatMessage[] {
   if (!Array.isArray(v) || v.length === 0) throw badRequest("messages must be a non-empty list of messages", "messages");
   return v.map((m, i) => {
     const at = `messages[${i}]`;

@@ -14,6 +14,7 @@ import { isObject, type JsonObject } from "./fields.ts";
 import { invocations, ping } from "./lmi.ts";
 import type { ModelRegistry } from "./model-registry.ts";
 import { listModels, loadAdapter, unloadAdapter } from "./openai.ts";
+import { detokenize, retrieveModel, tokenize } from "./vllm-routes.ts";
 import { ADAPTER_ROUTE_PATTERNS } from "./lmi-adapters.ts";
 import type { Route, RouteContext } from "./route.ts";
 
@@ -97,6 +98,8 @@ export function startServer(opts: ServerOptions): RunningServer {
     "/v1/load_lora_adapter": [{ method: "POST", format: "openai", long: true, handler: loadAdapter }],
     "/v1/unload_lora_adapter": [{ method: "POST", format: "openai", long: true, handler: unloadAdapter }],
     "/invocations": [{ method: "POST", format: "lmi", long: true, handler: invocations }],
+    "/tokenize": [{ method: "POST", format: "openai", handler: tokenize }],
+    "/detokenize": [{ method: "POST", format: "openai", handler: detokenize }],
     "/ping": [{ method: "GET", format: "lmi", always: true, handler: () => ping(accepting) }],
     "/health": [{ method: "GET", format: "openai", always: true, handler: health }],
     "/version": [{ method: "GET", format: "openai", always: true, handler: () => Response.json({ version: VERSION }) }],
@@ -104,7 +107,9 @@ export function startServer(opts: ServerOptions): RunningServer {
   };
   const promptField: Record<string, string> = { "/v1/chat/completions": "messages", "/invocations": "inputs" };
   // routes with path parameters, tried in order when no exact path matches
-  const patterns = ADAPTER_ROUTE_PATTERNS.map(({ pattern, routes }) => ({ pattern: new RegExp(`^${pattern.replace(/:(\w+)/g, "(?<$1>[^/]+)")}$`), routes }));
+  // `:name` is one path segment, `:name*` the rest of the path (a Hub model id holds a slash)
+  const patterns = [...ADAPTER_ROUTE_PATTERNS, { pattern: "/v1/models/:id*", routes: [{ method: "GET", format: "openai", handler: retrieveModel } as Route] }]
+    .map(({ pattern, routes }) => ({ pattern: new RegExp(`^${pattern.replace(/:(\w+)(\*?)/g, (_, name, rest) => `(?<${name}>${rest ? ".+" : "[^/]+"})`)}$`), routes }));
 
   function findRoutes(path: string): { entries: Route[]; params: Record<string, string> } | undefined {
     if (routes[path]) return { entries: routes[path], params: {} };

@@ -5,6 +5,7 @@
 import type { EngineService, StreamEvent } from "../engine/engine-service.ts";
 import { randomSeed, type SamplingParams } from "../engine/sampling.ts";
 import { chatCompletions } from "./chat.ts";
+import { chatBodyWithParameters } from "./lmi-chat-params.ts";
 import { HttpError, badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
 import { collectAll, startAll, type Collected, type Started } from "./generation.ts";
@@ -59,6 +60,8 @@ function readParams(service: EngineService, p: Fields | undefined): { params: Sa
   const seed = get.int("seed");
   const ignoreEos = get.bool("ignore_eos_token") ?? false;
   get.unsupported("repetition_penalty", (v) => v === 1);
+  // prefill tokens need the prompt's log-probabilities, which the engine does not compute yet
+  get.unsupported("decoder_input_details", (v) => v === false);
   const g = service.model.generation;
   return {
     params: {
@@ -82,12 +85,13 @@ function finishReason(e: StreamEvent | undefined, params: SamplingParams): strin
   return !params.ignoreEos && params.stopTokenIds.includes(e.token.id) ? "eos_token" : "stop_sequence";
 }
 
-function details(input: string, events: StreamEvent[], params: SamplingParams) {
+function details(service: EngineService, input: string, events: StreamEvent[], params: SamplingParams) {
+  const tokenizer = service.model.tokenizer;
   return {
     finish_reason: finishReason(events[events.length - 1], params),
     generated_tokens: events.length,
     inputs: input,
-    tokens: events.map((e) => ({ id: e.token.id, text: e.text, log_prob: e.token.logprob })),
+    tokens: events.map((e) => ({ id: e.token.id, text: e.text, log_prob: e.token.logprob, special: tokenizer.isSpecial(e.token.id) })),
   };
 }
 
@@ -97,7 +101,8 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
   const model = f.str("model");
   if (f.has("messages")) {
     const adapter = f.str("adapters") ?? header;
-    return chatCompletions(ctx, { resolved: await resolve(ctx, adapter, model), format: "lmi", sse: false });
+    const resolved = await resolve(ctx, adapter, model);
+    return chatCompletions({ ...ctx, body: chatBodyWithParameters(ctx.body) }, { resolved, format: "lmi", sse: false });
   }
   const raw = f.raw("inputs");
   const single = typeof raw === "string";
@@ -139,7 +144,7 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
   [...groups.values()].forEach((idx, g) => idx.forEach((i, k) => (started[i] = (settled[g] as PromiseFulfilledResult<Started[]>).value[k])));
   const output = (i: number, c: Collected) => ({
     generated_text: (reqs[i].p.fullText ? inputs[i] : "") + c.text,
-    ...(reqs[i].p.details ? { details: details(inputs[i], c.events, reqs[i].p.params) } : {}),
+    ...(reqs[i].p.details ? { details: details(reqs[i].r.service, inputs[i], c.events, reqs[i].p.params) } : {}),
   });
 
   if (!stream) {
@@ -153,7 +158,7 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
       const events: StreamEvent[] = [];
       for await (const e of started[0].events) {
         events.push(e);
-        const line = { token: { id: e.token.id, text: e.text, log_prob: e.token.logprob } };
+        const line = { token: { id: e.token.id, text: e.text, log_prob: e.token.logprob, special: reqs[0].r.service.model.tokenizer.isSpecial(e.token.id) } };
         if (e.finishReason === null) send(line);
         else send({ ...line, ...output(0, { events, text: events.map((x) => x.text).join(""), finishReason: e.finishReason }) });
       }

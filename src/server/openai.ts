@@ -93,14 +93,18 @@ export function usage(promptTokens: number, completionTokens: number) {
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
 
-export function listModels(ctx: RouteContext): Response {
+/** OpenAI's Model objects (with vLLM's root, parent and max_model_len) for every base and adapter. */
+export function modelObjects(registry: ModelRegistry): Record<string, unknown>[] {
   const created = nowSeconds();
-  const maxLen = new Map(ctx.registry.all().map((s) => [s.name, s.maxModelLen]));
-  const data = ctx.registry.cards().map((c) => ({
+  const maxLen = new Map(registry.all().map((s) => [s.name, s.maxModelLen]));
+  return registry.cards().map((c) => ({
     id: c.id, qualified_id: c.qualifiedId, object: "model", created, owned_by: "lora-serve", root: c.root, parent: c.parent,
     max_model_len: maxLen.get(c.parent ?? c.id),
   }));
-  return Response.json({ object: "list", data });
+}
+
+export function listModels(ctx: RouteContext): Response {
+  return Response.json({ object: "list", data: modelObjects(ctx.registry) });
 }
 
 /** `base_model` if given, else the only model. */

@@ -56,6 +56,7 @@ export class TextTokenizer {
   readonly config: JsonObject;
   private readonly vocabLen: number;
   private longestToken: number | undefined;
+  private special: Set<number> | undefined;
   /** What it was built from, so a tokenizer thread can build the same one. */
   readonly definition: TokenizerDefinition;
 
@@ -140,6 +141,13 @@ export class TextTokenizer {
       this.longestToken = most;
     }
     return this.longestToken;
+  }
+
+  /** An added token marked special (BOS, EOS, chat markers): what `skipSpecialTokens` drops. */
+  isSpecial(id: number): boolean {
+    this.special ??= new Set(((this.definition.tokenizerJson as JsonObject).added_tokens as JsonObject[] | undefined ?? [])
+      .filter((t) => t.special === true && typeof t.id === "number").map((t) => t.id as number));
+    return this.special.has(id);
   }
 
   /** Model vocabulary plus added tokens (HF `len(tokenizer)`). */

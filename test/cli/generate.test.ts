@@ -81,7 +81,7 @@ describe("lora-serve generate", () => {
       expect(auto.stderr + auto.stdout).toContain("device: cuda");
     } else {
       expect(cuda.code).toBe(1);
-      expect(cuda.stderr).toMatch(/no usable CUDA device|libloracuda\.so not found/);
+      expect(cuda.stderr).toMatch(/no NVIDIA driver found|no usable CUDA device|libloracuda\.so not found/);
       expect(auto.stderr + auto.stdout).toContain("device: cpu (CUDA unavailable");
     }
   });

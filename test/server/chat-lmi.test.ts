@@ -79,7 +79,11 @@ describe("chat, LMI and models routes", () => {
     expect(o.details.finish_reason).toBe("length");
     expect(o.details.inputs).toBe(inputs[0]);
     expect(o.details.tokens.map((t: any) => t.text).join("")).toBe(o.generated_text);
-    expect(o.details.tokens.every((t: any) => Number.isInteger(t.id) && t.log_prob <= 0)).toBe(true);
+    expect(o.details.tokens.every((t: any) => Number.isInteger(t.id) && t.log_prob <= 0 && t.special === false)).toBe(true);
+    // prefill tokens need prompt log-probabilities (not computed yet): refused, not ignored
+    const prefill = await s.post("/invocations", { inputs: inputs[0], parameters: { details: true, decoder_input_details: true } });
+    expect(prefill.status).toBe(400);
+    expect(((await prefill.json()) as any).error).toContain("decoder_input_details");
     // without do_sample LMI is greedy: the same answer again, and with a temperature too
     const again = await (await s.post("/invocations", { inputs: inputs[0], parameters: { max_new_tokens: 6, temperature: 5, ignore_eos_token: true } })).json() as any;
     expect(again.generated_text).toBe(o.generated_text);
@@ -120,6 +124,18 @@ describe("chat, LMI and models routes", () => {
     expect(chat.prompt_token_ids).toEqual(c.prompt_ids);
     const n = comparable(c);
     expect(chat.choices[0].token_ids.slice(0, n)).toEqual(c.greedy_ids.slice(0, n));
+
+    // the messages form takes LMI's parameters with LMI's meaning: max_new_tokens, greedy unless do_sample
+    const viaParams = await (await s.post("/invocations", { messages: CHAT, parameters: { max_new_tokens: 5, ignore_eos_token: true, temperature: 3 }, return_token_ids: true },
+      { headers: { "X-Amzn-SageMaker-Adapter-Identifier": "es" } })).json() as any;
+    expect(viaParams.usage.completion_tokens).toBe(5);
+    expect(viaParams.choices[0].token_ids).toEqual(chat.choices[0].token_ids.slice(0, 5));
+    const both = await s.post("/invocations", { messages: CHAT, max_tokens: 3, parameters: { max_new_tokens: 5 } });
+    expect(both.status).toBe(400);
+    expect(((await both.json()) as any).error).toContain("parameters.max_new_tokens and max_tokens");
+    const unknownParam = await s.post("/invocations", { messages: CHAT, parameters: { best_of: 2 } });
+    expect(unknownParam.status).toBe(400);
+    expect(((await unknownParam.json()) as any).error).toContain("parameters.best_of");
   }, 60_000);
 
   test("/ping, /health, /metrics and /v1/models", async () => {

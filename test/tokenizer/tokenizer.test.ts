@@ -117,6 +117,14 @@ describe("TextTokenizer load errors", () => {
   });
 });
 
+test("isSpecial: the added tokens marked special (BOS, EOS), not ordinary vocabulary", () => {
+  const t = loadTokenizer("tiny-llama2");
+  expect([1, 2, 0].map((id) => t.isSpecial(id))).toEqual([true, true, true]); // <s>, </s>, <unk>
+  expect([415, 28705, 32001].map((id) => t.isSpecial(id))).toEqual([false, false, false]);
+  const l3 = loadTokenizer("tiny-llama3");
+  expect([128000, 128009, 791].map((id) => l3.isSpecial(id))).toEqual([true, true, false]);
+});
+
 describe("transformers' prepend scheme for Llama-family tokenizers", () => {
   const dir = join(HF, "models", "tiny-llama2");
   const json = JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8"));

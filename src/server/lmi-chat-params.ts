@@ -1,0 +1,31 @@
+// The `messages` form of LMI's /invocations answers in the chat-completions shape, and LMI clients
+// send their sampling settings in `parameters` with LMI's names. They are carried over to the chat
+// fields with LMI's meaning (greedy unless do_sample); one the chat route has no use for is refused.
+import { badRequest } from "./errors.ts";
+import { Fields, type JsonObject } from "./fields.ts";
+
+/** LMI parameter → chat field; do_sample is read with temperature. */
+const RENAMED: Record<string, string> = {
+  max_new_tokens: "max_tokens", top_p: "top_p", top_k: "top_k", seed: "seed", stop_sequences: "stop", ignore_eos_token: "ignore_eos",
+};
+const READ_WITH_TEMPERATURE = new Set(["do_sample", "temperature"]);
+
+export function chatBodyWithParameters(body: JsonObject): JsonObject {
+  const p = new Fields(body).object("parameters");
+  if (!p) return body;
+  const out: JsonObject = { ...body };
+  delete out.parameters;
+  const set = (field: string, value: unknown, from: string) => {
+    if (value === undefined) return;
+    if (body[field] !== undefined && body[field] !== null) throw badRequest(`parameters.${from} and ${field} both given: give one`, `parameters.${from}`);
+    out[field] = value;
+  };
+  for (const key of Object.keys(p.obj)) {
+    if (RENAMED[key]) set(RENAMED[key], p.raw(key), key);
+    else if (key === "repetition_penalty") p.unsupported(key, (v) => v === 1);
+    else if (!READ_WITH_TEMPERATURE.has(key)) throw badRequest(`parameters.${key} is not supported with messages (use the chat-completions fields)`, `parameters.${key}`);
+  }
+  // LMI: greedy unless do_sample; do_sample without a temperature samples at 1
+  if (p.has("do_sample") || p.has("temperature")) set("temperature", p.bool("do_sample") ? p.num("temperature") ?? 1 : 0, "do_sample");
+  return out;
+}
