@@ -109,7 +109,7 @@ export class EngineService {
     this.engine.check(req);
     const params = req.params;
     const state: RequestState = {
-      req, stream: new TokenStream(), detok: new IncrementalDetokenizer(this.model.tokenizer, { skipSpecialTokens: true }),
+      req, stream: new TokenStream(), detok: new IncrementalDetokenizer(this.model.tokenizer, { skipSpecialTokens: true, promptIds: req.promptIds }),
       stops: req.stop && req.stop.length > 0 ? new StopStringMatcher(req.stop) : null,
       telemetry: this.telemetry.begin(req), seq: null, done: false,
     };

@@ -1,10 +1,15 @@
 import type { TextTokenizer } from "./tokenizer.ts";
 
 const REPLACEMENT = "\uFFFD";
+/** Prompt tokens kept as context for the first generated ones (vLLM keeps 5). */
+const PROMPT_CONTEXT = 5;
 
 /**
- * Streams the text of generated tokens. The pieces concatenate to exactly
- * `tokenizer.decode(generatedIds, { skipSpecialTokens })`.
+ * Streams the text of generated tokens. Without a prompt the pieces concatenate to exactly
+ * `tokenizer.decode(generatedIds, { skipSpecialTokens })`; with one they are the text the tokens
+ * add after it, as vLLM streams them: `decode(tail + generated) - decode(tail)` for the prompt's
+ * last few tokens, so a SentencePiece token's leading space is kept ("is" → " Paris"), and
+ * prompt + completion reads as one text.
  *
  * Technique (vLLM/TGI): keep a window of token ids starting at the last clean boundary
  * (`prefixStart`), decode the window with and without the tokens not yet emitted (`readStart` on),
@@ -21,14 +26,12 @@ export class IncrementalDetokenizer {
   private readStart = 0; // first id whose text has not been emitted
   private emitted = "";
 
-  /**
-   * `promptIds` is accepted for API symmetry with vLLM, where it seeds the window; here it is
-   * deliberately unused: `text` must equal the standalone decode of the generated ids, and the
-   * prompt as context would change it (e.g. keep the leading space SentencePiece strips).
-   */
-  constructor(tokenizer: TextTokenizer, opts: { skipSpecialTokens?: boolean; promptIds?: number[] } = {}) {
+  /** `promptIds` seeds the window with the prompt's last PROMPT_CONTEXT tokens (vLLM's offsets). */
+  constructor(tokenizer: TextTokenizer, opts: { skipSpecialTokens?: boolean; promptIds?: readonly number[] } = {}) {
     this.tokenizer = tokenizer;
     this.skipSpecialTokens = opts.skipSpecialTokens ?? false;
+    this.ids = opts.promptIds ? opts.promptIds.slice(-PROMPT_CONTEXT) : [];
+    this.readStart = this.ids.length;
   }
 
   push(id: number): string {

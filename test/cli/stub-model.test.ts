@@ -6,11 +6,13 @@ import { sseEvents } from "../server/server-fixture.ts";
 import { TextTokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { modelDir } from "../helpers/fixtures.ts";
 
-// the stub's text, and what its first n tokens read as under the demo model's tokenizer
-const TEXT = "The quick brown fox jumps over a lazy dog, then sleeps on the mat.";
+// the stub's text, and what its first n tokens add after the prompt "Hello" under the demo model's
+// tokenizer: decode(prompt + tokens) less decode(prompt), which keeps the first token's space
 const tokenizer = TextTokenizer.fromModelDir(modelDir("tiny-llama2"));
-const ids = tokenizer.encode(TEXT, { addSpecialTokens: false });
-const firstTokens = (n: number) => tokenizer.decode(ids.slice(0, n));
+const ids = tokenizer.encode("The quick brown fox jumps over a lazy dog, then sleeps on the mat.", { addSpecialTokens: false });
+const prompt = tokenizer.encode("Hello");
+const firstTokens = (n: number) => tokenizer.decode([...prompt, ...ids.slice(0, n)]).slice(tokenizer.decode(prompt).length);
+const TEXT = firstTokens(ids.length);
 
 let target: Target;
 beforeAll(async () => {
@@ -31,11 +33,11 @@ test("the stub emits its text token by token, to max_tokens, for an adapter too"
 
 test("stop strings and streaming work through the stub as through a model", async () => {
   const stopped = (await (await complete({ max_tokens: 30, stop: ["fox"] })).json()) as any;
-  expect(stopped.choices[0].text).toBe("The quick brown ");
+  expect(stopped.choices[0].text).toBe(" The quick brown ");
   expect(stopped.choices[0].finish_reason).toBe("stop");
   const events = sseEvents(await (await complete({ max_tokens: 5, stream: true })).text());
   expect(events.map((e) => e.choices[0].text).join("")).toBe(firstTokens(5));
   // past the end the text starts again
   const wrapped = (await (await complete({ max_tokens: ids.length + 2 })).json()) as any;
-  expect(wrapped.choices[0].text).toBe(tokenizer.decode([...ids, ids[0], ids[1]]));
+  expect(wrapped.choices[0].text).toBe(tokenizer.decode([...prompt, ...ids, ids[0], ids[1]]).slice(tokenizer.decode(prompt).length));
 });

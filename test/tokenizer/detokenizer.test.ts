@@ -103,3 +103,26 @@ describe("IncrementalDetokenizer", () => {
     expect(decodedIds / ids.length).toBeLessThan(8);
   });
 });
+
+describe("after a prompt: the text the tokens add to it (vLLM's offsets)", () => {
+  for (const [name, tok] of Object.entries(tokenizers)) {
+    test(`${name}: prompt text + streamed text = the decode of both; a first token's space is kept`, () => {
+      const prompt = tok.encode("The capital of France is");
+      for (const c of encodeCases[name].slice(0, 24)) {
+        const gen = c.ids; // any ids stand in for generated ones
+        const d = new IncrementalDetokenizer(tok, { skipSpecialTokens: true, promptIds: prompt });
+        const streamed = gen.map((id) => d.push(id)).join("") + d.flush();
+        const whole = tok.decode([...prompt, ...gen], { skipSpecialTokens: true });
+        expect(tok.decode(prompt, { skipSpecialTokens: true }) + streamed).toBe(whole);
+      }
+    });
+  }
+
+  test("llama2: \" Paris\" after \"is\", where the standalone decode says \"Paris\"", () => {
+    const tok = tokenizers.llama2;
+    const paris = tok.encode(" Paris", { addSpecialTokens: false });
+    const d = new IncrementalDetokenizer(tok, { skipSpecialTokens: true, promptIds: tok.encode("The capital of France is") });
+    expect(paris.map((id) => d.push(id)).join("") + d.flush()).toBe(" Paris");
+    expect(tok.decode(paris)).toBe("Paris");
+  });
+});
