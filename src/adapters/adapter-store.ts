@@ -29,6 +29,8 @@ export class AdapterStore {
   private readonly loading = new Map<string, Promise<LoraAdapter>>();
   private readonly users = new Map<string, number>();
   private readonly pinned = new Set<string>();
+  private readonly generations = new Map<string, number>();
+  private nextGeneration = 0;
   private readonly dropListeners = new Set<(adapter: LoraAdapter, name: string) => void>();
   events: AdapterTierEvents = NO_EVENTS;
 
@@ -60,7 +62,13 @@ export class AdapterStore {
   register(name: string, dir: string): void {
     if (!/^[\w.\-]+$/.test(name)) throw new AdapterError(name, "names may use letters, digits, '_', '-' and '.' only");
     this.dirs.set(name, resolve(dir));
+    this.generations.set(name, this.nextGeneration++);
     this.drop(name);
+  }
+
+  /** Names this registration of the adapter: a re-registered (replaced) adapter gets a new identity. */
+  identity(name: string): string {
+    return `${name}#${this.generations.get(name) ?? -1}`;
   }
 
   /** Forgets an adapter entirely; false while requests hold it. */

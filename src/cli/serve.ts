@@ -4,7 +4,6 @@ import { defineCommand, type ArgsDef } from "citty";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
-import { LORA_MODULES, moduleShape } from "../model/lora-modules.ts";
 import { DownloadCache } from "../sources/download-cache.ts";
 import { localModelDir } from "../sources/fetch-model.ts";
 import { DEFAULT_DOWNLOAD_LIMITS, isRemoteSource } from "../sources/remote-source.ts";
@@ -12,15 +11,13 @@ import { extractAdaptersTarball } from "../adapters/tarball.ts";
 import { readServingProperties } from "../config/config-sources.ts";
 import { isTarball, OPTION_DEFS, resolveServeOptions, type ServeOptions } from "../config/serve-options.ts";
 import { EngineService } from "../engine/engine-service.ts";
-import { KvCache } from "../engine/kv-cache.ts";
+import type { Engine } from "../engine/engine.ts";
 import { activationDtype, loadModel, loadStubModel } from "../engine/load-model.ts";
 import { Metrics } from "../engine/metrics.ts";
-import { MAX_TOP_LOGPROBS } from "../engine/sampling.ts";
 import { log, setLogFormat } from "../log.ts";
 import { readModelConfig, type ModelConfig } from "../model/config.ts";
-import { openCheckpoint } from "../model/safetensors.ts";
 import { syntheticConfig } from "../model/synthetic.ts";
-import { NUMERIC_DTYPE_BYTES, type Device, type NumericDType } from "../native/device.ts";
+import type { Device, NumericDType } from "../native/device.ts";
 import { openDevice } from "../native/open-device.ts";
 import { AdapterResolver } from "../server/adapter-resolver.ts";
 import { startServer } from "../server/http.ts";
@@ -28,10 +25,10 @@ import { startStatsLogger } from "../server/stats-logger.ts";
 import { sdNotify, startWatchdog } from "../server/systemd-notify.ts";
 import { ModelRegistry } from "../server/model-registry.ts";
 import { CliError } from "./args.ts";
+import { BLOCK_SIZE, gpuBudget } from "./kv-budget.ts";
 import { cacheRoot } from "../config/cache-root.ts";
 import { defaultModelDir } from "./default-model.ts";
 
-const BLOCK_SIZE = 16;
 
 const args: ArgsDef = {
   ...Object.fromEntries(OPTION_DEFS.map((d) => [d.flag, { type: d.boolean ? "boolean" : "string", description: d.description }])),
@@ -114,13 +111,15 @@ export async function serve(o: ServeOptions): Promise<void> {
       const model = (o.stubModel ? loadStubModel : loadModel)({
         modelDir: dir, adaptersDir: adaptersFor(dir), device, act, synthetic,
         maxSeqs: o.maxRollingBatchSize, maxTokens: o.maxNumBatchedTokens, maxLoras: o.maxLoras, maxCpuLoras: o.maxCpuLoras,
-        maxLoraRank: o.maxLoraRank, maxModelLen: o.maxModelLen, blockSize: BLOCK_SIZE,
-        kvCacheBytes: o.stubModel ? undefined : budget?.kvBytes(dir, config, act, o, modelDirs.length - i),
+        maxLoraRank: o.maxLoraRank, maxModelLen: o.maxModelLen, blockSize: BLOCK_SIZE, prefixCaching: o.enablePrefixCaching,
+        numBlocks: o.numGpuBlocksOverride,
+        kvCacheBytes: o.kvCacheMemory ?? (o.stubModel || o.numGpuBlocksOverride ? undefined : budget?.kvBytes(dir, config, act, o, modelDirs.length - i)),
       });
       // a downloaded model is named as the client knows it (its repo id or URL), a local one by its folder
       const name = o.synthetic !== undefined ? basename(o.synthetic).replace(/\.json$/, "") : embedded ? "tiny-llama2"
         : isRemoteSource(o.models[i]) ? o.models[i].replace(/\/+$/, "") : basename(dir);
       const service = new EngineService(model, { name, maxQueue: o.maxQueue, maxPromptBytes: o.maxPromptBytes, tokenizerThreads: o.tokenizerThreads, logRequests: !o.disableLogRequests, metrics });
+      logKvCache(name, model.engine);
       registry.add(service);
       services.push(service);
       await preloadAndPin(service, o);
@@ -206,67 +205,14 @@ function activation(o: ServeOptions, device: Device, config: ModelConfig): Numer
   return o.dtype === "auto" ? activationDtype(device, config) : ({ fp16: "F16", bf16: "BF16", fp32: "F32" } as const)[o.dtype];
 }
 
-/**
- * GPU memory for the KV caches: `utilization` × the memory free at start-up, shared evenly by the
- * models still to load, less each model's weights, activation workspace and LoRA slots; at most
- * what max_rolling_batch_size full-length sequences need.
- */
-function gpuBudget(device: Device, utilization: number) {
-  const freeAtStart = device.memInfo().free;
-  const budget = Math.floor(utilization * freeAtStart);
-  const gib = (n: number) => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`);
-  return {
-    kvBytes(dir: string, config: ModelConfig, act: NumericDType, o: ServeOptions, modelsLeft: number): number {
-      const used = freeAtStart - device.memInfo().free;
-      const share = Math.floor((budget - used) / modelsLeft);
-      const fixed = (o.synthetic !== undefined ? syntheticWeightBytes(config, act) : weightBytes(dir, act)) + workspaceBytes(config, act, o) + loraSlotBytes(config, act, o);
-      const kv = share - fixed;
-      const maxLen = Math.min(o.maxModelLen ?? config.maxPositions, config.maxPositions);
-      const oneSequence = Math.ceil(maxLen / BLOCK_SIZE) * KvCache.blockBytes(config, BLOCK_SIZE, act);
-      if (kv < oneSequence) {
-        throw new CliError(`${dir}: not enough GPU memory: ${gib(share)} for this model (--gpu-memory-utilization ${utilization} of ` +
-          `${gib(freeAtStart)} free), ${gib(fixed)} for weights, activations and LoRA slots, leaving ${gib(Math.max(0, kv))} for the ` +
-          `KV cache where one ${maxLen}-token sequence needs ${gib(oneSequence)}; raise --gpu-memory-utilization or lower ` +
-          "--max-model-len, --max-num-batched-tokens or --max-loras");
-      }
-      // more than every sequence at full length could never be used
-      const bytes = Math.min(kv, o.maxRollingBatchSize * oneSequence);
-      log.info(`${basename(dir)}: GPU memory ${gib(fixed)} for weights, activations and LoRA slots, ${gib(bytes)} for the KV cache`);
-      return bytes;
-    },
-  };
-}
-
-/** Matrices in the activation dtype (as uploadModelWeights converts them), vectors as stored. */
-function weightBytes(dir: string, act: NumericDType): number {
-  const checkpoint = openCheckpoint(dir);
-  let bytes = 0;
-  for (const name of checkpoint.names()) {
-    const t = checkpoint.get(name)!;
-    bytes += t.shape.length === 2 && act !== "F32" ? t.shape[0] * t.shape[1] * NUMERIC_DTYPE_BYTES[act] : t.data.byteLength;
+/** The KV cache's size and what it holds; a cache that cannot hold one full-length sequence is refused. */
+function logKvCache(name: string, engine: Engine): void {
+  const { numBlocks, blockSize } = engine.blocks;
+  const tokens = numBlocks * blockSize, perSequence = Math.ceil(engine.maxModelLen / blockSize);
+  if (numBlocks < perSequence) {
+    throw new CliError(`${name}: the KV cache holds ${numBlocks} blocks of ${blockSize} tokens, fewer than one ${engine.maxModelLen}-token sequence needs ` +
+      `(${perSequence}); raise --num-gpu-blocks-override / --kv-cache-memory or lower --max-model-len`);
   }
-  return bytes;
-}
-
-/** What randomWeights allocates: every tensor in the activation dtype. */
-function syntheticWeightBytes(c: ModelConfig, act: NumericDType): number {
-  const h = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
-  const layer = 2 * h + h * (q + 2 * kv) + q * h + 3 * h * c.intermediateSize;
-  return (c.vocabSize * h * (c.tieWordEmbeddings ? 1 : 2) + h + c.numLayers * layer) * NUMERIC_DTYPE_BYTES[act];
-}
-
-/** Mirrors the buffers src/model/workspace.ts allocates for these capacities. */
-function workspaceBytes(c: ModelConfig, act: NumericDType, o: ServeOptions): number {
-  const e = NUMERIC_DTYPE_BYTES[act], T = o.maxNumBatchedTokens, R = o.maxRollingBatchSize;
-  const h = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, inter = c.intermediateSize;
-  const activations = T * (h + Math.max(h, q) + 2 * q + 2 * kv + Math.max(h, inter) + 2 * inter) * e + T * o.maxLoraRank * 4;
-  const logits = R * (h + c.vocabSize) * e + R * (8 + 2 * MAX_TOP_LOGPROBS) * 4;
-  const maxLen = Math.min(o.maxModelLen ?? c.maxPositions, c.maxPositions);
-  return activations + logits + T * 12 + R * (Math.ceil(maxLen / BLOCK_SIZE) + 8) * 4;
-}
-
-/** Every device slot holding an adapter of the largest rank on all seven projections of every layer. */
-function loraSlotBytes(c: ModelConfig, act: NumericDType, o: ServeOptions): number {
-  const perLayer = LORA_MODULES.reduce((n, m) => n + moduleShape(c, m)[0] + moduleShape(c, m)[1], 0);
-  return o.maxLoras * c.numLayers * (perLayer * o.maxLoraRank * NUMERIC_DTYPE_BYTES[act] + LORA_MODULES.length * 4 * 4);
+  log.info(`${name}: KV cache ${numBlocks} blocks of ${blockSize} tokens (${tokens} tokens): at most ` +
+    `${(tokens / engine.maxModelLen).toFixed(2)} requests at the full ${engine.maxModelLen} tokens at once; prefix caching ${engine.blocks.caching ? "on" : "off"}`);
 }

@@ -55,6 +55,12 @@ export interface ServeOptions {
   pinAdapters: string[];
   /** Bearer keys clients must send (empty: no key needed). */
   apiKeys: string[];
+  /** Reuse the KV of shared prompt prefixes (per adapter). */
+  enablePrefixCaching: boolean;
+  /** KV blocks per model, whatever memory says. */
+  numGpuBlocksOverride?: number;
+  /** Bytes of KV cache per model (instead of what gpu_memory_utilization leaves). */
+  kvCacheMemory?: number;
   logFormat: LogFormat;
   /** No line per request (vLLM's --disable-log-requests). */
   disableLogRequests: boolean;
@@ -153,6 +159,14 @@ const singleDevice: Parse<number> = (raw, source) => {
   return 1;
 };
 
+const UNITS: Record<string, number> = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+/** Bytes: a number with an optional binary unit (4096, 512MiB, 8G). */
+const byteSize: Parse<number> = (raw, source) => {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(String(raw));
+  if (!m || Number(m[1]) <= 0) throw new ConfigError(`${source}: expected a size in bytes such as 4096, 512MiB or 8GiB, got ${JSON.stringify(raw)}`);
+  return Math.floor(Number(m[1]) * UNITS[m[2].toLowerCase()]);
+};
+
 const DTYPES: Record<string, DType> = {
   auto: "auto", fp16: "fp16", float16: "fp16", half: "fp16", bf16: "bf16", bfloat16: "bf16", fp32: "fp32", float32: "fp32", float: "fp32",
 };
@@ -211,6 +225,10 @@ export const OPTION_DEFS: OptionDef[] = [
   opt("pin_adapters", "pinAdapters", pathList, [], "Comma-separated adapters to pin (host memory and a device slot; at most max_loras - 1)"),
   opt("api_key", "apiKeys", pathList, [], "Comma-separated keys clients must send as Authorization: Bearer (default: none; /ping, /health, /metrics stay open)",
     { env: ["OPTION_API_KEY", "VLLM_API_KEY"] }),
+  opt("enable_prefix_caching", "enablePrefixCaching", bool, true,
+    "Reuse the K/V of prompt prefixes already computed for the same adapter (default on; --no-enable-prefix-caching turns it off)", { boolean: true }),
+  opt("num_gpu_blocks_override", "numGpuBlocksOverride", int(1), undefined, "KV cache blocks (of 16 tokens) per model, whatever memory says (CPU and CUDA)"),
+  opt("kv_cache_memory", "kvCacheMemory", byteSize, undefined, "KV cache size per model, e.g. 8GiB (default: what --gpu-memory-utilization leaves on a GPU; on the CPU what the batch needs, at most 2 GiB)"),
   opt("log_format", "logFormat", oneOf<LogFormat>({ text: "text", json: "json" }), "text", "text | json: one JSON object a line, for log shippers (default text)"),
   opt("disable_log_requests", "disableLogRequests", bool, false, "No log line per request (by default one as each ends: id, adapter, tokens, TTFT, total, status)", { boolean: true }),
   opt("log_stats_interval", "logStatsInterval", int(0), 10, "Seconds between stats lines while busy (default 10; 0: none)"),

@@ -263,7 +263,7 @@ export class EngineService {
       if (matched.stopped) seq.stop();
       else if (seq.finished) text += state.stops.flush();
     }
-    state.stream.push({ token, text, finishReason: seq.finishReason });
+    state.stream.push({ token, text, finishReason: seq.finishReason, ...(seq.outputs.length === 1 ? { cachedTokens: seq.cachedTokens ?? 0 } : {}) });
     if (seq.finished) this.end(state, null);
   }
 

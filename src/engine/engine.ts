@@ -13,7 +13,7 @@ import { Sequence } from "./sequence.ts";
 import { WaitingQueues } from "./waiting-queues.ts";
 
 /** What the engine needs of the adapter store. */
-export type EngineAdapters = Pick<AdapterStore, "has" | "names" | "get" | "isPinned" | "onDrop">;
+export type EngineAdapters = Pick<AdapterStore, "has" | "names" | "get" | "isPinned" | "onDrop" | "identity">;
 
 /** What the engine needs of a model runner (the real one, or a stub that measures the loop). */
 export interface StepRunner {
@@ -63,8 +63,8 @@ export class Engine {
   private nextId = 0;
   events: EngineEvents = { token() {}, slotLoaded() {}, scheduled() {}, slotHit() {}, preempted() {}, failed() {} };
 
-  constructor(readonly runner: StepRunner, readonly adapters: EngineAdapters, readonly maxModelLen: number) {
-    this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize);
+  constructor(readonly runner: StepRunner, readonly adapters: EngineAdapters, readonly maxModelLen: number, prefixCaching = true) {
+    this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize, prefixCaching);
     this.slots = new SlotAssigner(runner.opts.maxLoras, (name) => adapters.isPinned(name));
     // an adapter dropped from host memory releases its upload image (a slot holding it keeps its copy)
     adapters.onDrop((adapter) => runner.lora.forget(adapter));
@@ -156,6 +156,7 @@ export class Engine {
     items.forEach((it, r) => {
       const { seq } = it;
       seq.numComputed += it.numTokens;
+      this.blocks.register(seq, this.identity(seq));
       const topLogprobs = [];
       for (let j = 0; j < seq.params.topLogprobs; j++) {
         topLogprobs.push({ id: samples.topIds[r * samples.nTop + j], logprob: samples.topLogprobs[r * samples.nTop + j] });
@@ -241,8 +242,11 @@ export class Engine {
     let slotsClosed = false;
     for (const seq of this.waiting.heads()) {
       if (this.running.length >= caps.maxSeqs) return;
-      const need = seq.length - seq.numComputed;
-      if (need > budget || this.blocks.missingBlocks(seq, seq.length + 1) > this.blocks.freeBlocks) return;
+      // cached blocks of its prefix cost neither compute nor free space (unless nobody holds them)
+      const cached = this.blocks.match(seq, this.identity(seq));
+      const need = seq.length - seq.numComputed - cached.blocks.length * this.blocks.blockSize;
+      const missing = this.blocks.blocksFor(seq.length + 1) - seq.blockTable.length - cached.blocks.length;
+      if (need > budget || missing > this.blocks.freeBlocks - cached.idle) return;
       if (seq.adapter !== null) {
         const resident = this.slots.slotOfAdapter(seq.adapter) !== undefined;
         const got = slotsClosed && !resident ? null : this.slots.acquire(seq.adapter);
@@ -270,6 +274,8 @@ export class Engine {
         this.slotOfSeq.set(seq, got.slot);
       }
       this.slotWait.delete(seq);
+      if (cached.blocks.length > 0 || seq.blockTable.length === 0) this.blocks.adopt(seq, cached);
+      seq.cachedTokens ??= seq.numComputed;
       this.blocks.ensure(seq, seq.length);
       this.waiting.take(seq);
       this.running.push(seq);
@@ -303,6 +309,11 @@ export class Engine {
     this.running.splice(this.running.indexOf(seq), 1);
     this.releaseAdapter(seq);
     this.blocks.release(seq);
+  }
+
+  /** What a sequence's KV depends on besides its tokens: its adapter's weights (this registration of them). */
+  private identity(seq: Sequence): string {
+    return seq.adapter === null ? "" : this.adapters.identity(seq.adapter);
   }
 
   private releaseAdapter(seq: Sequence): void {

@@ -35,7 +35,11 @@ export interface LoadOptions {
   blockSize?: number;
   /** Bytes for the KV cache (defaults to what maxSeqs full-length sequences need, at most 2 GiB). */
   kvCacheBytes?: number;
+  /** KV blocks, whatever the bytes say (vLLM's num_gpu_blocks_override). */
+  numBlocks?: number;
   maxModelLen?: number;
+  /** Reuse the K/V of full blocks whose tokens (and adapter) another sequence computed (default true). */
+  prefixCaching?: boolean;
   /** Record decode steps as graphs and replay them (CUDA only; default true). */
   graphs?: boolean;
   /** Activation dtype (default: F32 on the CPU, the checkpoint's fp16/bf16 on a GPU). */
@@ -93,7 +97,7 @@ function assemble<R extends StepRunner>(opts: LoadOptions, makeRunner: MakeRunne
   const act = opts.act ?? activationDtype(opts.device, config);
   const blockBytes = KvCache.blockBytes(config, blockSize, act);
   const kvBytes = opts.kvCacheBytes ?? Math.min(2 ** 31, maxSeqs * maxBlocksPerSeq * blockBytes);
-  const numBlocks = Math.max(1, Math.floor(kvBytes / blockBytes));
+  const numBlocks = opts.numBlocks ?? Math.max(1, Math.floor(kvBytes / blockBytes));
   const maxLoraRank = opts.maxLoraRank ?? 64;
   const runner = makeRunner(config, checkpoint, {
     act,
@@ -120,6 +124,6 @@ function assemble<R extends StepRunner>(opts: LoadOptions, makeRunner: MakeRunne
   }, maxLoraRank, opts.maxCpuLoras ?? Infinity);
   // a broken adapter is named with its reason and left out; the others serve
   if (opts.adaptersDir) adapters.addDirectory(opts.adaptersDir, (_, e) => log.warn(`${e.message}; it is not served`));
-  const engine = new Engine(runner, adapters, maxModelLen);
+  const engine = new Engine(runner, adapters, maxModelLen, opts.prefixCaching ?? true);
   return { dir, config, generation: readGenerationDefaults(dir), tokenizer, chat, adapters, runner, engine };
 }

@@ -1,7 +1,7 @@
 // Every metric the server exports, through prom-client: lora-serve's own series, and the vLLM names,
 // types and labels that routers built for vLLM read (the Kubernetes Gateway API Inference
 // Extension's model-server protocol: queue, running, KV use, LoRA adapters, latencies).
-import { Gauge, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 import { CounterMetric, HistogramMetric, type Labels } from "./metric-types.ts";
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -25,6 +25,10 @@ export interface EngineSnapshot {
   adaptersCpu: number;
   adaptersDisk: number;
   runningAdapters: string[];
+  prefixCaching: boolean;
+  /** Prompt tokens looked up in the prefix cache since start, and those found there. */
+  prefixQueriedTokens: number;
+  prefixHitTokens: number;
   waitingAdapters: string[];
   /** Every registered adapter, at the highest tier it has reached. */
   adapters: { name: string; tier: AdapterTier; pinned: boolean }[];
@@ -71,10 +75,21 @@ export class Metrics {
     gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", ["model_name"], (s) =>
       [[{ model_name: s.model }, s.kvBlocksUsed / Math.max(1, s.kvBlocksUsed + s.kvBlocksFree)]]);
     gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", ["model_name", "block_size", "num_gpu_blocks", "num_cpu_blocks", "enable_prefix_caching"], (s) =>
-      [[{ model_name: s.model, block_size: String(s.blockSize), num_gpu_blocks: String(s.kvBlocksUsed + s.kvBlocksFree), num_cpu_blocks: "0", enable_prefix_caching: "False" }, 1]]);
+      [[{ model_name: s.model, block_size: String(s.blockSize), num_gpu_blocks: String(s.kvBlocksUsed + s.kvBlocksFree), num_cpu_blocks: "0", enable_prefix_caching: s.prefixCaching ? "True" : "False" }, 1]]);
+    this.scrapedCounter("vllm:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.", (s) => s.prefixQueriedTokens);
+    this.scrapedCounter("vllm:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", (s) => s.prefixHitTokens);
     // vLLM's convention: the value is the time of the update; routers read the newest series
     gauge("vllm:lora_requests_info", "Running stats on lora requests.", ["model_name", "max_lora", "running_lora_adapters", "waiting_lora_adapters"], (s) =>
       [[{ model_name: s.model, max_lora: String(s.maxLoras), running_lora_adapters: s.runningAdapters.join(","), waiting_lora_adapters: s.waitingAdapters.join(",") }, Date.now() / 1000]]);
+  }
+
+  /** Totals the engine keeps, exported as counters at scrape time. */
+  private scrapedCounter(name: string, help: string, pick: (s: EngineSnapshot) => number): void {
+    const read = () => this.engines.map((snapshot) => snapshot());
+    new Counter({ name, help, labelNames: ["model_name"], registers: [this.registry], collect() {
+      this.reset();
+      for (const s of read()) this.inc({ model_name: s.model }, pick(s));
+    } });
   }
 
   /** Adds a model's engine to the gauges. */

@@ -15,6 +15,10 @@ export class Sequence {
   blockTable: number[] = [];
   /** Tokens whose K/V are in the cache. */
   numComputed = 0;
+  /** Prefix-cache names of the full blocks in blockTable, in order (see BlockManager). */
+  blockHashes: string[] = [];
+  /** Prompt tokens found in the prefix cache when it was first scheduled (null: not yet scheduled). */
+  cachedTokens: number | null = null;
   finishReason: FinishReason | null = null;
 
   constructor(
@@ -31,6 +35,12 @@ export class Sequence {
 
   tokenAt(i: number): number {
     return i < this.promptIds.length ? this.promptIds[i] : this.outputs[i - this.promptIds.length].id;
+  }
+
+  tokenSlice(start: number, end: number): Int32Array {
+    const out = new Int32Array(end - start);
+    for (let i = start; i < end; i++) out[i - start] = this.tokenAt(i);
+    return out;
   }
 
   get finished(): boolean {

@@ -47,6 +47,9 @@ export function wireEngine(loaded: LoadedModel, m: Metrics, model: string, hooks
     adaptersCpu: adapters.hostCount,
     adaptersDisk: adapters.names().length,
     runningAdapters: engine.runningAdapters,
+    prefixCaching: engine.blocks.caching,
+    prefixQueriedTokens: engine.blocks.queriedTokens,
+    prefixHitTokens: engine.blocks.hitTokens,
     waitingAdapters: engine.waitingAdapters,
     adapters: adapters.names().map((name) => ({
       name, pinned: adapters.isPinned(name),

@@ -86,7 +86,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
         index: 0, message: { role: "assistant", content: r.text }, logprobs: lp(r.events), finish_reason: r.finishReason, stop_reason: null,
         ...(common.returnTokenIds ? { token_ids: r.events.map((e) => e.token.id) } : {}),
       }],
-      usage: usage(started.promptTokens, r.events.length),
+      usage: usage(started.promptTokens, r.events.length, started.cachedTokens),
       ...(common.returnTokenIds ? { prompt_token_ids: promptIds } : {}),
     });
   }
@@ -111,7 +111,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
           ...usageNull,
         });
       }
-      if (common.includeUsage) send({ ...chunk, choices: [], usage: usage(started.promptTokens, n) });
+      if (common.includeUsage) send({ ...chunk, choices: [], usage: usage(started.promptTokens, n, started.cachedTokens) });
     },
   });
 }

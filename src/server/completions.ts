@@ -132,7 +132,7 @@ async function respond(o: Opts): Promise<Response> {
   });
   const promptTokens = o.started.reduce((n, s) => n + s.promptTokens, 0);
   const completionTokens = results.reduce((n, r) => n + r.events.length, 0);
-  return Response.json({ ...o.base, choices, usage: usage(promptTokens, completionTokens) });
+  return Response.json({ ...o.base, choices, usage: usage(promptTokens, completionTokens, o.started.reduce((n, s) => n + s.cachedTokens, 0)) });
 }
 
 function streamCompletions(ctx: RouteContext, o: Opts): Response {
@@ -169,7 +169,7 @@ function streamCompletions(ctx: RouteContext, o: Opts): Response {
       }));
       if (o.common.includeUsage) {
         const promptTokens = o.started.reduce((n, s) => n + s.promptTokens, 0);
-        send({ ...o.base, choices: [], usage: usage(promptTokens, completionTokens) });
+        send({ ...o.base, choices: [], usage: usage(promptTokens, completionTokens, o.started.reduce((n, s) => n + s.cachedTokens, 0)) });
       }
     },
   });

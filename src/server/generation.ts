@@ -5,6 +5,8 @@ import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 export interface Started {
   promptIds: number[];
   promptTokens: number;
+  /** Of those, the ones found in the prefix cache. */
+  cachedTokens: number;
   /** Every event, the first one included; ending the loop early cancels the request. */
   events: AsyncGenerator<StreamEvent>;
   cancel(): void;
@@ -32,7 +34,7 @@ export async function startAll(service: EngineService, reqs: GenerationRequest[]
   }
   return handles.map((h, i) => {
     const first = (firsts[i] as PromiseFulfilledResult<IteratorResult<StreamEvent>>).value;
-    return { promptIds: reqs[i].promptIds, promptTokens: h.promptTokens, events: resume(first, iterators[i], () => h.cancel()), cancel: () => h.cancel() };
+    return { promptIds: reqs[i].promptIds, promptTokens: h.promptTokens, cachedTokens: first.done ? 0 : first.value.cachedTokens ?? 0, events: resume(first, iterators[i], () => h.cancel()), cancel: () => h.cancel() };
   });
 }
 

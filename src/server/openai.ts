@@ -89,8 +89,12 @@ export function samplingFor(service: EngineService, common: CommonFields, maxTok
   return { ...samplingParamsOf(service.model, { ...common.sampling, maxTokens, topLogprobs }), minTokens: common.minTokens };
 }
 
-export function usage(promptTokens: number, completionTokens: number) {
-  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+/** OpenAI's usage, with prompt_tokens_details.cached_tokens: prompt tokens the prefix cache supplied. */
+export function usage(promptTokens: number, completionTokens: number, cachedTokens = 0) {
+  return {
+    prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens,
+    prompt_tokens_details: { cached_tokens: cachedTokens },
+  };
 }
 
 /** OpenAI's Model objects (with vLLM's root, parent and max_model_len) for every base and adapter. */

@@ -209,6 +209,8 @@ struct emu_graph { std::vector<std::function<void()>> ops; };
 static cudaError_t last_error = cudaSuccess;
 
 cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+cudaError_t cudaDriverGetVersion(int *v) { *v = 13000; return cudaSuccess; }
+cudaError_t cudaRuntimeGetVersion(int *v) { *v = 13000; return cudaSuccess; }
 cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 cudaError_t cudaGetLastError() {
   if (!emu::kernel_error.empty()) { emu::kernel_error.clear(); return cudaErrorInvalidValue; }

@@ -96,7 +96,7 @@ inline int __ffs(int x) { return __builtin_ffs(x); }
 
 // ---- runtime API ----
 typedef int cudaError_t;
-enum : int { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorStreamCaptureInvalidated = 901,
+enum : int { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInsufficientDriver = 35, cudaErrorStreamCaptureInvalidated = 901,
              cudaErrorIllegalState = 401 };
 typedef struct emu_stream *cudaStream_t;
 typedef struct emu_graph *cudaGraph_t;
@@ -108,6 +108,8 @@ enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum { cudaHostAllocDefault = 0 };
 enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 };
 cudaError_t cudaGetDeviceCount(int *);
+cudaError_t cudaDriverGetVersion(int *);
+cudaError_t cudaRuntimeGetVersion(int *);
 cudaError_t cudaSetDevice(int);
 cudaError_t cudaGetLastError();
 const char *cudaGetErrorString(cudaError_t);
