@@ -257,13 +257,19 @@ export class EngineService {
     state.telemetry.token();
     let text = state.detok.push(token.id);
     if (seq.finished) text += state.detok.flush();
+    let stopString: string | undefined;
     if (state.stops && seq.mayStop) {
       const matched = state.stops.push(text);
       text = matched.text;
       if (matched.stopped) seq.stop();
       else if (seq.finished) text += state.stops.flush();
+      stopString = matched.matched;
     }
-    state.stream.push({ token, text, finishReason: seq.finishReason, ...(seq.outputs.length === 1 ? { cachedTokens: seq.cachedTokens ?? 0 } : {}) });
+    state.stream.push({
+      token, text, finishReason: seq.finishReason,
+      ...(seq.finished ? { stopReason: stopString ?? null } : {}),
+      ...(seq.outputs.length === 1 ? { cachedTokens: seq.cachedTokens ?? 0 } : {}),
+    });
     if (seq.finished) this.end(state, null);
   }
 

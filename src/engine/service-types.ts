@@ -20,6 +20,8 @@ export interface StreamEvent {
   text: string;
   /** Set on the last event of a stream. */
   finishReason: "stop" | "length" | null;
+  /** On the last event, as vLLM's stop_reason: the stop string matched (null: EOS or length). */
+  stopReason?: string | number | null;
   /** On the first event: prompt tokens whose K/V came from the prefix cache. */
   cachedTokens?: number;
 }

@@ -6,17 +6,17 @@ export class StopStringMatcher {
 
   constructor(private readonly stops: string[]) {}
 
-  /** Feeds new text; returns what may be released and whether a stop string ended generation. */
-  push(text: string): { text: string; stopped: boolean } {
+  /** Feeds new text; returns what may be released and the stop string that ended generation, if one did. */
+  push(text: string): { text: string; stopped: boolean; matched?: string } {
     const buffer = this.held + text;
-    let first = -1;
+    let first = -1, matched = "";
     for (const stop of this.stops) {
       const at = buffer.indexOf(stop);
-      if (at >= 0 && (first < 0 || at < first)) first = at;
+      if (at >= 0 && (first < 0 || at < first)) [first, matched] = [at, stop];
     }
     if (first >= 0) {
       this.held = "";
-      return { text: buffer.slice(0, first), stopped: true };
+      return { text: buffer.slice(0, first), stopped: true, matched };
     }
     const keep = this.partialSuffix(buffer);
     this.held = buffer.slice(buffer.length - keep);

@@ -83,7 +83,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
     return Response.json({
       ...base, object: "chat.completion",
       choices: [{
-        index: 0, message: { role: "assistant", content: r.text }, logprobs: lp(r.events), finish_reason: r.finishReason, stop_reason: null,
+        index: 0, message: { role: "assistant", content: r.text }, logprobs: lp(r.events), finish_reason: r.finishReason, stop_reason: r.stopReason,
         ...(common.returnTokenIds ? { token_ids: r.events.map((e) => e.token.id) } : {}),
       }],
       usage: usage(started.promptTokens, r.events.length, started.cachedTokens),
@@ -106,6 +106,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
           ...chunk,
           choices: [{
             index: 0, delta: { content: e.text }, logprobs: lp([e]), finish_reason: e.finishReason,
+            ...(e.finishReason !== null ? { stop_reason: e.stopReason ?? null } : {}),
             ...(common.returnTokenIds ? { token_ids: [e.token.id] } : {}),
           }],
           ...usageNull,

@@ -126,7 +126,7 @@ async function respond(o: Opts): Promise<Response> {
       }
     }
     return {
-      index: i, text: prefix + r.text, logprobs: lp, finish_reason: r.finishReason, stop_reason: null,
+      index: i, text: prefix + r.text, logprobs: lp, finish_reason: r.finishReason, stop_reason: r.stopReason,
       ...(o.common.returnTokenIds ? { prompt_token_ids: o.prompts[i].ids, token_ids: r.events.map((e) => e.token.id) } : {}),
     };
   });
@@ -159,7 +159,7 @@ function streamCompletions(ctx: RouteContext, o: Opts): Response {
           send({
             ...o.base,
             choices: [{
-              index: i, text, logprobs: lp, finish_reason: e.finishReason, stop_reason: null,
+              index: i, text, logprobs: lp, finish_reason: e.finishReason, stop_reason: e.finishReason === null ? null : e.stopReason ?? null,
               ...(o.common.returnTokenIds ? { token_ids: [e.token.id], ...(first ? { prompt_token_ids: s.promptIds } : {}) } : {}),
             }],
             ...usageNull,

@@ -61,12 +61,15 @@ export interface Collected {
   events: StreamEvent[];
   text: string;
   finishReason: "stop" | "length";
+  /** vLLM's stop_reason: the stop string matched, or null. */
+  stopReason: string | number | null;
 }
 
 export async function collect(s: Started): Promise<Collected> {
   const events: StreamEvent[] = [];
   for await (const e of s.events) events.push(e);
-  return { events, text: events.map((e) => e.text).join(""), finishReason: events[events.length - 1]?.finishReason ?? "length" };
+  const last = events[events.length - 1];
+  return { events, text: events.map((e) => e.text).join(""), finishReason: last?.finishReason ?? "length", stopReason: last?.stopReason ?? null };
 }
 
 /** Collects every request; if one fails, the others are cancelled. */

@@ -160,7 +160,7 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
         events.push(e);
         const line = { token: { id: e.token.id, text: e.text, log_prob: e.token.logprob, special: reqs[0].r.service.model.tokenizer.isSpecial(e.token.id) } };
         if (e.finishReason === null) send(line);
-        else send({ ...line, ...output(0, { events, text: events.map((x) => x.text).join(""), finishReason: e.finishReason }) });
+        else send({ ...line, ...output(0, { events, text: events.map((x) => x.text).join(""), finishReason: e.finishReason, stopReason: e.stopReason ?? null }) });
       }
     },
   });

@@ -102,5 +102,12 @@ describe("64 concurrent greedy completions over HTTP", () => {
     const cut = await (await s.post("/v1/completions", { model: MODEL, prompt: c.prompt_ids, max_tokens: 12, temperature: 0, ignore_eos: true, stop })).json() as any;
     expect(cut.choices[0].finish_reason).toBe("stop");
     expect(cut.choices[0].text).toBe(text.slice(0, text.indexOf(stop)));
+    // vLLM's stop_reason: the stop string that matched; null where the length ended it
+    expect(cut.choices[0].stop_reason).toBe(stop);
+    expect(full.choices[0].stop_reason).toBeNull();
+    const streamed = sseEvents(await (await s.post("/v1/completions", { model: MODEL, prompt: c.prompt_ids, max_tokens: 12, temperature: 0, ignore_eos: true, stop: ["zz-never", stop], stream: true })).text());
+    expect(streamed.at(-1).choices[0]).toMatchObject({ finish_reason: "stop", stop_reason: stop });
+    const chat = await (await s.post("/v1/chat/completions", { model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 6, temperature: 0, ignore_eos: true })).json() as any;
+    expect(chat.choices[0]).toMatchObject({ finish_reason: "length", stop_reason: null });
   }, 60_000);
 });
