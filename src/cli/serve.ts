@@ -111,7 +111,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       const model = (o.stubModel ? loadStubModel : loadModel)({
         modelDir: dir, adaptersDir: adaptersFor(dir), device, act, synthetic,
         maxSeqs: o.maxRollingBatchSize, maxTokens: o.maxNumBatchedTokens, maxLoras: o.maxLoras, maxCpuLoras: o.maxCpuLoras,
-        maxLoraRank: o.maxLoraRank, maxModelLen: o.maxModelLen, blockSize: BLOCK_SIZE, prefixCaching: o.enablePrefixCaching,
+        maxLoraRank: o.maxLoraRank, maxModelLen: o.maxModelLen, blockSize: BLOCK_SIZE, prefixCaching: o.enablePrefixCaching, schedulingPolicy: o.schedulingPolicy,
         numBlocks: o.numGpuBlocksOverride,
         kvCacheBytes: o.kvCacheMemory ?? (o.stubModel || o.numGpuBlocksOverride ? undefined : budget?.kvBytes(dir, config, act, o, modelDirs.length - i)),
       });

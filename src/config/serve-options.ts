@@ -5,6 +5,7 @@ import { existsSync, statSync } from "node:fs";
 import { lookup, parseProperties, type Properties, type Raw } from "./config-sources.ts";
 import { isLmiConfigured, LMI_DEFAULTS, notHonoured } from "./lmi-settings.ts";
 import { availableParallelism } from "node:os";
+import type { SchedulingPolicy } from "../engine/fair-share.ts";
 import { log, type LogFormat } from "../log.ts";
 import { isRemoteSource } from "../sources/remote-source.ts";
 
@@ -57,6 +58,8 @@ export interface ServeOptions {
   apiKeys: string[];
   /** Reuse the KV of shared prompt prefixes (per adapter). */
   enablePrefixCaching: boolean;
+  /** fair: a full batch makes room for a waiting adapter's request; fcfs: requests wait their turn. */
+  schedulingPolicy: SchedulingPolicy;
   /** KV blocks per model, whatever memory says. */
   numGpuBlocksOverride?: number;
   /** Bytes of KV cache per model (instead of what gpu_memory_utilization leaves). */
@@ -227,6 +230,8 @@ export const OPTION_DEFS: OptionDef[] = [
     { env: ["OPTION_API_KEY", "VLLM_API_KEY"] }),
   opt("enable_prefix_caching", "enablePrefixCaching", bool, true,
     "Reuse the K/V of prompt prefixes already computed for the same adapter (default on; --no-enable-prefix-caching turns it off)", { boolean: true }),
+  opt("scheduling_policy", "schedulingPolicy", oneOf<SchedulingPolicy>({ fair: "fair", fcfs: "fcfs" }), "fair",
+    "fair (default): when the batch is full, the adapter running the most sequences yields its youngest to a waiting adapter's request; fcfs: requests wait for running ones to finish"),
   opt("num_gpu_blocks_override", "numGpuBlocksOverride", int(1), undefined, "KV cache blocks (of 16 tokens) per model, whatever memory says (CPU and CUDA)"),
   opt("kv_cache_memory", "kvCacheMemory", byteSize, undefined, "KV cache size per model, e.g. 8GiB (default: what --gpu-memory-utilization leaves on a GPU; on the CPU what the batch needs, at most 2 GiB)"),
   opt("log_format", "logFormat", oneOf<LogFormat>({ text: "text", json: "json" }), "text", "text | json: one JSON object a line, for log shippers (default text)"),

@@ -14,6 +14,7 @@ import { KvCache } from "./kv-cache.ts";
 import { Engine } from "./engine.ts";
 import { ModelRunner, type RunnerOptions } from "./model-runner.ts";
 import { StubRunner } from "./stub-runner.ts";
+import type { SchedulingPolicy } from "./fair-share.ts";
 import type { StepRunner } from "./engine.ts";
 import { MAX_TOP_LOGPROBS } from "./sampling.ts";
 
@@ -40,6 +41,8 @@ export interface LoadOptions {
   maxModelLen?: number;
   /** Reuse the K/V of full blocks whose tokens (and adapter) another sequence computed (default true). */
   prefixCaching?: boolean;
+  /** fair (default) or fcfs: see fair-share.ts. */
+  schedulingPolicy?: SchedulingPolicy;
   /** Record decode steps as graphs and replay them (CUDA only; default true). */
   graphs?: boolean;
   /** Activation dtype (default: F32 on the CPU, the checkpoint's fp16/bf16 on a GPU). */
@@ -124,6 +127,6 @@ function assemble<R extends StepRunner>(opts: LoadOptions, makeRunner: MakeRunne
   }, maxLoraRank, opts.maxCpuLoras ?? Infinity);
   // a broken adapter is named with its reason and left out; the others serve
   if (opts.adaptersDir) adapters.addDirectory(opts.adaptersDir, (_, e) => log.warn(`${e.message}; it is not served`));
-  const engine = new Engine(runner, adapters, maxModelLen, opts.prefixCaching ?? true);
+  const engine = new Engine(runner, adapters, maxModelLen, { prefixCaching: opts.prefixCaching, policy: opts.schedulingPolicy });
   return { dir, config, generation: readGenerationDefaults(dir), tokenizer, chat, adapters, runner, engine };
 }

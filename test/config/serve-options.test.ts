@@ -35,7 +35,7 @@ describe("resolveServeOptions", () => {
       gpuMemoryUtilization: 0.9, maxRollingBatchSize: 64, maxNumBatchedTokens: 4096, dtype: "auto", tensorParallelDegree: 1,
       device: "auto", maxQueue: 1024, maxBodyBytes: 8 * 1024 * 1024, maxPromptBytes: 0, shutdownTimeoutSeconds: 30, stubModel: false,
       tokenizerThreads: Math.max(1, Math.min(4, availableParallelism() - 1)),
-      enableRuntimeLoraUpdating: false, allowedAdapterRoots: [], preloadAdapters: [], pinAdapters: [], apiKeys: [], enablePrefixCaching: true, logFormat: "text", disableLogRequests: false, logStatsInterval: 10, adapterCacheMaxBytes: 20 * 2 ** 30,
+      enableRuntimeLoraUpdating: false, allowedAdapterRoots: [], preloadAdapters: [], pinAdapters: [], apiKeys: [], enablePrefixCaching: true, schedulingPolicy: "fair", logFormat: "text", disableLogRequests: false, logStatsInterval: 10, adapterCacheMaxBytes: 20 * 2 ** 30,
     } satisfies ServeOptions);
     expect(warnings).toEqual([]);
     expect(resolve({ adapters: ADAPTERS }).options.enableLora).toBe(true);
