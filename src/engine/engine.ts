@@ -4,8 +4,9 @@ import type { AdapterStore } from "../adapters/adapter-store.ts";
 import type { LoraAdapter } from "../adapters/lora-adapter.ts";
 import { SlotAssigner } from "../adapters/slot-assigner.ts";
 import type { ModelConfig } from "../model/config.ts";
-import { BlockManager, type PrefixMatch } from "./block-manager.ts";
-import { fairShare, type SchedulingPolicy } from "./fair-share.ts";
+import { admit } from "./admission.ts";
+import { BlockManager } from "./block-manager.ts";
+import type { SchedulingPolicy } from "./fair-share.ts";
 import { buildBatch, type HostBatch, type ScheduledSeq } from "./batch-builder.ts";
 import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
 import { uniformFor, type SamplingParams } from "./sampling.ts";
@@ -39,9 +40,6 @@ export interface EngineEvents {
   /** The sequence could not run (its adapter failed to load into a slot, or a batch failed with it alone). */
   failed(seq: Sequence, error: unknown): void;
 }
-
-// A slot-starved adapter may be passed over by resident ones for this many steps at most.
-const MAX_SLOT_WAIT_STEPS = 16;
 
 const SCORING_PARAMS: SamplingParams = {
   temperature: 0, topP: 1, topK: 0, seed: 0n, maxTokens: 1, topLogprobs: 0, ignoreEos: true, stopTokenIds: [],
@@ -139,7 +137,11 @@ export class Engine {
 
   /** One engine step; returns the sequences that finished in it. */
   step(): Sequence[] {
-    this.admit();
+    admit({
+      runner: this.runner, blocks: this.blocks, slots: this.slots, waiting: this.waiting, running: this.running,
+      slotWait: this.slotWait, slotOfSeq: this.slotOfSeq, adapters: this.adapters, policy: this.policy, events: this.events,
+      identity: (seq) => this.identity(seq), preempt: (seq) => this.preempt(seq), fail: (seq, e) => this.fail(seq, e),
+    });
     this.reserveDecodeBlocks();
     if (this.running.length === 0) {
       if (this.waiting.size > 0) throw new Error("no waiting sequence fits in an empty engine (KV cache or adapter slots too small)");
@@ -242,90 +244,6 @@ export class Engine {
   /** Runs until every queued sequence has finished. */
   runToCompletion(): void {
     while (this.hasWork) this.step();
-  }
-
-  // Round-robin over adapters' queues, taking heads until none fits. A head that lacks KV blocks or
-  // token budget stops admission (so large requests are not overtaken for ever); one that lacks a
-  // free adapter slot is passed over for at most MAX_SLOT_WAIT_STEPS steps, after which no other
-  // adapter may take a slot. Under the fair policy a full batch or cache first makes room (fair-share.ts).
-  private admit(): void {
-    const { caps } = this.runner.opts;
-    let budget = caps.maxTokens - this.running.reduce((n, s) => n + s.length - s.numComputed, 0);
-    // sequences passed over this step; slots closed once a slot-starved one has waited too long
-    const turn = { passedOver: new Set<Sequence>(), slotsClosed: false };
-    // "yielded": a running sequence made room; "skip": seq's adapter has its share, another may go; "stop"
-    const makeRoom = (seq: Sequence): "yielded" | "skip" | "stop" => {
-      if (this.policy !== "fair") return "stop";
-      const victim = fairShare(this.running, seq);
-      if (victim === "over-share") return "skip";
-      if (victim === "no-victim") return "stop";
-      budget += victim.length - victim.numComputed;
-      this.preempt(victim);
-      return "yielded";
-    };
-    for (let admitted = true; admitted; ) {
-      admitted = false;
-      heads: for (const seq of this.waiting.heads()) {
-        if (turn.passedOver.has(seq)) continue;
-        // cached blocks of its prefix cost neither compute nor free space (unless nobody holds them)
-        let cached: PrefixMatch;
-        for (;;) {
-          cached = this.blocks.match(seq, this.identity(seq));
-          const missing = this.blocks.blocksFor(seq.length + 1) - seq.blockTable.length - cached.blocks.length;
-          if (this.running.length < caps.maxSeqs && missing <= this.blocks.freeBlocks - cached.idle) break;
-          const room = makeRoom(seq);
-          if (room === "stop") return;
-          if (room === "skip") {
-            turn.passedOver.add(seq);
-            continue heads;
-          }
-        }
-        const need = seq.length - seq.numComputed - cached.blocks.length * this.blocks.blockSize;
-        if (need > budget) return;
-        if (!this.takeSlot(seq, turn)) continue;
-        this.slotWait.delete(seq);
-        if (cached.blocks.length > 0 || seq.blockTable.length === 0) this.blocks.adopt(seq, cached);
-        seq.cachedTokens ??= seq.numComputed;
-        this.blocks.ensure(seq, seq.length);
-        this.waiting.take(seq);
-        this.running.push(seq);
-        this.events.scheduled(seq);
-        budget -= need;
-        admitted = true;
-      }
-    }
-  }
-
-  // A device slot for seq's adapter (loading it there if needed); false (seq passed over this step,
-  // or failed where its adapter cannot load) otherwise.
-  private takeSlot(seq: Sequence, turn: { passedOver: Set<Sequence>; slotsClosed: boolean }): boolean {
-    if (seq.adapter === null) return true;
-    const resident = this.slots.slotOfAdapter(seq.adapter) !== undefined;
-    const got = turn.slotsClosed && !resident ? null : this.slots.acquire(seq.adapter);
-    if (!got) {
-      const waited = (this.slotWait.get(seq) ?? 0) + 1;
-      this.slotWait.set(seq, waited);
-      if (waited > MAX_SLOT_WAIT_STEPS) turn.slotsClosed = true;
-      turn.passedOver.add(seq);
-      return false;
-    }
-    if (got.load) {
-      const t0 = performance.now();
-      try {
-        this.runner.lora.load(got.slot, this.adapters.get(seq.adapter));
-      } catch (e) {
-        // the slot holds nothing usable: give it back, and fail this request alone
-        this.slots.release(seq.adapter);
-        this.slots.evict(seq.adapter);
-        this.fail(seq, e);
-        return false;
-      }
-      this.events.slotLoaded(seq.adapter, got.replaced, (performance.now() - t0) / 1000);
-    } else {
-      this.events.slotHit(seq.adapter);
-    }
-    this.slotOfSeq.set(seq, got.slot);
-    return true;
   }
 
   // Each running sequence needs room for the token it computes this step; when the cache is full,
