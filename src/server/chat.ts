@@ -5,8 +5,8 @@ import type { ChatMessage } from "../tokenizer/chat.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { badRequest, type ErrorFormat } from "./errors.ts";
 import { Fields, isObject } from "./fields.ts";
-import { collect, nowSeconds, requestId, startAll, tokenString } from "./generation.ts";
-import { readCommon, resolveModel, samplingFor, usage, type Resolved } from "./openai.ts";
+import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString } from "./generation.ts";
+import { readCommon, resolveModel, samplingFor, type Resolved } from "./openai.ts";
 import type { RouteContext } from "./route.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import { streamResponse } from "./stream.ts";
@@ -74,45 +74,47 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
   checkPromptBytes(service, messages.reduce((n, m) => n + Buffer.byteLength(m.content), 0), "messages");
   const promptIds = await encodePrompt(service, chat.render(messages, { addGenerationPrompt: true }), "messages", { addSpecialTokens: false });
   const params = samplingFor(service, common, maxTokens ?? defaultMaxTokens(service, promptIds.length), logprobs ? topLogprobs ?? 0 : 0);
-  const [started] = await startAll(service, [{ id: ctx.requestId, promptIds, adapter, params, stop: common.stop, signal: ctx.request.signal }]);
+  const started = await startChoices(service, [{ id: ctx.requestId, promptIds, adapter, params, stop: common.stop, signal: ctx.request.signal }], common.n);
   const base = { id: requestId("chatcmpl"), created: nowSeconds(), model: name };
   const lp = (events: StreamEvent[]) => (logprobs ? { content: events.map((e) => logprobEntry(tokenizer, e)) } : null);
 
   if (!common.stream) {
-    const r = await collect(started);
+    const results = await collectAll(started);
     return Response.json({
       ...base, object: "chat.completion",
-      choices: [{
-        index: 0, message: { role: "assistant", content: r.text }, logprobs: lp(r.events), finish_reason: r.finishReason, stop_reason: r.stopReason,
+      choices: results.map((r, index) => ({
+        index, message: { role: "assistant", content: r.text }, logprobs: lp(r.events), finish_reason: r.finishReason, stop_reason: r.stopReason,
         ...(common.returnTokenIds ? { token_ids: r.events.map((e) => e.token.id) } : {}),
-      }],
-      usage: usage(started.promptTokens, r.events.length, started.cachedTokens),
+      })),
+      usage: promptUsage(started, common.n, results.reduce((t, r) => t + r.events.length, 0)),
       ...(common.returnTokenIds ? { prompt_token_ids: promptIds } : {}),
     });
   }
   const chunk = { ...base, object: "chat.completion.chunk" };
   const usageNull = common.includeUsage ? { usage: null } : {};
   return streamResponse({
-    format: opts.format, sse: opts.sse, log: ctx.log, cancel: started.cancel,
+    format: opts.format, sse: opts.sse, log: ctx.log, cancel: () => started.forEach((s) => s.cancel()),
     pump: async (send) => {
-      send({
-        ...chunk, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }], ...usageNull,
-        ...(common.returnTokenIds ? { prompt_token_ids: promptIds } : {}),
-      });
       let n = 0;
-      for await (const e of started.events) {
-        n++;
+      await Promise.all(started.map(async (s, index) => {
         send({
-          ...chunk,
-          choices: [{
-            index: 0, delta: { content: e.text }, logprobs: lp([e]), finish_reason: e.finishReason,
-            ...(e.finishReason !== null ? { stop_reason: e.stopReason ?? null } : {}),
-            ...(common.returnTokenIds ? { token_ids: [e.token.id] } : {}),
-          }],
-          ...usageNull,
+          ...chunk, choices: [{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }], ...usageNull,
+          ...(common.returnTokenIds && index === 0 ? { prompt_token_ids: promptIds } : {}),
         });
-      }
-      if (common.includeUsage) send({ ...chunk, choices: [], usage: usage(started.promptTokens, n, started.cachedTokens) });
+        for await (const e of s.events) {
+          n++;
+          send({
+            ...chunk,
+            choices: [{
+              index, delta: { content: e.text }, logprobs: lp([e]), finish_reason: e.finishReason,
+              ...(e.finishReason !== null ? { stop_reason: e.stopReason ?? null } : {}),
+              ...(common.returnTokenIds ? { token_ids: [e.token.id] } : {}),
+            }],
+            ...usageNull,
+          });
+        }
+      }));
+      if (common.includeUsage) send({ ...chunk, choices: [], usage: promptUsage(started, common.n, n) });
     },
   });
 }

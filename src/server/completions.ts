@@ -6,8 +6,8 @@ import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
-import { collectAll, nowSeconds, requestId, startAll, tokenString, type Started } from "./generation.ts";
-import { readCommon, resolveModel, samplingFor, usage } from "./openai.ts";
+import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString, type Started } from "./generation.ts";
+import { readCommon, resolveModel, samplingFor } from "./openai.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import type { RouteContext } from "./route.ts";
 import { streamResponse } from "./stream.ts";
@@ -90,20 +90,22 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   const echo = f.bool("echo") ?? false;
   const params = samplingFor(service, common, maxTokens, logprobs ?? 0);
   const prompts = await encodePrompts(service, given);
-  const started = await startAll(service, prompts.map((p, i) => ({
+  const started = await startChoices(service, prompts.map((p, i) => ({
     id: prompts.length > 1 ? `${ctx.requestId}-${i}` : ctx.requestId, promptIds: p.ids, adapter, params: { ...params }, stop: common.stop, signal: ctx.request.signal,
-  })));
-  const echoText = (i: number) => (echo ? prompts[i].text ?? tokenizer.decode(prompts[i].ids) : "");
-  const echoLogprobs = (i: number) => (echo ? promptLogprobs(tokenizer, prompts[i].ids) : emptyLogprobs());
+  })), common.n);
+  // choice k answers prompt k / n (OpenAI's index order for several prompts with n > 1)
+  const promptOf = (k: number) => prompts[Math.floor(k / common.n)];
+  const echoText = (k: number) => (echo ? promptOf(k).text ?? tokenizer.decode(promptOf(k).ids) : "");
+  const echoLogprobs = (k: number) => (echo ? promptLogprobs(tokenizer, promptOf(k).ids) : emptyLogprobs());
   const base = { id: requestId("cmpl"), object: "text_completion", created: nowSeconds(), model: name };
-  const opts = { service, started, common, logprobs, echoText, echoLogprobs, base, prompts };
+  const opts = { service, started, common, logprobs, echoText, echoLogprobs, base, promptOf };
   return common.stream ? streamCompletions(ctx, opts) : respond(opts);
 }
 
 interface Opts {
   service: EngineService;
   started: Started[];
-  prompts: Prompt[];
+  promptOf: (choice: number) => Prompt;
   common: ReturnType<typeof readCommon>;
   logprobs: number | undefined;
   echoText: (i: number) => string;
@@ -127,12 +129,11 @@ async function respond(o: Opts): Promise<Response> {
     }
     return {
       index: i, text: prefix + r.text, logprobs: lp, finish_reason: r.finishReason, stop_reason: r.stopReason,
-      ...(o.common.returnTokenIds ? { prompt_token_ids: o.prompts[i].ids, token_ids: r.events.map((e) => e.token.id) } : {}),
+      ...(o.common.returnTokenIds ? { prompt_token_ids: o.promptOf(i).ids, token_ids: r.events.map((e) => e.token.id) } : {}),
     };
   });
-  const promptTokens = o.started.reduce((n, s) => n + s.promptTokens, 0);
   const completionTokens = results.reduce((n, r) => n + r.events.length, 0);
-  return Response.json({ ...o.base, choices, usage: usage(promptTokens, completionTokens, o.started.reduce((n, s) => n + s.cachedTokens, 0)) });
+  return Response.json({ ...o.base, choices, usage: promptUsage(o.started, o.common.n, completionTokens) });
 }
 
 function streamCompletions(ctx: RouteContext, o: Opts): Response {
@@ -167,10 +168,7 @@ function streamCompletions(ctx: RouteContext, o: Opts): Response {
           first = false;
         }
       }));
-      if (o.common.includeUsage) {
-        const promptTokens = o.started.reduce((n, s) => n + s.promptTokens, 0);
-        send({ ...o.base, choices: [], usage: usage(promptTokens, completionTokens, o.started.reduce((n, s) => n + s.cachedTokens, 0)) });
-      }
+      if (o.common.includeUsage) send({ ...o.base, choices: [], usage: promptUsage(o.started, o.common.n, completionTokens) });
     },
   });
 }

@@ -1,6 +1,7 @@
 // Submitting requests to a service and reading their token streams, shared by every route.
 import type { EngineService, GenerationRequest, StreamEvent } from "../engine/engine-service.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
+import { usage } from "./openai.ts";
 
 export interface Started {
   promptIds: number[];
@@ -36,6 +37,34 @@ export async function startAll(service: EngineService, reqs: GenerationRequest[]
     const first = (firsts[i] as PromiseFulfilledResult<IteratorResult<StreamEvent>>).value;
     return { promptIds: reqs[i].promptIds, promptTokens: h.promptTokens, cachedTokens: first.done ? 0 : first.value.cachedTokens ?? 0, events: resume(first, iterators[i], () => h.cancel()), cancel: () => h.cancel() };
   });
+}
+
+/**
+ * `n` choices per request, choice j sampling with seed + j. Each request's first choice starts
+ * alone; the others are submitted once it has its first token, when its prompt's full KV blocks are
+ * in the prefix cache, so the prompt is computed once (all but its last partial block). Returned in
+ * order: request 0's choices, then request 1's.
+ */
+export async function startChoices(service: EngineService, reqs: GenerationRequest[], n: number): Promise<Started[]> {
+  const leaders = await startAll(service, reqs);
+  if (n === 1) return leaders;
+  const followers = reqs.flatMap((r) => Array.from({ length: n - 1 }, (_, j) => ({
+    ...r, id: r.id === undefined ? undefined : `${r.id}-${j + 1}`, params: { ...r.params, seed: r.params.seed + BigInt(j + 1) },
+  })));
+  let rest: Started[];
+  try {
+    rest = await startAll(service, followers);
+  } catch (e) {
+    leaders.forEach((s) => s.cancel());
+    throw e;
+  }
+  return reqs.flatMap((_, i) => [leaders[i], ...rest.slice(i * (n - 1), (i + 1) * (n - 1))]);
+}
+
+/** Usage over choices: each prompt counted once (with its first choice's cached tokens), every choice's tokens. */
+export function promptUsage(started: Started[], n: number, completionTokens: number) {
+  const firsts = started.filter((_, k) => k % n === 0);
+  return usage(firsts.reduce((t, s) => t + s.promptTokens, 0), completionTokens, firsts.reduce((t, s) => t + s.cachedTokens, 0));
 }
 
 async function* resume(first: IteratorResult<StreamEvent>, it: AsyncIterator<StreamEvent>, cancel: () => void): AsyncGenerator<StreamEvent> {

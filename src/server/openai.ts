@@ -31,7 +31,12 @@ export async function resolveModel(ctx: RouteContext, f: Fields): Promise<Resolv
   return { ...r, name: model };
 }
 
+/** Choices one request may ask for (`n`). */
+export const MAX_CHOICES = 16;
+
 export interface CommonFields {
+  /** Choices per prompt: choice j samples with seed + j. */
+  n: number;
   stop: string[] | undefined;
   stream: boolean;
   includeUsage: boolean;
@@ -44,10 +49,11 @@ export interface CommonFields {
 const zero = (v: unknown) => v === 0;
 
 export function readCommon(f: Fields): CommonFields {
-  const n = f.int("n");
-  if (n !== undefined && n !== 1) throw badRequest("n must be 1 (one choice per request)", "n");
+  const n = f.int("n", 1) ?? 1;
+  if (n > MAX_CHOICES) throw badRequest(`n must be at most ${MAX_CHOICES}, got ${n}`, "n");
+  // vLLM's V1 engine dropped best_of: only its neutral value (the same as n) is accepted
   const bestOf = f.int("best_of");
-  if (bestOf !== undefined && bestOf !== 1) throw badRequest("best_of must be 1", "best_of");
+  if (bestOf !== undefined && bestOf !== n) throw badRequest(`best_of is not supported (it may only equal n, ${n}), got ${bestOf}`, "best_of");
   f.unsupported("presence_penalty", zero);
   f.unsupported("frequency_penalty", zero);
   f.unsupported("repetition_penalty", (v) => v === 1);
@@ -59,6 +65,7 @@ export function readCommon(f: Fields): CommonFields {
   // stop tokens and stop strings do not end a sequence before min_tokens (see SamplingParams.minTokens)
   const minTokens = f.int("min_tokens", 0) ?? 0;
   return {
+    n,
     stop,
     stream: f.bool("stream") ?? false,
     includeUsage: streamOptions?.bool("include_usage") ?? false,
