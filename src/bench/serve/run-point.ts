@@ -2,7 +2,7 @@
 // closed loop of C clients), wait for every answer, and summarise what each request saw.
 import { streamCompletion, type RequestResult } from "./client.ts";
 import { jainIndex, spread, type Spread } from "./stats.ts";
-import { scrapeTiers, tierDelta, type TierCounters } from "./target-metrics.ts";
+import { prefixDelta, scrapePrefixCache, scrapeTiers, tierDelta, type PrefixCacheFigures, type TierCounters } from "./target-metrics.ts";
 import { arrivalTimes, popularity, promptSource, seededRandom } from "./workload.ts";
 
 export interface PointSettings {
@@ -18,6 +18,8 @@ export interface PointSettings {
   zipf: number;
   inputLen: string;
   outputLen: string;
+  /** Words of a system prompt every request starts with (0: none). */
+  sharedPrefix: number;
   promptFile?: string;
   ignoreEos: boolean;
   sloTtft: number;
@@ -61,6 +63,8 @@ export interface PointResult {
   adaptersUsed: number;
   /** From the target's /metrics over this point (null: not a lora-serve). */
   tiers: Record<string, TierCounters> | null;
+  /** Prompt tokens the prefix cache supplied over this point (null: the target exports no vLLM prefix-cache counters). */
+  prefixCache: PrefixCacheFigures | null;
   /** Every time to first token (seconds) of the completed requests, sorted: the CDF. */
   ttftSamples: number[];
 }
@@ -68,9 +72,10 @@ export interface PointResult {
 export async function runPoint(s: PointSettings, onProgress: (p: Progress) => void = () => {}): Promise<PointResult> {
   const random = seededRandom(s.seed);
   const pick = popularity(s.adapters.length, s.zipf, random);
-  const nextPrompt = promptSource({ inputLen: s.inputLen, outputLen: s.outputLen, file: s.promptFile }, random);
+  const nextPrompt = promptSource({ inputLen: s.inputLen, outputLen: s.outputLen, file: s.promptFile, sharedPrefix: s.sharedPrefix }, random);
   const plan = Array.from({ length: s.numPrompts }, () => ({ adapter: s.adapters[pick()], ...nextPrompt() }));
   const before = await scrapeTiers(s.url);
+  const prefixBefore = await scrapePrefixCache(s.url);
   const progress: Progress = { sent: 0, done: 0, errors: 0, elapsed: 0 };
   const start = performance.now();
   const send = async (i: number): Promise<RequestResult> => {
@@ -90,7 +95,8 @@ export async function runPoint(s: PointSettings, onProgress: (p: Progress) => vo
   }
   const durationS = (performance.now() - start) / 1000;
   onProgress({ ...progress, elapsed: durationS });
-  return summarise(s, results, durationS, tierDelta(before, await scrapeTiers(s.url)));
+  const prefixCache = prefixDelta(prefixBefore, await scrapePrefixCache(s.url), durationS);
+  return { ...summarise(s, results, durationS, tierDelta(before, await scrapeTiers(s.url))), prefixCache };
 }
 
 async function openLoop(times: number[], start: number, send: (i: number) => Promise<RequestResult>): Promise<RequestResult[]> {
@@ -129,7 +135,7 @@ function summarise(s: PointSettings, results: RequestResult[], durationS: number
     durationS, requestsPerS: ok.length / durationS, outputTokensPerS: outputTokens / durationS, totalTokensPerS: (outputTokens + promptTokens) / durationS,
     ttft: spread(ok.map((r) => r.ttft)), tpot: spread(ok.filter((r) => r.outputTokens > 1).map((r) => r.tpot)), e2e: spread(ok.map((r) => r.e2e)),
     sloAttainment: results.length === 0 ? NaN : ok.filter((r) => r.ttft <= s.sloTtft).length / results.length, sloTtft: s.sloTtft,
-    fairness: jainIndex(meanRates), adaptersUsed: rates.size, tiers,
+    fairness: jainIndex(meanRates), adaptersUsed: rates.size, tiers, prefixCache: null,
     ttftSamples: ok.map((r) => r.ttft).sort((a, b) => a - b),
   };
 }

@@ -58,3 +58,32 @@ export function tierDelta(before: Awaited<ReturnType<typeof scrapeTiers>>, after
   }
   return out;
 }
+
+export interface PrefixCacheFigures {
+  queriedTokens: number;
+  hitTokens: number;
+  hitRate: number;
+  /** Prompt tokens not recomputed, per second of the point. */
+  savedTokensPerS: number;
+}
+
+/** vLLM's prefix-cache counters (tokens queried, tokens found), summed over models; null where absent. */
+export async function scrapePrefixCache(url: string): Promise<{ queried: number; hits: number } | null> {
+  let text: string;
+  try {
+    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) return null;
+    text = await res.text();
+  } catch {
+    return null;
+  }
+  if (!/^# TYPE vllm:prefix_cache_queries(_total)? counter$/m.test(text)) return null;
+  const sum = (name: string) => parsePrometheus(text).filter((s) => s.name === name).reduce((n, s) => n + s.value, 0);
+  return { queried: sum("vllm:prefix_cache_queries_total"), hits: sum("vllm:prefix_cache_hits_total") };
+}
+
+export function prefixDelta(before: { queried: number; hits: number } | null, after: { queried: number; hits: number } | null, seconds: number): PrefixCacheFigures | null {
+  if (!before || !after) return null;
+  const queriedTokens = after.queried - before.queried, hitTokens = after.hits - before.hits;
+  return { queriedTokens, hitTokens, hitRate: queriedTokens > 0 ? hitTokens / queriedTokens : NaN, savedTokensPerS: hitTokens / seconds };
+}

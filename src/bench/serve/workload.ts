@@ -88,8 +88,22 @@ const WORDS = ("the of and to in is was for on that with as by at from his her a
   "but they were have one all their more when there also been has first new other after time two into most " +
   "city year world people state school music water river house story part work small early north south").split(" ");
 
-/** Prompts of about `inputLen` words with `outputLen` output tokens, or lines of a JSONL file. */
-export function promptSource(o: { inputLen: string; outputLen: string; file?: string }, random: () => number): () => PromptSpec {
+/**
+ * Prompts of about `inputLen` words with `outputLen` output tokens, or lines of a JSONL file; each
+ * behind the same `sharedPrefix` words where asked (a chat workload's system prompt).
+ */
+export function promptSource(o: { inputLen: string; outputLen: string; file?: string; sharedPrefix?: number }, random: () => number): () => PromptSpec {
+  const inner = promptsAlone(o, random);
+  if (!o.sharedPrefix) return inner;
+  const fixed = seededRandom(0x5eed);
+  const prefix = Array.from({ length: o.sharedPrefix }, () => WORDS[Math.floor(fixed() * WORDS.length)]).join(" ");
+  return () => {
+    const p = inner();
+    return { ...p, prompt: `${prefix}\n\n${p.prompt}` };
+  };
+}
+
+function promptsAlone(o: { inputLen: string; outputLen: string; file?: string }, random: () => number): () => PromptSpec {
   const output = lengthSampler(o.outputLen, "--output-len");
   if (o.file) {
     const prompts = readPromptFile(o.file);

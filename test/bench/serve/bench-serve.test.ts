@@ -24,7 +24,7 @@ async function benchServe(args: string[]): Promise<{ code: number; stdout: strin
 
 const POINT_FIELDS = [
   "adapters", "rate", "concurrency", "requests", "completed", "errors", "errorMessages", "durationS", "requestsPerS", "outputTokensPerS",
-  "totalTokensPerS", "ttft", "tpot", "e2e", "sloAttainment", "sloTtft", "fairness", "adaptersUsed", "tiers", "ttftSamples",
+  "totalTokensPerS", "ttft", "tpot", "e2e", "sloAttainment", "sloTtft", "fairness", "adaptersUsed", "tiers", "prefixCache", "ttftSamples",
 ].sort();
 
 function expectCompletePoint(p: SweepReport["points"][number], n: number) {
@@ -113,6 +113,22 @@ test("--synthetic: a model shape with random weights (the demo's tokenizer) and 
   const p = (JSON.parse(await Bun.file(out).text()) as SweepReport).points[0];
   expect(p.completed).toBe(6);
   expect(p.tiers!.cpu.loads).toBeGreaterThan(0); // hidden size 64 adapters loaded against the 64-wide shape
+}, 60_000);
+
+test("--shared-prefix: a chat workload's system prompt, computed once per adapter, reported as prefix-cache hits", async () => {
+  const out = join(tmp, "prefix.json");
+  const args = ["--stub-model", "--adapters", "2", "--concurrency", "1", "--num-prompts", "12", "--output-len", "4", "--input-len", "8", "--out", out];
+  const r = await benchServe([...args, "--shared-prefix", "200"]);
+  expect(r.code).toBe(0);
+  const p = (JSON.parse(await Bun.file(out).text()) as SweepReport).points[0];
+  // one request per adapter computes the ~200-token prefix; the other ten find all its full blocks
+  expect(p.prefixCache!.hitTokens).toBeGreaterThanOrEqual(10 * 192);
+  expect(p.prefixCache!.hitRate).toBeGreaterThan(0.7);
+  expect(p.prefixCache!.savedTokensPerS).toBeGreaterThan(0);
+  expect(r.stdout).toContain("prefix hit");
+  const none = await benchServe(args);
+  expect((JSON.parse(await Bun.file(out).text()) as SweepReport).points[0].prefixCache!.hitTokens).toBe(0);
+  expect(none.code).toBe(0);
 }, 60_000);
 
 describe("bench serve --url", () => {
