@@ -25,15 +25,19 @@ export function parsePrometheus(text: string): Samples {
 }
 
 /** The tier counters summed over models, or null where the target exports none (not a lora-serve). */
-export async function scrapeTiers(url: string): Promise<Record<string, Omit<TierCounters, "hitRate">> | null> {
-  let text: string;
+/** The target's /metrics text, or null where it has none. */
+async function metricsText(url: string): Promise<string | null> {
   try {
     const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) return null;
-    text = await res.text();
+    return res.ok ? await res.text() : null;
   } catch {
     return null;
   }
+}
+
+export async function scrapeTiers(url: string): Promise<Record<string, Omit<TierCounters, "hitRate">> | null> {
+  const text = await metricsText(url);
+  if (text === null) return null;
   const samples = parsePrometheus(text);
   const out: Record<string, Omit<TierCounters, "hitRate">> = {};
   const field = { lora_serve_adapter_loads_total: "loads", lora_serve_adapter_evictions_total: "evictions", lora_serve_adapter_hits_total: "hits" } as const;
@@ -69,15 +73,8 @@ export interface PrefixCacheFigures {
 
 /** vLLM's prefix-cache counters (tokens queried, tokens found), summed over models; null where absent. */
 export async function scrapePrefixCache(url: string): Promise<{ queried: number; hits: number } | null> {
-  let text: string;
-  try {
-    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) return null;
-    text = await res.text();
-  } catch {
-    return null;
-  }
-  if (!/^# TYPE vllm:prefix_cache_queries(_total)? counter$/m.test(text)) return null;
+  const text = await metricsText(url);
+  if (text === null || !/^# TYPE vllm:prefix_cache_queries(_total)? counter$/m.test(text)) return null;
   const sum = (name: string) => parsePrometheus(text).filter((s) => s.name === name).reduce((n, s) => n + s.value, 0);
   return { queried: sum("vllm:prefix_cache_queries_total"), hits: sum("vllm:prefix_cache_hits_total") };
 }
