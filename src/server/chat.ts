@@ -6,7 +6,7 @@ import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { badRequest, type ErrorFormat } from "./errors.ts";
 import { Fields, isObject } from "./fields.ts";
 import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString } from "./generation.ts";
-import { readCommon, resolveModel, samplingFor, type Resolved } from "./openai.ts";
+import { HARMLESS_FIELDS, readCommon, resolveModel, samplingFor, type Resolved } from "./openai.ts";
 import type { RouteContext } from "./route.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import { streamResponse } from "./stream.ts";
@@ -69,6 +69,8 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
   if (topLogprobs !== undefined && topLogprobs > 0 && !logprobs) throw badRequest("top_logprobs needs logprobs: true", "top_logprobs");
   const maxTokensField = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   const maxTokens = f.int(maxTokensField);
+  f.unsupported("add_generation_prompt", (v) => v === true); // vLLM's: what this route always does
+  f.rejectUnread(HARMLESS_FIELDS);
   const { tokenizer, chat } = service.model;
   // the messages' own bytes first (rendering the template is work too), then the rendered prompt's
   checkPromptBytes(service, messages.reduce((n, m) => n + Buffer.byteLength(m.content), 0), "messages");

@@ -7,7 +7,7 @@ import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
 import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString, type Started } from "./generation.ts";
-import { readCommon, resolveModel, samplingFor } from "./openai.ts";
+import { HARMLESS_FIELDS, readCommon, resolveModel, samplingFor } from "./openai.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import type { RouteContext } from "./route.ts";
 import { streamResponse } from "./stream.ts";
@@ -89,6 +89,7 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   if (logprobs !== undefined && logprobs > MAX_TOP_LOGPROBS) throw badRequest(`logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${logprobs}`, "logprobs");
   const echo = f.bool("echo") ?? false;
   const params = samplingFor(service, common, maxTokens, logprobs ?? 0);
+  f.rejectUnread(HARMLESS_FIELDS);
   const prompts = await encodePrompts(service, given);
   const started = await startChoices(service, prompts.map((p, i) => ({
     id: prompts.length > 1 ? `${ctx.requestId}-${i}` : ctx.requestId, promptIds: p.ids, adapter, params: { ...params }, stop: common.stop, signal: ctx.request.signal,

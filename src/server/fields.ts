@@ -1,5 +1,6 @@
 // Typed reads of a JSON request object: each getter returns undefined for an absent (or null)
-// field and answers a wrong type with a 400 naming the field.
+// field and answers a wrong type with a 400 naming the field. Every field read is remembered, so a
+// route can refuse the ones it never read: a field is implemented or refused, never ignored.
 import { badRequest } from "./errors.ts";
 
 export type JsonObject = Record<string, unknown>;
@@ -9,14 +10,25 @@ export function isObject(v: unknown): v is JsonObject {
 }
 
 export class Fields {
+  private readonly read = new Set<string>();
+
   /** `prefix` names nested objects in messages ("parameters."). */
   constructor(readonly obj: JsonObject, private readonly prefix = "") {}
+
+  /** A 400 naming the first field given (not null) that nothing read and that is not `harmless`. */
+  rejectUnread(harmless: readonly string[] = []): void {
+    for (const [name, v] of Object.entries(this.obj)) {
+      if (v === null || this.read.has(name) || harmless.includes(name)) continue;
+      throw badRequest(`${this.prefix}${name} is not supported by this server`, `${this.prefix}${name}`);
+    }
+  }
 
   private fail(name: string, what: string, v: unknown): never {
     throw badRequest(`${this.prefix}${name} must be ${what}, got ${JSON.stringify(v)}`, `${this.prefix}${name}`);
   }
 
   raw(name: string): unknown {
+    this.read.add(name);
     const v = this.obj[name];
     return v === null ? undefined : v;
   }

@@ -11,9 +11,11 @@ const RENAMED: Record<string, string> = {
 const READ_WITH_TEMPERATURE = new Set(["do_sample", "temperature"]);
 
 export function chatBodyWithParameters(body: JsonObject): JsonObject {
+  // `adapters` and `model` were read by /invocations itself
+  const { adapters: _adapters, model: _model, ...rest } = body;
   const p = new Fields(body).object("parameters");
-  if (!p) return body;
-  const out: JsonObject = { ...body };
+  if (!p) return rest;
+  const out: JsonObject = { ...rest };
   delete out.parameters;
   const set = (field: string, value: unknown, from: string) => {
     if (value === undefined) return;

@@ -120,6 +120,7 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
   } else throw badRequest("adapters must be a string or a list of strings", "adapters");
   const pf = f.object("parameters");
   const stream = f.bool("stream") ?? pf?.bool("stream") ?? false;
+  f.rejectUnread();
   if (stream && !single) throw badRequest("stream needs a single input string", "stream");
 
   // one service per input; requests for one service are submitted together so they batch
@@ -129,6 +130,7 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
     checkPromptBytes(r.service, Buffer.byteLength(inputs[i]), "inputs");
     return { r, p };
   });
+  pf?.rejectUnread();
   const reqs = await Promise.all(read.map(async ({ r, p }, i) => ({
     r, p, req: { id: single ? ctx.requestId : `${ctx.requestId}-${i}`, promptIds: await encodePrompt(r.service, inputs[i], "inputs"), adapter: r.adapter, params: p.params, stop: p.stop, signal: ctx.request.signal },
   })));

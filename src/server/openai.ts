@@ -31,6 +31,9 @@ export async function resolveModel(ctx: RouteContext, f: Fields): Promise<Resolv
   return { ...r, name: model };
 }
 
+/** OpenAI request fields with no effect on the answer by definition (end-user id, storage, tags). */
+export const HARMLESS_FIELDS = ["user", "store", "metadata", "service_tier"];
+
 /** Choices one request may ask for (`n`). */
 export const MAX_CHOICES = 16;
 
@@ -59,6 +62,7 @@ export function readCommon(f: Fields): CommonFields {
   f.unsupported("repetition_penalty", (v) => v === 1);
   f.unsupported("logit_bias", (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0);
   const topK = f.int("top_k");
+  f.unsupported("skip_special_tokens", (v) => v === true); // what this server always does
   const streamOptions = f.object("stream_options");
   const stop = f.strings("stop");
   const ignoreEos = f.bool("ignore_eos");
@@ -135,17 +139,21 @@ export async function loadAdapter(ctx: RouteContext): Promise<Response> {
   const f = new Fields(ctx.body);
   requireRuntimeUpdates(ctx.adapterPolicy);
   const name = f.requiredStr("lora_name");
-  const path = await adapterSourceDir(ctx.adapterPolicy, f.requiredStr("lora_path"), "lora_path");
+  const source = f.requiredStr("lora_path");
   const service = baseFor(ctx.registry, f);
+  const inplace = f.bool("load_inplace") ?? false;
+  // `pinned` (ours): keep it in a device slot and in host memory once loaded
+  const pin = f.bool("pinned") ?? false;
+  f.rejectUnread();
+  const path = await adapterSourceDir(ctx.adapterPolicy, source, "lora_path");
   if (ctx.registry.base(name)) throw badRequest(`"${name}" is the name of a base model`, "lora_name");
   // names are scoped by base: another base's adapter of this name is a different adapter
   // as vLLM: loading a name again is refused unless asked to replace it
-  if (service.hasAdapter(name) && f.bool("load_inplace") !== true) {
+  if (service.hasAdapter(name) && !inplace) {
     throw badRequest(`The lora adapter '${name}' has already been loaded (set load_inplace: true to replace it).`, "lora_name");
   }
   try {
-    // `pinned` (ours): keep it in a device slot and in host memory once loaded
-    await service.loadAdapter(name, path, { pin: f.bool("pinned") ?? false });
+    await service.loadAdapter(name, path, { pin });
   } catch (e) {
     if (e instanceof AdapterError) throw badRequest(e.message, /names may use/.test(e.message) ? "lora_name" : "lora_path");
     throw e;
@@ -165,7 +173,9 @@ export async function unloadAdapter(ctx: RouteContext): Promise<Response> {
   // by default the adapter drains (its requests finish, new ones are refused); wait: false answers 409 at once
   const timeout = f.num("timeout");
   if (timeout !== undefined && !(timeout > 0)) throw badRequest("timeout must be a positive number of seconds", "timeout");
-  await owner.service.unloadAdapter(owner.adapter, { wait: f.bool("wait") ?? true, timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
+  const wait = f.bool("wait") ?? true;
+  f.rejectUnread();
+  await owner.service.unloadAdapter(owner.adapter, { wait, timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
   ctx.log(`unloaded adapter ${owner.adapter} from ${owner.service.name}`);
   return new Response(`Success: LoRA adapter '${name}' removed successfully.`, { headers: { "Content-Type": "text/plain; charset=utf-8" } });
 }

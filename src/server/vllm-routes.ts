@@ -29,6 +29,7 @@ export async function tokenize(ctx: RouteContext): Promise<Response> {
     if (prompt === undefined) throw badRequest("prompt (or messages) is required", "prompt");
     tokens = await encodePrompt(service, prompt, "prompt", { addSpecialTokens: f.bool("add_special_tokens") ?? true });
   }
+  f.rejectUnread();
   const tokenizer = service.model.tokenizer;
   return Response.json({
     count: tokens.length, max_model_len: service.maxModelLen, tokens,
@@ -40,6 +41,7 @@ export async function detokenize(ctx: RouteContext): Promise<Response> {
   const f = new Fields(ctx.body);
   const { service } = await resolveModel(ctx, f);
   const tokens = f.raw("tokens");
+  f.rejectUnread();
   const vocab = service.model.config.vocabSize;
   if (!Array.isArray(tokens) || !tokens.every((t) => Number.isInteger(t) && t >= 0 && t < vocab)) {
     throw badRequest(`tokens must be a list of token ids in [0, ${vocab})`, "tokens");

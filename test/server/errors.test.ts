@@ -73,9 +73,22 @@ describe("bad requests", () => {
     });
   }
 
-  test("accepted: min_tokens with ignore_eos, neutral penalties, unknown fields, user", async () => {
-    const r = await s.post("/v1/completions", { ...VALID, min_tokens: 2, presence_penalty: 0, user: "u", something_new: { a: 1 } });
+  test("accepted: min_tokens with ignore_eos, neutral penalties, and fields harmless by definition (user, store, metadata)", async () => {
+    const r = await s.post("/v1/completions", { ...VALID, min_tokens: 2, presence_penalty: 0, user: "u", store: false, metadata: { k: "v" }, skip_special_tokens: true });
     expect(r.status).toBe(200);
+  });
+
+  test("a field the server would ignore is refused, naming it, on every generation route", async () => {
+    const chat = { model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 3 };
+    for (const [field, value] of [["something_new", { a: 1 }], ["response_format", { type: "json_object" }], ["min_p", 0.1], ["stop_token_ids", [2]], ["skip_special_tokens", false]] as const) {
+      await openaiError(await s.post("/v1/completions", { ...VALID, [field]: value }), 400, field);
+      await openaiError(await s.post("/v1/chat/completions", { ...chat, [field]: value }), 400, field);
+    }
+    await openaiError(await s.post("/v1/chat/completions", { ...chat, tools: [{ type: "function", function: { name: "f" } }] }), 400, "tools");
+    const lmi = await s.post("/invocations", { inputs: "x", parameters: { max_new_tokens: 2, typical_p: 0.5 } });
+    expect(lmi.status).toBe(400);
+    expect(((await lmi.json()) as any).error).toContain("parameters.typical_p");
+    expect((await s.post("/invocations", { inputs: "x", extra: 1 })).status).toBe(400);
   });
 
   test("chat: wrong types name the field", async () => {
