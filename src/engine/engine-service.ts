@@ -267,7 +267,7 @@ export class EngineService {
     }
     state.stream.push({
       token, text, finishReason: seq.finishReason,
-      ...(seq.finished ? { stopReason: stopString ?? null } : {}),
+      ...(seq.finished ? { stopReason: stopString ?? seq.stoppedByToken ?? null } : {}),
       ...(seq.outputs.length === 1 ? { cachedTokens: seq.cachedTokens ?? 0 } : {}),
     });
     if (seq.finished) this.end(state, null);

@@ -193,7 +193,7 @@ export class Engine {
       temperature: seq.params.temperature, topK: seq.params.topK, topP: seq.params.topP,
       uniform: seq.params.temperature > 0 ? uniformFor(seq.params.seed, seq.outputs.length) : 0, // greedy reads none
       // as vLLM: stop tokens cannot be sampled before min_tokens
-      banned: !seq.params.ignoreEos && seq.outputs.length < (seq.params.minTokens ?? 0) ? seq.params.stopTokenIds : undefined,
+      banned: seq.outputs.length < (seq.params.minTokens ?? 0) ? bannedBeforeMinTokens(seq.params) : undefined,
     })), nTop);
     return { items, samples };
   }
@@ -281,4 +281,10 @@ export class Engine {
   private releaseAdapter(seq: Sequence): void {
     if (seq.adapter !== null && this.slotOfSeq.delete(seq)) this.slots.release(seq.adapter);
   }
+}
+
+/** Before min_tokens: the request's own stop tokens, and EOS unless it is ignored. */
+function bannedBeforeMinTokens(p: SamplingParams): number[] | undefined {
+  const ids = [...(p.ignoreEos ? [] : p.stopTokenIds), ...(p.extraStopTokenIds ?? [])];
+  return ids.length > 0 ? ids : undefined;
 }

@@ -18,6 +18,8 @@ export interface GenerateRequest {
   seed?: number | bigint;
   topLogprobs?: number;
   ignoreEos?: boolean;
+  /** Tokens that end generation besides EOS (vLLM's stop_token_ids). */
+  stopTokenIds?: number[];
 }
 
 export interface GeneratedTokenJson {
@@ -62,6 +64,7 @@ export function samplingParamsOf(model: LoadedModel, req: GenerateRequest): Samp
     topLogprobs: req.topLogprobs ?? 0,
     ignoreEos: req.ignoreEos ?? false,
     stopTokenIds: [...new Set([...(g.eosTokenIds ?? []), ...model.config.eosTokenIds])],
+    ...(req.stopTokenIds?.length ? { extraStopTokenIds: req.stopTokenIds } : {}),
   };
 }
 

@@ -14,6 +14,8 @@ export interface SamplingParams {
   ignoreEos: boolean;
   /** Token ids that end the sequence (the model's EOS unless ignoreEos). */
   stopTokenIds: number[];
+  /** The request's own stop tokens (vLLM's stop_token_ids): they end it even with ignoreEos. */
+  extraStopTokenIds?: number[];
   /**
    * Before this many tokens, stop tokens cannot be sampled (their logits are masked, as in vLLM,
    * so reported log-probabilities are those of the masked distribution) and stop strings do not

@@ -20,6 +20,8 @@ export class Sequence {
   /** Prompt tokens found in the prefix cache when it was first scheduled (null: not yet scheduled). */
   cachedTokens: number | null = null;
   finishReason: FinishReason | null = null;
+  /** The request's own stop token that ended it (vLLM's stop_reason), if one did. */
+  stoppedByToken: number | null = null;
 
   constructor(
     readonly id: number,
@@ -50,7 +52,10 @@ export class Sequence {
   /** Records a sampled token and decides whether the sequence ends. */
   append(token: GeneratedToken): void {
     this.outputs.push(token);
-    if (!this.params.ignoreEos && this.mayStop && this.params.stopTokenIds.includes(token.id)) this.finishReason = "stop";
+    if (this.mayStop && this.params.extraStopTokenIds?.includes(token.id)) {
+      this.finishReason = "stop";
+      this.stoppedByToken = token.id;
+    } else if (!this.params.ignoreEos && this.mayStop && this.params.stopTokenIds.includes(token.id)) this.finishReason = "stop";
     else if (this.outputs.length >= this.params.maxTokens) this.finishReason = "length";
   }
 

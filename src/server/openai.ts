@@ -45,7 +45,7 @@ export interface CommonFields {
   includeUsage: boolean;
   returnTokenIds: boolean;
   /** Everything but maxTokens / topLogprobs, which differ per route. */
-  sampling: { temperature?: number; topP?: number; topK?: number; seed?: number; ignoreEos?: boolean };
+  sampling: { temperature?: number; topP?: number; topK?: number; seed?: number; ignoreEos?: boolean; stopTokenIds?: number[] };
   minTokens: number;
 }
 
@@ -81,6 +81,7 @@ export function readCommon(f: Fields): CommonFields {
       topK: topK === -1 ? 0 : topK,
       seed: seedOf(f),
       ignoreEos,
+      stopTokenIds: tokenIds(f, "stop_token_ids"),
     },
     minTokens,
   };
@@ -93,7 +94,18 @@ function seedOf(f: Fields): number | undefined {
   return seed;
 }
 
+/** A list of token ids (the vocabulary is checked with the model, in samplingFor). */
+function tokenIds(f: Fields, name: string): number[] | undefined {
+  const v = f.raw(name);
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || !v.every((x) => Number.isInteger(x) && x >= 0)) throw badRequest(`${name} must be a list of token ids`, name);
+  return v as number[];
+}
+
 export function samplingFor(service: EngineService, common: CommonFields, maxTokens: number, topLogprobs: number): SamplingParams {
+  const vocab = service.model.config.vocabSize;
+  const outside = common.sampling.stopTokenIds?.find((id) => id >= vocab);
+  if (outside !== undefined) throw badRequest(`stop_token_ids: ${outside} is outside the vocabulary (${vocab} tokens)`, "stop_token_ids");
   // max_tokens is judged on its own first: min_tokens is not what is wrong with max_tokens -1
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw badRequest(`max_tokens must be an integer >= 1, got ${maxTokens}`, "max_tokens");
   if (common.minTokens > maxTokens) throw badRequest(`min_tokens (${common.minTokens}) must be <= max_tokens (${maxTokens})`, "min_tokens");

@@ -110,4 +110,19 @@ describe("64 concurrent greedy completions over HTTP", () => {
     const chat = await (await s.post("/v1/chat/completions", { model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 6, temperature: 0, ignore_eos: true })).json() as any;
     expect(chat.choices[0]).toMatchObject({ finish_reason: "length", stop_reason: null });
   }, 60_000);
+
+  test("stop_token_ids end generation at that token (kept), even with ignore_eos; stop_reason is its id; min_tokens defers it", async () => {
+    const c = cases.find((x) => x.adapter === null && x.prompt === "plain")!;
+    const body = { model: MODEL, prompt: c.prompt_ids, max_tokens: 12, temperature: 0, ignore_eos: true, return_token_ids: true };
+    const full = (await (await s.post("/v1/completions", body)).json() as any).choices[0].token_ids as number[];
+    const stopId = full[2];
+    const first = full.indexOf(stopId);
+    const cut = (await (await s.post("/v1/completions", { ...body, stop_token_ids: [stopId] })).json() as any).choices[0];
+    expect(cut).toMatchObject({ finish_reason: "stop", stop_reason: stopId, token_ids: full.slice(0, first + 1) });
+    const deferred = (await (await s.post("/v1/completions", { ...body, stop_token_ids: [stopId], min_tokens: first + 2 })).json() as any).choices[0];
+    expect(deferred.token_ids.slice(0, first + 1)).not.toContain(stopId); // masked before min_tokens, as vLLM does
+    const outside = await s.post("/v1/completions", { ...body, stop_token_ids: [32000] });
+    expect(outside.status).toBe(400);
+    expect((await outside.json() as any).error.param).toBe("stop_token_ids");
+  }, 60_000);
 });
