@@ -2,6 +2,7 @@
 // the same shape but streams JSON lines).
 import type { EngineService, StreamEvent } from "../engine/engine-service.ts";
 import type { ChatMessage } from "../tokenizer/chat.ts";
+import { tokenBytes } from "../tokenizer/token-text.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { badRequest, type ErrorFormat } from "./errors.ts";
 import { Fields, isObject } from "./fields.ts";
@@ -41,12 +42,10 @@ function defaultMaxTokens(service: EngineService, promptLen: number): number {
   return Math.max(1, Math.min(service.maxModelLen, numBlocks * blockSize) - promptLen);
 }
 
-const utf8 = new TextEncoder();
 
 function logprobEntry(tokenizer: TextTokenizer, e: StreamEvent) {
   const item = (id: number, logprob: number) => {
-    const token = tokenString(tokenizer, id);
-    return { token, logprob, bytes: [...utf8.encode(token)] };
+    return { token: tokenString(tokenizer, id), logprob, bytes: tokenBytes(tokenizer, id) };
   };
   return { ...item(e.token.id, e.token.logprob), top_logprobs: e.token.topLogprobs.map((t) => item(t.id, t.logprob)) };
 }

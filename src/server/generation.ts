@@ -1,5 +1,6 @@
 // Submitting requests to a service and reading their token streams, shared by every route.
 import type { EngineService, GenerationRequest, StreamEvent } from "../engine/engine-service.ts";
+import { tokenText } from "../tokenizer/token-text.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { usage } from "./openai.ts";
 
@@ -113,13 +114,13 @@ export async function collectAll(started: Started[]): Promise<Collected[]> {
 
 const tokenTexts = new WeakMap<TextTokenizer, Map<number, string>>();
 
-/** One token's own text (for logprob listings; the stream's text comes from the detokenizer). */
+/** One token's text with its leading space (for logprob listings; the stream's text comes from the detokenizer). */
 export function tokenString(tokenizer: TextTokenizer, id: number): string {
   let cache = tokenTexts.get(tokenizer);
   if (!cache) tokenTexts.set(tokenizer, (cache = new Map()));
   let s = cache.get(id);
   if (s === undefined) {
-    s = tokenizer.decode([id]);
+    s = tokenText(tokenizer, id);
     if (cache.size < 200_000) cache.set(id, s);
   }
   return s;
