@@ -2,6 +2,7 @@
 // allow, less what the weights, the activation workspace and the LoRA slots take.
 import { basename } from "node:path";
 import { KvCache } from "../engine/kv-cache.ts";
+import { LOGIT_ROWS } from "../engine/load-model.ts";
 import { MAX_TOP_LOGPROBS } from "../engine/sampling.ts";
 import { log } from "../log.ts";
 import type { ServeOptions } from "../config/serve-options.ts";
@@ -67,7 +68,8 @@ function workspaceBytes(c: ModelConfig, act: NumericDType, o: ServeOptions): num
   const e = NUMERIC_DTYPE_BYTES[act], T = o.maxNumBatchedTokens, R = o.maxRollingBatchSize;
   const h = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, inter = c.intermediateSize;
   const activations = T * (h + Math.max(h, q) + 2 * q + 2 * kv + Math.max(h, inter) + 2 * inter) * e + T * o.maxLoraRank * 4;
-  const logits = R * (h + c.vocabSize) * e + R * (8 + 2 * MAX_TOP_LOGPROBS) * 4;
+  const L = Math.max(LOGIT_ROWS, R); // rows of logits (load-model.ts)
+  const logits = L * (h + c.vocabSize) * e + L * (8 + 2 * MAX_TOP_LOGPROBS) * 4;
   const maxLen = Math.min(o.maxModelLen ?? c.maxPositions, c.maxPositions);
   return activations + logits + T * 12 + R * (Math.ceil(maxLen / BLOCK_SIZE) + 8) * 4;
 }

@@ -42,6 +42,8 @@ interface Turn {
 export function admit(e: AdmissionContext): void {
   const { caps } = e.runner.opts;
   let budget = caps.maxTokens - e.running.reduce((n, s) => n + s.length - s.numComputed, 0);
+  // rows of logits: one per running sequence, and every prompt position of one being scored
+  let rows = caps.maxLogitRows - e.running.length;
   // sequences passed over this step; slots closed once a slot-starved one has waited too long
   const turn: Turn = { passedOver: new Set<Sequence>(), slotsClosed: false };
   // "yielded": a running sequence made room; "skip": seq's adapter has its share, another may go; "stop"
@@ -51,6 +53,7 @@ export function admit(e: AdmissionContext): void {
     if (victim === "over-share") return "skip";
     if (victim === "no-victim") return "stop";
     budget += victim.length - victim.numComputed;
+    rows += 1;
     e.preempt(victim);
     return "yielded";
   };
@@ -72,7 +75,8 @@ export function admit(e: AdmissionContext): void {
         }
       }
       const need = seq.length - seq.numComputed - cached.blocks.length * e.blocks.blockSize;
-      if (need > budget) return;
+      const needRows = 1 + (seq.needsPromptLogprobs ? seq.promptIds.length - 1 : 0);
+      if (need > budget || needRows > rows) return;
       if (!takeSlot(e, seq, turn)) continue;
       e.slotWait.delete(seq);
       if (cached.blocks.length > 0 || seq.blockTable.length === 0) e.blocks.adopt(seq, cached);
@@ -82,6 +86,7 @@ export function admit(e: AdmissionContext): void {
       e.running.push(seq);
       e.events.scheduled(seq);
       budget -= need;
+      rows -= needRows;
       admitted = true;
     }
   }

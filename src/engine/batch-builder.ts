@@ -9,6 +9,8 @@ export interface ScheduledSeq {
   slot: number;
   /** Sample a token after this step (its last token is the sequence's newest). */
   sample: boolean;
+  /** Also compute logits at every prompt position but the last (for prompt log-probabilities). */
+  promptRows?: boolean;
 }
 
 export interface HostBatch {
@@ -21,7 +23,7 @@ export interface HostBatch {
   blockTables: Int32Array;
   segIndptr: Int32Array;
   segSlot: Int32Array;
-  /** Token rows whose logits are computed. */
+  /** Token rows whose logits are computed: one per sampling item, in item order, then the prompt rows. */
   logitRows: Int32Array;
   maxQLen: number;
   maxContextLen: number;
@@ -34,7 +36,7 @@ export function buildBatch(items: ScheduledSeq[], blockSize: number, maxBlocksPe
   const qIndptr = new Int32Array(items.length + 1), contextLens = new Int32Array(items.length);
   const blockTables = new Int32Array(items.length * maxBlocksPerSeq);
   const segIndptr: number[] = [0], segSlot: number[] = [];
-  const logitRows: number[] = [];
+  const logitRows: number[] = [], promptRows: number[] = [];
   let t = 0, maxQLen = 0, maxContextLen = 0;
   items.forEach((it, s) => {
     const { seq } = it;
@@ -45,6 +47,7 @@ export function buildBatch(items: ScheduledSeq[], blockSize: number, maxBlocksPe
       positions[t] = p;
       slotMapping[t] = seq.blockTable[Math.floor(p / blockSize)] * blockSize + (p % blockSize);
       if (allLogits) logitRows.push(t);
+      else if (it.promptRows && p < seq.promptIds.length - 1) promptRows.push(t);
     }
     if (!allLogits && it.sample) logitRows.push(t - 1);
     qIndptr[s + 1] = t;
@@ -61,7 +64,7 @@ export function buildBatch(items: ScheduledSeq[], blockSize: number, maxBlocksPe
   });
   return {
     tokenIds, positions, slotMapping, qIndptr, contextLens, blockTables,
-    segIndptr: Int32Array.from(segIndptr), segSlot: Int32Array.from(segSlot), logitRows: Int32Array.from(logitRows),
+    segIndptr: Int32Array.from(segIndptr), segSlot: Int32Array.from(segSlot), logitRows: Int32Array.from([...logitRows, ...promptRows]),
     maxQLen, maxContextLen, hasLora: segSlot.some((s) => s >= 0),
   };
 }

@@ -78,7 +78,7 @@ export class BlockManager {
    * to compute, for the logits it samples from. Takes nothing.
    */
   match(seq: Sequence, identity: string): PrefixMatch {
-    if (!this.caching || seq.blockTable.length > 0) return NO_MATCH;
+    if (!this.caching || seq.blockTable.length > 0 || seq.needsPromptLogprobs) return NO_MATCH;
     const out: PrefixMatch = { blocks: [], hashes: [], idle: 0 };
     const full = Math.floor((seq.length - 1) / this.blockSize);
     let prev = "";

@@ -268,7 +268,7 @@ export class EngineService {
     state.stream.push({
       token, text, finishReason: seq.finishReason,
       ...(seq.finished ? { stopReason: stopString ?? seq.stoppedByToken ?? null } : {}),
-      ...(seq.outputs.length === 1 ? { cachedTokens: seq.cachedTokens ?? 0 } : {}),
+      ...(seq.outputs.length === 1 ? { cachedTokens: seq.cachedTokens ?? 0, ...(seq.promptLogprobs ? { promptLogprobs: seq.promptLogprobs } : {}) } : {}),
     });
     if (seq.finished) this.end(state, null);
   }

@@ -11,7 +11,8 @@ import { buildBatch, type HostBatch, type ScheduledSeq } from "./batch-builder.t
 import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
 import { uniformFor, type SamplingParams } from "./sampling.ts";
 import { checkRequest } from "./request-check.ts";
-import { Sequence } from "./sequence.ts";
+import { Sequence, type PromptTokenLogprob } from "./sequence.ts";
+import { promptLogprobsFrom } from "./prompt-logprobs.ts";
 import { WaitingQueues } from "./waiting-queues.ts";
 
 /** What the engine needs of the adapter store. */
@@ -156,9 +157,9 @@ export class Engine {
   // Runs the sequences as one batch. Where the batch fails, its halves run apart, down to the single
   // sequences that fail alone: those fail (events.failed), every other one gets its token.
   private runIsolating(seqs: Sequence[], finished: Sequence[]): void {
-    let items: ScheduledSeq[], samples: StepSamples;
+    let items: ScheduledSeq[], samples: StepSamples, scored: Map<Sequence, (PromptTokenLogprob | null)[]>;
     try {
-      ({ items, samples } = this.runBatch(seqs));
+      ({ items, samples, scored } = this.runBatch(seqs));
     } catch (e) {
       if (seqs.length === 1) return this.fail(seqs[0], e);
       const mid = seqs.length >> 1;
@@ -169,6 +170,7 @@ export class Engine {
     items.forEach((it, r) => {
       const { seq } = it;
       seq.numComputed += it.numTokens;
+      seq.promptLogprobs ??= scored.get(seq) ?? null;
       this.blocks.register(seq, this.identity(seq));
       const topLogprobs = [];
       for (let j = 0; j < seq.params.topLogprobs; j++) {
@@ -181,13 +183,15 @@ export class Engine {
   }
 
   // The forward pass and sampling for these sequences; changes no sequence (a failure can be retried).
-  private runBatch(seqs: Sequence[]): { items: ScheduledSeq[]; samples: StepSamples } {
+  private runBatch(seqs: Sequence[]): { items: ScheduledSeq[]; samples: StepSamples; scored: Map<Sequence, (PromptTokenLogprob | null)[]> } {
     const items: ScheduledSeq[] = seqs.map((seq) => ({
       seq, numTokens: seq.length - seq.numComputed, slot: this.slotOfSeq.get(seq) ?? -1, sample: true,
+      promptRows: seq.needsPromptLogprobs && seq.numComputed === 0,
     }));
     items.sort((a, b) => a.slot - b.slot); // one LoRA segment per adapter
     const batch = buildBatch(items, this.blocks.blockSize, this.runner.opts.caps.maxBlocksPerSeq);
     this.runner.run(batch);
+    const scored = this.scorePrompts(items, batch.logitRows.length);
     const nTop = Math.max(0, ...items.map((it) => it.seq.params.topLogprobs));
     const samples = this.runner.sample(items.map(({ seq }) => ({
       temperature: seq.params.temperature, topK: seq.params.topK, topP: seq.params.topP,
@@ -195,7 +199,23 @@ export class Engine {
       // as vLLM: stop tokens cannot be sampled before min_tokens
       banned: seq.outputs.length < (seq.params.minTokens ?? 0) ? bannedBeforeMinTokens(seq.params) : undefined,
     })), nTop);
-    return { items, samples };
+    return { items, samples, scored };
+  }
+
+  // The prompt rows follow the sampling rows, in item order (batch-builder.ts); read before sampling.
+  private scorePrompts(items: ScheduledSeq[], rows: number): Map<Sequence, (PromptTokenLogprob | null)[]> {
+    const scored = new Map<Sequence, (PromptTokenLogprob | null)[]>();
+    if (!items.some((it) => it.promptRows)) return scored;
+    const vocab = this.runner.config.vocabSize;
+    const logits = this.runner.readLogits(rows);
+    let row = items.length;
+    for (const { seq, promptRows } of items) {
+      if (!promptRows) continue;
+      const n = seq.promptIds.length - 1;
+      scored.set(seq, promptLogprobsFrom(logits.subarray(row * vocab, (row + n) * vocab), vocab, seq.promptIds, seq.params.promptLogprobs ?? 0));
+      row += n;
+    }
+    return scored;
   }
 
   // A sequence the engine cannot run: it leaves, freeing what it holds, and its owner hears why.

@@ -51,6 +51,9 @@ export interface LoadOptions {
   synthetic?: string | Record<string, unknown>;
 }
 
+/** Rows of logits one step can compute: one per sequence, or every position of a prompt being scored. */
+export const LOGIT_ROWS = 512;
+
 /** fp32 on the CPU twin; on a GPU the checkpoint's half type (fp32 checkpoints run in bf16). */
 export function activationDtype(device: Device, config: ModelConfig): NumericDType {
   if (device.kind === "cpu") return "F32";
@@ -107,7 +110,7 @@ function assemble<R extends StepRunner>(opts: LoadOptions, makeRunner: MakeRunne
     caps: {
       maxTokens: opts.maxTokens ?? Math.max(2048, maxModelLen),
       maxSeqs,
-      maxLogitRows: Math.max(opts.maxLogitRows ?? maxSeqs, maxSeqs),
+      maxLogitRows: Math.max(opts.maxLogitRows ?? LOGIT_ROWS, maxSeqs),
       maxBlocksPerSeq,
       maxLoraRank,
       maxTopLogprobs: MAX_TOP_LOGPROBS,

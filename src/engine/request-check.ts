@@ -38,6 +38,10 @@ export function checkRequest(req: EngineRequest, on: CheckContext): void {
   if (req.promptIds.length > on.caps.maxTokens) {
     throw new RequestError(`the prompt (${req.promptIds.length} tokens) exceeds the per-step token budget ${on.caps.maxTokens}`);
   }
+  // prompt log-probabilities need logits at every prompt position in the prefill step
+  if (req.params.promptLogprobs !== undefined && req.promptIds.length > on.caps.maxLogitRows) {
+    throw new RequestError(`prompt log-probabilities are computed for prompts of up to ${on.caps.maxLogitRows} tokens, this one has ${req.promptIds.length}`);
+  }
   if (req.adapter !== null && !on.adapters.has(req.adapter)) {
     throw new UnknownAdapterError(`adapter "${req.adapter}" is not known (known: ${on.adapters.names().join(", ") || "none"})`);
   }

@@ -11,6 +11,8 @@ export interface SamplingParams {
   maxTokens: number;
   /** Alternatives reported per token (0 = none). */
   topLogprobs: number;
+  /** Log-probabilities of the prompt's tokens too, with this many alternatives each (undefined: none). */
+  promptLogprobs?: number;
   ignoreEos: boolean;
   /** Token ids that end the sequence (the model's EOS unless ignoreEos). */
   stopTokenIds: number[];

@@ -3,6 +3,15 @@ import type { SamplingParams } from "./sampling.ts";
 
 export type FinishReason = "stop" | "length";
 
+/** A prompt token's log-probability given the tokens before it, its rank, and the likeliest alternatives. */
+export interface PromptTokenLogprob {
+  id: number;
+  logprob: number;
+  /** 1 for the likeliest token. */
+  rank: number;
+  top: { id: number; logprob: number }[];
+}
+
 export interface GeneratedToken {
   id: number;
   logprob: number;
@@ -22,6 +31,8 @@ export class Sequence {
   finishReason: FinishReason | null = null;
   /** The request's own stop token that ended it (vLLM's stop_reason), if one did. */
   stoppedByToken: number | null = null;
+  /** Per prompt position (null for the first, which nothing predicts), once computed. */
+  promptLogprobs: (PromptTokenLogprob | null)[] | null = null;
 
   constructor(
     readonly id: number,
@@ -43,6 +54,11 @@ export class Sequence {
     const out = new Int32Array(end - start);
     for (let i = start; i < end; i++) out[i - start] = this.tokenAt(i);
     return out;
+  }
+
+  /** Asked for prompt log-probabilities not computed yet: its whole prompt must run, logits at every position. */
+  get needsPromptLogprobs(): boolean {
+    return this.params.promptLogprobs !== undefined && this.promptLogprobs === null;
   }
 
   get finished(): boolean {

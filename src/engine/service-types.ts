@@ -1,5 +1,6 @@
 // What the engine service takes and gives per request: the request, its token events, its handle.
 import type { SamplingParams } from "./sampling.ts";
+import type { PromptTokenLogprob } from "./sequence.ts";
 
 export interface GenerationRequest {
   /** Names the request in the log (the HTTP request's X-Request-Id, with an index in a batch). */
@@ -24,6 +25,8 @@ export interface StreamEvent {
   stopReason?: string | number | null;
   /** On the first event: prompt tokens whose K/V came from the prefix cache. */
   cachedTokens?: number;
+  /** On the first event, where asked: each prompt token's log-probability (null for the first). */
+  promptLogprobs?: (PromptTokenLogprob | null)[];
 }
 
 export interface GenerationHandle {

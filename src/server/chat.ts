@@ -2,11 +2,12 @@
 // the same shape but streams JSON lines).
 import type { EngineService, StreamEvent } from "../engine/engine-service.ts";
 import type { ChatMessage } from "../tokenizer/chat.ts";
+import { MAX_TOP_LOGPROBS } from "../engine/sampling.ts";
 import { tokenBytes } from "../tokenizer/token-text.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { badRequest, type ErrorFormat } from "./errors.ts";
 import { Fields, isObject } from "./fields.ts";
-import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString } from "./generation.ts";
+import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString, vllmPromptLogprobs } from "./generation.ts";
 import { HARMLESS_FIELDS, readCommon, resolveModel, samplingFor, type Resolved } from "./openai.ts";
 import type { RouteContext } from "./route.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
@@ -69,14 +70,20 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
   const maxTokensField = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   const maxTokens = f.int(maxTokensField);
   f.unsupported("add_generation_prompt", (v) => v === true); // vLLM's: what this route always does
+  const promptLp = f.int("prompt_logprobs", 0); // vLLM's
+  if (promptLp !== undefined && promptLp > MAX_TOP_LOGPROBS) throw badRequest(`prompt_logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${promptLp}`, "prompt_logprobs");
   f.rejectUnread(HARMLESS_FIELDS);
   const { tokenizer, chat } = service.model;
   // the messages' own bytes first (rendering the template is work too), then the rendered prompt's
   checkPromptBytes(service, messages.reduce((n, m) => n + Buffer.byteLength(m.content), 0), "messages");
   const promptIds = await encodePrompt(service, chat.render(messages, { addGenerationPrompt: true }), "messages", { addSpecialTokens: false });
-  const params = samplingFor(service, common, maxTokens ?? defaultMaxTokens(service, promptIds.length), logprobs ? topLogprobs ?? 0 : 0);
+  const params = {
+    ...samplingFor(service, common, maxTokens ?? defaultMaxTokens(service, promptIds.length), logprobs ? topLogprobs ?? 0 : 0),
+    ...(promptLp !== undefined ? { promptLogprobs: promptLp } : {}),
+  };
   const started = await startChoices(service, [{ id: ctx.requestId, promptIds, adapter, params, stop: common.stop, signal: ctx.request.signal }], common.n);
   const base = { id: requestId("chatcmpl"), created: nowSeconds(), model: name };
+  const scored = promptLp !== undefined ? { prompt_logprobs: vllmPromptLogprobs(tokenizer, started[0].promptLogprobs ?? []) } : {};
   const lp = (events: StreamEvent[]) => (logprobs ? { content: events.map((e) => logprobEntry(tokenizer, e)) } : null);
 
   if (!common.stream) {
@@ -88,6 +95,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
         ...(common.returnTokenIds ? { token_ids: r.events.map((e) => e.token.id) } : {}),
       })),
       usage: promptUsage(started, common.n, results.reduce((t, r) => t + r.events.length, 0)),
+      ...scored,
       ...(common.returnTokenIds ? { prompt_token_ids: promptIds } : {}),
     });
   }
@@ -101,6 +109,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
         send({
           ...chunk, choices: [{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }], ...usageNull,
           ...(common.returnTokenIds && index === 0 ? { prompt_token_ids: promptIds } : {}),
+          ...(index === 0 ? scored : {}),
         });
         for await (const e of s.events) {
           n++;

@@ -6,7 +6,8 @@ import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
-import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString, type Started } from "./generation.ts";
+import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString, vllmPromptLogprobs, type Started } from "./generation.ts";
+import type { PromptTokenLogprob } from "../engine/sequence.ts";
 import { HARMLESS_FIELDS, readCommon, resolveModel, samplingFor } from "./openai.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import type { RouteContext } from "./route.ts";
@@ -49,14 +50,23 @@ interface Logprobs {
 
 const emptyLogprobs = (): Logprobs => ({ tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] });
 
-/** The prompt's tokens for echo: text offsets, and null log-probabilities (prompt logprobs are not computed). */
-function promptLogprobs(tokenizer: TextTokenizer, ids: number[]): Logprobs {
+/** OpenAI's top_logprobs entry: the alternatives by text, the token itself always among them. */
+function topOf(tokenizer: TextTokenizer, e: PromptTokenLogprob): Record<string, number> {
+  const top: Record<string, number> = {};
+  for (const t of e.top) top[tokenString(tokenizer, t.id)] ??= t.logprob;
+  top[tokenString(tokenizer, e.id)] ??= e.logprob;
+  return top;
+}
+
+/** The prompt's tokens for echo: text offsets, and each token's log-probability given those before it (none for the first). */
+function promptLogprobs(tokenizer: TextTokenizer, ids: number[], entries: (PromptTokenLogprob | null)[] | null): Logprobs {
   const out = emptyLogprobs();
   const detok = new IncrementalDetokenizer(tokenizer, { skipSpecialTokens: true });
-  for (const id of ids) {
+  for (const [i, id] of ids.entries()) {
+    const e = entries?.[i] ?? null;
     out.tokens.push(tokenString(tokenizer, id));
-    out.token_logprobs.push(null);
-    out.top_logprobs.push(null);
+    out.token_logprobs.push(e?.logprob ?? null);
+    out.top_logprobs.push(e ? topOf(tokenizer, e) : null);
     out.text_offset.push(detok.text.length);
     detok.push(id);
   }
@@ -88,7 +98,11 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   const logprobs = f.int("logprobs", 0);
   if (logprobs !== undefined && logprobs > MAX_TOP_LOGPROBS) throw badRequest(`logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${logprobs}`, "logprobs");
   const echo = f.bool("echo") ?? false;
-  const params = samplingFor(service, common, maxTokens, logprobs ?? 0);
+  // vLLM's prompt_logprobs; echo with logprobs scores the echoed prompt too, as OpenAI's API did
+  const promptLp = f.int("prompt_logprobs", 0);
+  if (promptLp !== undefined && promptLp > MAX_TOP_LOGPROBS) throw badRequest(`prompt_logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${promptLp}`, "prompt_logprobs");
+  const scored = Math.max(promptLp ?? -1, echo && logprobs !== undefined ? logprobs : -1);
+  const params = { ...samplingFor(service, common, maxTokens, logprobs ?? 0), ...(scored >= 0 ? { promptLogprobs: scored } : {}) };
   f.rejectUnread(HARMLESS_FIELDS);
   const prompts = await encodePrompts(service, given);
   const started = await startChoices(service, prompts.map((p, i) => ({
@@ -97,9 +111,12 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   // choice k answers prompt k / n (OpenAI's index order for several prompts with n > 1)
   const promptOf = (k: number) => prompts[Math.floor(k / common.n)];
   const echoText = (k: number) => (echo ? promptOf(k).text ?? tokenizer.decode(promptOf(k).ids) : "");
-  const echoLogprobs = (k: number) => (echo ? promptLogprobs(tokenizer, promptOf(k).ids) : emptyLogprobs());
+  // the prompt is scored by its first choice (generation.ts startChoices)
+  const scoredBy = (k: number) => started[k - (k % common.n)].promptLogprobs;
+  const echoLogprobs = (k: number) => (echo ? promptLogprobs(tokenizer, promptOf(k).ids, scoredBy(k)) : emptyLogprobs());
+  const promptLogprobsOf = (k: number) => (promptLp !== undefined ? { prompt_logprobs: vllmPromptLogprobs(tokenizer, scoredBy(k) ?? []) } : {});
   const base = { id: requestId("cmpl"), object: "text_completion", created: nowSeconds(), model: name };
-  const opts = { service, started, common, logprobs, echoText, echoLogprobs, base, promptOf };
+  const opts = { service, started, common, logprobs, echoText, echoLogprobs, promptLogprobsOf, base, promptOf };
   return common.stream ? streamCompletions(ctx, opts) : respond(opts);
 }
 
@@ -111,6 +128,8 @@ interface Opts {
   logprobs: number | undefined;
   echoText: (i: number) => string;
   echoLogprobs: (i: number) => Logprobs;
+  /** vLLM's prompt_logprobs field of choice i, where asked. */
+  promptLogprobsOf: (i: number) => Record<string, unknown>;
   base: { id: string; object: string; created: number; model: string };
 }
 
@@ -129,7 +148,7 @@ async function respond(o: Opts): Promise<Response> {
       }
     }
     return {
-      index: i, text: prefix + r.text, logprobs: lp, finish_reason: r.finishReason, stop_reason: r.stopReason,
+      index: i, text: prefix + r.text, logprobs: lp, finish_reason: r.finishReason, stop_reason: r.stopReason, ...o.promptLogprobsOf(i),
       ...(o.common.returnTokenIds ? { prompt_token_ids: o.promptOf(i).ids, token_ids: r.events.map((e) => e.token.id) } : {}),
     };
   });
@@ -162,6 +181,7 @@ function streamCompletions(ctx: RouteContext, o: Opts): Response {
             ...o.base,
             choices: [{
               index: i, text, logprobs: lp, finish_reason: e.finishReason, stop_reason: e.finishReason === null ? null : e.stopReason ?? null,
+              ...(first ? o.promptLogprobsOf(i) : {}),
               ...(o.common.returnTokenIds ? { token_ids: [e.token.id], ...(first ? { prompt_token_ids: s.promptIds } : {}) } : {}),
             }],
             ...usageNull,

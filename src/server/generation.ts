@@ -1,5 +1,6 @@
 // Submitting requests to a service and reading their token streams, shared by every route.
 import type { EngineService, GenerationRequest, StreamEvent } from "../engine/engine-service.ts";
+import type { PromptTokenLogprob } from "../engine/sequence.ts";
 import { tokenText } from "../tokenizer/token-text.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { usage } from "./openai.ts";
@@ -9,6 +10,8 @@ export interface Started {
   promptTokens: number;
   /** Of those, the ones found in the prefix cache. */
   cachedTokens: number;
+  /** Where asked: each prompt token's log-probability (null for the first). */
+  promptLogprobs: (PromptTokenLogprob | null)[] | null;
   /** Every event, the first one included; ending the loop early cancels the request. */
   events: AsyncGenerator<StreamEvent>;
   cancel(): void;
@@ -36,7 +39,7 @@ export async function startAll(service: EngineService, reqs: GenerationRequest[]
   }
   return handles.map((h, i) => {
     const first = (firsts[i] as PromiseFulfilledResult<IteratorResult<StreamEvent>>).value;
-    return { promptIds: reqs[i].promptIds, promptTokens: h.promptTokens, cachedTokens: first.done ? 0 : first.value.cachedTokens ?? 0, events: resume(first, iterators[i], () => h.cancel()), cancel: () => h.cancel() };
+    return { promptIds: reqs[i].promptIds, promptTokens: h.promptTokens, cachedTokens: first.done ? 0 : first.value.cachedTokens ?? 0, promptLogprobs: first.done ? null : first.value.promptLogprobs ?? null, events: resume(first, iterators[i], () => h.cancel()), cancel: () => h.cancel() };
   });
 }
 
@@ -50,7 +53,8 @@ export async function startChoices(service: EngineService, reqs: GenerationReque
   const leaders = await startAll(service, reqs);
   if (n === 1) return leaders;
   const followers = reqs.flatMap((r) => Array.from({ length: n - 1 }, (_, j) => ({
-    ...r, id: r.id === undefined ? undefined : `${r.id}-${j + 1}`, params: { ...r.params, seed: r.params.seed + BigInt(j + 1) },
+    // the first choice alone scores the prompt; the others reuse its cached blocks
+    ...r, id: r.id === undefined ? undefined : `${r.id}-${j + 1}`, params: { ...r.params, seed: r.params.seed + BigInt(j + 1), promptLogprobs: undefined },
   })));
   let rest: Started[];
   try {
@@ -130,4 +134,15 @@ export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
 export function requestId(prefix: string): string {
   return `${prefix}-${crypto.randomUUID().replace(/-/g, "")}`;
+}
+
+/** vLLM's prompt_logprobs: per prompt position null or {token id: {logprob, rank, decoded_token}} (the token and its alternatives). */
+export function vllmPromptLogprobs(tokenizer: TextTokenizer, entries: (PromptTokenLogprob | null)[]) {
+  return entries.map((e) => {
+    if (!e) return null;
+    const out: Record<string, { logprob: number; rank: number | null; decoded_token: string }> = {};
+    e.top.forEach((t, i) => (out[t.id] = { logprob: t.logprob, rank: i + 1, decoded_token: tokenString(tokenizer, t.id) }));
+    out[e.id] ??= { logprob: e.logprob, rank: e.rank, decoded_token: tokenString(tokenizer, e.id) };
+    return out;
+  });
 }

@@ -8,7 +8,7 @@ import { chatCompletions } from "./chat.ts";
 import { chatBodyWithParameters } from "./lmi-chat-params.ts";
 import { HttpError, badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
-import { collectAll, startAll, type Collected, type Started } from "./generation.ts";
+import { collectAll, startAll, tokenString, type Collected, type Started } from "./generation.ts";
 import type { Resolved } from "./openai.ts";
 import type { RouteContext } from "./route.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
@@ -60,8 +60,8 @@ function readParams(service: EngineService, p: Fields | undefined): { params: Sa
   const seed = get.int("seed");
   const ignoreEos = get.bool("ignore_eos_token") ?? false;
   get.unsupported("repetition_penalty", (v) => v === 1);
-  // prefill tokens need the prompt's log-probabilities, which the engine does not compute yet
-  get.unsupported("decoder_input_details", (v) => v === false);
+  // prefill tokens with their log-probabilities (the engine scores the prompt in its prefill step)
+  const prefill = get.bool("decoder_input_details") ?? false;
   const g = service.model.generation;
   return {
     params: {
@@ -73,6 +73,7 @@ function readParams(service: EngineService, p: Fields | undefined): { params: Sa
       topLogprobs: 0,
       ignoreEos,
       stopTokenIds: [...new Set([...(g.eosTokenIds ?? []), ...service.model.config.eosTokenIds])],
+      ...(prefill ? { promptLogprobs: 0 } : {}),
     },
     stop: get.strings("stop_sequences"),
     details: get.bool("details") ?? false,
@@ -85,13 +86,19 @@ function finishReason(e: StreamEvent | undefined, params: SamplingParams): strin
   return !params.ignoreEos && params.stopTokenIds.includes(e.token.id) ? "eos_token" : "stop_sequence";
 }
 
-function details(service: EngineService, input: string, events: StreamEvent[], params: SamplingParams) {
+function details(service: EngineService, input: string, events: StreamEvent[], params: SamplingParams, prompt: Started) {
   const tokenizer = service.model.tokenizer;
   return {
     finish_reason: finishReason(events[events.length - 1], params),
     generated_tokens: events.length,
     inputs: input,
     tokens: events.map((e) => ({ id: e.token.id, text: e.text, log_prob: e.token.logprob, special: tokenizer.isSpecial(e.token.id) })),
+    // decoder_input_details: the prompt's tokens, each with its log-probability given those before it
+    ...(params.promptLogprobs !== undefined ? {
+      prefill: prompt.promptIds.map((id, k) => ({
+        id, text: tokenString(tokenizer, id), log_prob: prompt.promptLogprobs?.[k]?.logprob ?? null, special: tokenizer.isSpecial(id),
+      })),
+    } : {}),
   };
 }
 
@@ -146,7 +153,7 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
   [...groups.values()].forEach((idx, g) => idx.forEach((i, k) => (started[i] = (settled[g] as PromiseFulfilledResult<Started[]>).value[k])));
   const output = (i: number, c: Collected) => ({
     generated_text: (reqs[i].p.fullText ? inputs[i] : "") + c.text,
-    ...(reqs[i].p.details ? { details: details(reqs[i].r.service, inputs[i], c.events, reqs[i].p.params) } : {}),
+    ...(reqs[i].p.details ? { details: details(reqs[i].r.service, inputs[i], c.events, reqs[i].p.params, started[i]) } : {}),
   });
 
   if (!stream) {

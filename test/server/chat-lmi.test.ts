@@ -80,10 +80,13 @@ describe("chat, LMI and models routes", () => {
     expect(o.details.inputs).toBe(inputs[0]);
     expect(o.details.tokens.map((t: any) => t.text).join("")).toBe(o.generated_text);
     expect(o.details.tokens.every((t: any) => Number.isInteger(t.id) && t.log_prob <= 0 && t.special === false)).toBe(true);
-    // prefill tokens need prompt log-probabilities (not computed yet): refused, not ignored
-    const prefill = await s.post("/invocations", { inputs: inputs[0], parameters: { details: true, decoder_input_details: true } });
-    expect(prefill.status).toBe(400);
-    expect(((await prefill.json()) as any).error).toContain("decoder_input_details");
+    // decoder_input_details: the prompt's tokens with their log-probabilities (none for the first)
+    const prefill = (await (await s.post("/invocations", { inputs: inputs[0], parameters: { max_new_tokens: 2, details: true, decoder_input_details: true } })).json()) as any;
+    const ids = s.service.model.tokenizer.encode(inputs[0]);
+    expect(prefill.details.prefill.map((t: any) => t.id)).toEqual(ids);
+    expect(prefill.details.prefill[0].log_prob).toBeNull();
+    expect(prefill.details.prefill.slice(1).every((t: any) => t.log_prob <= 0)).toBe(true);
+    expect(o.details.prefill).toBeUndefined(); // not asked
     // without do_sample LMI is greedy: the same answer again, and with a temperature too
     const again = await (await s.post("/invocations", { inputs: inputs[0], parameters: { max_new_tokens: 6, temperature: 5, ignore_eos_token: true } })).json() as any;
     expect(again.generated_text).toBe(o.generated_text);
