@@ -94,10 +94,13 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   const given = readPrompts(f, service);
   const common = readCommon(f);
   f.unsupported("suffix", (v) => v === "");
-  const maxTokens = f.int("max_tokens") ?? DEFAULT_MAX_TOKENS;
+  const asked = f.int("max_tokens") ?? DEFAULT_MAX_TOKENS;
   const logprobs = f.int("logprobs", 0);
   if (logprobs !== undefined && logprobs > MAX_TOP_LOGPROBS) throw badRequest(`logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${logprobs}`, "logprobs");
   const echo = f.bool("echo") ?? false;
+  // max_tokens 0 with echo scores the prompt alone: the token the prefill step samples is dropped
+  const scoreOnly = asked === 0 && echo;
+  const maxTokens = scoreOnly ? 1 : asked;
   // vLLM's prompt_logprobs; echo with logprobs scores the echoed prompt too, as OpenAI's API did
   const promptLp = f.int("prompt_logprobs", 0);
   if (promptLp !== undefined && promptLp > MAX_TOP_LOGPROBS) throw badRequest(`prompt_logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${promptLp}`, "prompt_logprobs");
@@ -105,9 +108,10 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   const params = { ...samplingFor(service, common, maxTokens, logprobs ?? 0), ...(scored >= 0 ? { promptLogprobs: scored } : {}) };
   f.rejectUnread(HARMLESS_FIELDS);
   const prompts = await encodePrompts(service, given);
-  const started = await startChoices(service, prompts.map((p, i) => ({
+  const run = await startChoices(service, prompts.map((p, i) => ({
     id: prompts.length > 1 ? `${ctx.requestId}-${i}` : ctx.requestId, promptIds: p.ids, adapter, params: { ...params }, stop: common.stop, signal: ctx.request.signal,
   })), common.n);
+  const started = scoreOnly ? run.map(withoutTokens) : run;
   // choice k answers prompt k / n (OpenAI's index order for several prompts with n > 1)
   const promptOf = (k: number) => prompts[Math.floor(k / common.n)];
   const echoText = (k: number) => (echo ? promptOf(k).text ?? tokenizer.decode(promptOf(k).ids) : "");
@@ -118,6 +122,11 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   const base = { id: requestId("cmpl"), object: "text_completion", created: nowSeconds(), model: name };
   const opts = { service, started, common, logprobs, echoText, echoLogprobs, promptLogprobsOf, base, promptOf };
   return common.stream ? streamCompletions(ctx, opts) : respond(opts);
+}
+
+/** The same request with none of its tokens shown (they are still read to the end). */
+function withoutTokens(s: Started): Started {
+  return { ...s, events: (async function* () { for await (const _ of s.events); })() };
 }
 
 interface Opts {
@@ -187,6 +196,17 @@ function streamCompletions(ctx: RouteContext, o: Opts): Response {
             ...usageNull,
           });
           first = false;
+        }
+        // a prompt scored alone (max_tokens 0): its echo is the whole answer
+        if (first) {
+          send({
+            ...o.base,
+            choices: [{
+              index: i, text: o.echoText(i), logprobs: o.logprobs !== undefined ? o.echoLogprobs(i) : null, finish_reason: "length", stop_reason: null,
+              ...o.promptLogprobsOf(i), ...(o.common.returnTokenIds ? { token_ids: [], prompt_token_ids: s.promptIds } : {}),
+            }],
+            ...usageNull,
+          });
         }
       }));
       if (o.common.includeUsage) send({ ...o.base, choices: [], usage: promptUsage(o.started, o.common.n, completionTokens) });

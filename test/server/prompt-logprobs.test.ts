@@ -74,3 +74,20 @@ test("a prompt longer than the logit rows a step holds is refused, naming the li
     await small.close();
   }
 });
+
+test("max_tokens 0 with echo scores the prompt without generating, whole and streamed; without echo it is refused", async () => {
+  const c = cases.find((x) => x.adapter === null && x.prompt === "plain")!;
+  const body = { model: MODEL, prompt: c.prompt_ids, max_tokens: 0, echo: true, logprobs: 1 };
+  const r = (await (await s.post("/v1/completions", body)).json()) as any;
+  expect(r.usage).toMatchObject({ prompt_tokens: c.prompt_ids.length, completion_tokens: 0 });
+  const ch = r.choices[0];
+  expect(ch.finish_reason).toBe("length");
+  expect(ch.logprobs.tokens.length).toBe(c.prompt_ids.length);
+  expect(ch.logprobs.token_logprobs[0]).toBeNull();
+  expect(Math.abs(ch.logprobs.token_logprobs[1] - (c.topk_ids[0].includes(c.prompt_ids[1]) ? c.topk_logits[0][c.topk_ids[0].indexOf(c.prompt_ids[1])] - c.logsumexp[0] : ch.logprobs.token_logprobs[1]))).toBeLessThan(TOL);
+  const streamed = (await (await s.post("/v1/completions", { ...body, stream: true })).text()).split("\n\n").filter((l) => l.startsWith("data: {")).map((l) => JSON.parse(l.slice(6)));
+  expect(streamed.length).toBe(1);
+  expect(streamed[0].choices[0]).toMatchObject({ text: ch.text, finish_reason: "length" });
+  expect(streamed[0].choices[0].logprobs.token_logprobs).toEqual(ch.logprobs.token_logprobs);
+  expect((await s.post("/v1/completions", { ...body, echo: false })).status).toBe(400);
+});
