@@ -12,7 +12,7 @@ import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
 import { uniformFor, type SamplingParams } from "./sampling.ts";
 import { checkRequest } from "./request-check.ts";
 import { Sequence, type PromptTokenLogprob } from "./sequence.ts";
-import { promptLogprobsFrom } from "./prompt-logprobs.ts";
+import { scorePrompts } from "./prompt-logprobs.ts";
 import { WaitingQueues } from "./waiting-queues.ts";
 
 /** What the engine needs of the adapter store. */
@@ -191,7 +191,7 @@ export class Engine {
     items.sort((a, b) => a.slot - b.slot); // one LoRA segment per adapter
     const batch = buildBatch(items, this.blocks.blockSize, this.runner.opts.caps.maxBlocksPerSeq);
     this.runner.run(batch);
-    const scored = this.scorePrompts(items, batch.logitRows.length);
+    const scored = scorePrompts(this.runner, items, batch.logitRows.length);
     const nTop = Math.max(0, ...items.map((it) => it.seq.params.topLogprobs));
     const samples = this.runner.sample(items.map(({ seq }) => ({
       temperature: seq.params.temperature, topK: seq.params.topK, topP: seq.params.topP,
@@ -202,21 +202,6 @@ export class Engine {
     return { items, samples, scored };
   }
 
-  // The prompt rows follow the sampling rows, in item order (batch-builder.ts); read before sampling.
-  private scorePrompts(items: ScheduledSeq[], rows: number): Map<Sequence, (PromptTokenLogprob | null)[]> {
-    const scored = new Map<Sequence, (PromptTokenLogprob | null)[]>();
-    if (!items.some((it) => it.promptRows)) return scored;
-    const vocab = this.runner.config.vocabSize;
-    const logits = this.runner.readLogits(rows);
-    let row = items.length;
-    for (const { seq, promptRows } of items) {
-      if (!promptRows) continue;
-      const n = seq.promptIds.length - 1;
-      scored.set(seq, promptLogprobsFrom(logits.subarray(row * vocab, (row + n) * vocab), vocab, seq.promptIds, seq.params.promptLogprobs ?? 0));
-      row += n;
-    }
-    return scored;
-  }
 
   // A sequence the engine cannot run: it leaves, freeing what it holds, and its owner hears why.
   private fail(seq: Sequence, error: unknown): void {

@@ -1,6 +1,8 @@
 // Prompt log-probabilities from the logits the prefill step computed at every prompt position:
 // position p's logits score token p + 1. Computed on the host from the downloaded rows.
-import type { PromptTokenLogprob } from "./sequence.ts";
+import type { ScheduledSeq } from "./batch-builder.ts";
+import type { StepRunner } from "./engine.ts";
+import type { PromptTokenLogprob, Sequence } from "./sequence.ts";
 
 /** One entry per prompt token, null for the first; `rows` holds the logits of positions 0 .. n - 2. */
 export function promptLogprobsFrom(rows: Float32Array, vocab: number, promptIds: readonly number[], top: number): (PromptTokenLogprob | null)[] {
@@ -30,4 +32,20 @@ function topK(row: Float32Array, k: number): number[] {
     if (best.length > k) best.pop();
   }
   return best;
+}
+
+/** The scored prompts of one step: their rows follow the sampling rows, in item order (batch-builder.ts); read before sampling. */
+export function scorePrompts(runner: StepRunner, items: ScheduledSeq[], rows: number): Map<Sequence, (PromptTokenLogprob | null)[]> {
+  const scored = new Map<Sequence, (PromptTokenLogprob | null)[]>();
+  if (!items.some((it) => it.promptRows)) return scored;
+  const vocab = runner.config.vocabSize;
+  const logits = runner.readLogits(rows);
+  let row = items.length;
+  for (const { seq, promptRows } of items) {
+    if (!promptRows) continue;
+    const n = seq.promptIds.length - 1;
+    scored.set(seq, promptLogprobsFrom(logits.subarray(row * vocab, (row + n) * vocab), vocab, seq.promptIds, seq.params.promptLogprobs ?? 0));
+    row += n;
+  }
+  return scored;
 }

@@ -6,7 +6,8 @@ import type { AdapterPolicy } from "../../src/server/adapter-policy.ts";
 import type { AdapterResolver } from "../../src/server/adapter-resolver.ts";
 import { startServer, type RunningServer } from "../../src/server/http.ts";
 import { ModelRegistry } from "../../src/server/model-registry.ts";
-import { adaptersDir, cpuDevice, modelDir } from "../helpers/fixtures.ts";
+import { afterAll, beforeAll } from "bun:test";
+import { adaptersDir, cpuDevice, modelDir, readReference, type ReferenceCase } from "../helpers/fixtures.ts";
 
 export const MODEL = "tiny-llama2";
 
@@ -64,4 +65,15 @@ export async function settled(service: EngineService, ms = 5000): Promise<number
   const end = Date.now() + ms;
   while (service.inFlight > 0 && Date.now() < end) await Bun.sleep(10);
   return service.inFlight;
+}
+
+/** A fixture server and the model's reference cases, started before the file's tests and closed after. */
+export function withFixtureServer(): { s: FixtureServer; cases: ReferenceCase[] } {
+  const fx = {} as { s: FixtureServer; cases: ReferenceCase[] };
+  beforeAll(async () => {
+    fx.s = await startFixtureServer();
+    fx.cases = (await readReference(MODEL)).cases;
+  });
+  afterAll(() => fx.s.close());
+  return fx;
 }
