@@ -32,6 +32,7 @@ export class AdapterStore {
   private readonly generations = new Map<string, number>();
   private nextGeneration = 0;
   private readonly dropListeners = new Set<(adapter: LoraAdapter, name: string) => void>();
+  private readonly loadListeners = new Set<(adapter: LoraAdapter, name: string) => void>();
   events: AdapterTierEvents = NO_EVENTS;
 
   constructor(private readonly base: BaseModelView, readonly maxLoraRank: number, readonly maxCpuLoras = Infinity) {}
@@ -136,6 +137,12 @@ export class AdapterStore {
     return () => this.dropListeners.delete(listener);
   }
 
+  /** Calls `listener` with each adapter object entering host memory (LoraSlots packs its upload image then). */
+  onLoad(listener: (adapter: LoraAdapter, name: string) => void): () => void {
+    this.loadListeners.add(listener);
+    return () => this.loadListeners.delete(listener);
+  }
+
   /** A pinned adapter stays in host memory until unpinned. */
   setPinned(name: string, pinned: boolean): void {
     if (pinned) this.pinned.add(name);
@@ -195,6 +202,7 @@ export class AdapterStore {
   private insert(name: string, adapter: LoraAdapter, startedAt: number): LoraAdapter {
     this.host.set(name, adapter);
     this.events.loaded(name, (performance.now() - startedAt) / 1000);
+    for (const listener of this.loadListeners) listener(adapter, name);
     this.shrink();
     return adapter;
   }

@@ -101,6 +101,11 @@ export class LoraSlots implements LoraSlotTables {
     }
   }
 
+  /** The adapter entered the host tier: its upload image is made now rather than at its first slot load. */
+  prepare(adapter: LoraAdapter): void {
+    this.pack(adapter);
+  }
+
   /**
    * The adapter left the host tier: frees its packed image (now, or when the upload in flight from
    * it ends). A later load() of the same object packs it again, for that load only.

@@ -30,7 +30,7 @@ const CONFIG = parseModelConfig({
 function stubAdapters(count: number): EngineAdapters {
   const names = Array.from({ length: count }, (_, i) => `adapter-${i}`);
   const adapter = { name: "stub", dir: "", modules: [], maxRank: 16, bytes: 0 } as unknown as LoraAdapter;
-  return { has: (n: string) => names.includes(n), names: () => names, get: () => adapter, isPinned: () => false, onDrop: () => () => {}, identity: (n: string) => n };
+  return { has: (n: string) => names.includes(n), names: () => names, get: () => adapter, isPinned: () => false, onDrop: () => () => {}, onLoad: () => () => {}, identity: (n: string) => n };
 }
 
 export function runSchedulerBench(o: SchedulerBenchOptions): SchedulerBenchResult {

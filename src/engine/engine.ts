@@ -16,14 +16,15 @@ import { scorePrompts } from "./prompt-logprobs.ts";
 import { WaitingQueues } from "./waiting-queues.ts";
 
 /** What the engine needs of the adapter store. */
-export type EngineAdapters = Pick<AdapterStore, "has" | "names" | "get" | "isPinned" | "onDrop" | "identity">;
+export type EngineAdapters = Pick<AdapterStore, "has" | "names" | "get" | "isPinned" | "onDrop" | "onLoad" | "identity">;
 
 /** What the engine needs of a model runner (the real one, or a stub that measures the loop). */
 export interface StepRunner {
   readonly opts: RunnerOptions;
   readonly config: ModelConfig;
   /** forget: the adapter left the host tier (its packed host image may go; device slots are unaffected). */
-  readonly lora: { load(slot: number, adapter: LoraAdapter): void; clear(slot: number): void; forget(adapter: LoraAdapter): void };
+  /** prepare: the adapter entered the host tier (pack its upload image now, off the step loop). */
+  readonly lora: { load(slot: number, adapter: LoraAdapter): void; clear(slot: number): void; forget(adapter: LoraAdapter): void; prepare(adapter: LoraAdapter): void };
   run(batch: HostBatch): void;
   readLogits(rows: number): Float32Array;
   sample(rows: SampleRow[], nTop: number): StepSamples;
@@ -78,6 +79,9 @@ export class Engine {
     this.slots = new SlotAssigner(runner.opts.maxLoras, (name) => adapters.isPinned(name));
     // an adapter dropped from host memory releases its upload image (a slot holding it keeps its copy)
     adapters.onDrop((adapter) => runner.lora.forget(adapter));
+    // packed to the slot dtype as it enters host memory, so a slot load is the upload alone
+    // (LORA_SERVE_PACK_AT_SLOT_LOAD=1: the earlier behaviour, for side-by-side timing)
+    if (process.env.LORA_SERVE_PACK_AT_SLOT_LOAD !== "1") adapters.onLoad((adapter) => runner.lora.prepare(adapter));
   }
 
   get hasWork(): boolean {

@@ -7,7 +7,7 @@ import type { StepRunner } from "./engine.ts";
 import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
 
 export class StubRunner implements StepRunner {
-  readonly lora = { load(_slot: number, _adapter: LoraAdapter) {}, clear(_slot: number) {}, forget(_adapter: LoraAdapter) {} };
+  readonly lora = { load(_slot: number, _adapter: LoraAdapter) {}, clear(_slot: number) {}, forget(_adapter: LoraAdapter) {}, prepare(_adapter: LoraAdapter) {} };
   /** The token after each of the text's tokens (its first occurrence); any other token starts the text. */
   private readonly next = new Map<number, number>();
   private lastTokens = new Int32Array(0);

@@ -177,4 +177,18 @@ describe("adapters leaving the host tier release their image", () => {
     model.runner.free();
     expect(device.hostAllocations).toBe(atStart);
   });
+
+  test("an adapter's image is packed as it enters host memory, so its first slot load only uploads", async () => {
+    const model = loadModel({ modelDir: modelDir("tiny-llama2"), adaptersDir: L2, device, maxSeqs: 16, maxLoras: 2, maxCpuLoras: 4 });
+    const lora = model.runner.lora;
+    expect(lora.packedImages).toBe(0);
+    await model.adapters.load("es");
+    expect(lora.packedImages).toBe(1); // packed at host entry, before any slot holds it
+    const svc = new EngineService(model, { name: "tiny-llama2", maxQueue: 64, metrics: new Metrics() });
+    svc.start();
+    for await (const _ of svc.submit({ promptIds: [1, 450, 7483], adapter: "es", params: greedyParams(2) }).events) { /* tokens */ }
+    expect(lora.packedImages).toBe(1); // the slot load reused it
+    svc.stop();
+    model.runner.free();
+  });
 });
