@@ -1,6 +1,5 @@
 // The asynchronous face of one model's engine for the server: requests in, token streams out,
 // the step loop running between HTTP events, adapters loaded off the loop, metrics recorded.
-import { AdapterError } from "../adapters/peft-config.ts";
 import { UnknownAdapterError } from "../adapters/adapter-store.ts";
 import { log } from "../log.ts";
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
@@ -14,7 +13,8 @@ import type { Sequence } from "./sequence.ts";
 import { wireEngine } from "./service-metrics.ts";
 import { StopStringMatcher } from "./stop-strings.ts";
 import { TokenStream } from "./token-stream.ts";
-import { AdapterBusyError, CancelledError, OverloadedError, PinLimitError } from "./service-errors.ts";
+import { AdapterAdmin } from "./adapter-admin.ts";
+import { CancelledError, OverloadedError } from "./service-errors.ts";
 import type { GenerationHandle, GenerationRequest, StreamEvent } from "./service-types.ts";
 
 export type { GenerationHandle, GenerationRequest, StreamEvent };
@@ -57,8 +57,8 @@ export class EngineService {
   readonly telemetry: ServiceTelemetry;
   private readonly states = new Set<RequestState>();
   private readonly bySeq = new Map<Sequence, RequestState>();
-  /** Adapters being unloaded: refused to new requests while their accepted ones finish. */
-  private readonly draining = new Set<string>();
+  /** Runtime adapter registration, pins and draining unloads. */
+  readonly adapterAdmin: AdapterAdmin;
   private loadingCount = 0;
   /** Queue, batch, KV cache and adapter tiers now (what /metrics reports). */
   readonly snapshot: () => EngineSnapshot;
@@ -71,6 +71,7 @@ export class EngineService {
   constructor(readonly model: LoadedModel, private readonly opts: ServiceOptions) {
     this.name = opts.name;
     this.engine = model.engine;
+    this.adapterAdmin = new AdapterAdmin(model.adapters, model.engine);
     this.maxModelLen = this.engine.maxModelLen;
     this.maxPromptBytes = opts.maxPromptBytes || this.maxModelLen * model.tokenizer.maxTokenBytes;
     this.tokenizerPool = new TokenizerPool(model.tokenizer, opts.tokenizerThreads ?? 1);
@@ -105,7 +106,7 @@ export class EngineService {
     if (this.loadingCount + this.engine.numWaiting >= this.opts.maxQueue) {
       throw new OverloadedError(`the queue is full (${this.opts.maxQueue} requests waiting)`, 1);
     }
-    if (req.adapter !== null && this.draining.has(req.adapter)) throw new UnknownAdapterError(`adapter "${req.adapter}" is being unloaded`);
+    if (req.adapter !== null && this.adapterAdmin.isDraining(req.adapter)) throw new UnknownAdapterError(`adapter "${req.adapter}" is being unloaded`);
     this.engine.check(req);
     const params = req.params;
     const state: RequestState = {
@@ -132,65 +133,17 @@ export class EngineService {
     return { events: state.stream, promptTokens: req.promptIds.length, cancel: () => this.cancel(state, new CancelledError("cancelled")) };
   }
 
-  /** Registers (and checks) an adapter; `preload` (default) also reads it into host memory now. */
-  async loadAdapter(name: string, path: string, opts: { pin?: boolean; preload?: boolean } = {}): Promise<void> {
-    const adapters = this.model.adapters;
-    if (opts.pin) this.checkPinCap(name);
-    if (adapters.has(name) && adapters.inUse(name)) throw new AdapterBusyError(`adapter "${name}" has requests in flight; it cannot be replaced now`);
-    if (adapters.has(name)) {
-      adapters.validateDir(name, path); // a replacement must pass every check before the old weights go
-      this.engine.evictFromSlot(name);
-    }
-    adapters.register(name, path);
-    try {
-      if (opts.preload === false && !opts.pin) adapters.validate(name);
-      else await adapters.load(name);
-    } catch (e) {
-      adapters.unregister(name);
-      throw e instanceof AdapterError ? e : new AdapterError(name, (e as Error).message);
-    }
-    if (opts.pin) adapters.setPinned(name, true);
+  /** Registers (and checks) an adapter; see AdapterAdmin. */
+  loadAdapter(name: string, path: string, opts: { pin?: boolean; preload?: boolean } = {}): Promise<void> {
+    return this.adapterAdmin.load(name, path, opts);
   }
 
-  /** Keeps a registered adapter in host memory and in a device slot once it has one (or lets it go). */
-  async pin(name: string, pinned = true): Promise<void> {
-    const adapters = this.model.adapters;
-    if (!adapters.has(name)) throw new UnknownAdapterError(`adapter "${name}" is not known`);
-    if (pinned) {
-      this.checkPinCap(name);
-      await adapters.load(name);
-    }
-    adapters.setPinned(name, pinned);
+  pin(name: string, pinned = true): Promise<void> {
+    return this.adapterAdmin.pin(name, pinned);
   }
 
-  // pins stay below the device slots, so an unpinned adapter always finds one
-  private checkPinCap(name: string): void {
-    const adapters = this.model.adapters, cap = this.engine.slots.numSlots - 1;
-    if (!adapters.isPinned(name) && adapters.pinnedCount >= cap) {
-      throw new PinLimitError(`pinning "${name}" would pin ${adapters.pinnedCount + 1} adapters; at most ${cap} (max_loras - 1) may be pinned`);
-    }
-  }
-
-  /**
-   * Unregisters an adapter. With requests in flight it drains: new requests for it are refused, the
-   * ones accepted finish, then it goes (AdapterBusyError past `timeoutMs`, or at once with `wait: false`).
-   */
-  async unloadAdapter(name: string, opts: { wait?: boolean; timeoutMs?: number } = {}): Promise<void> {
-    const adapters = this.model.adapters;
-    if (!adapters.has(name) || this.draining.has(name)) throw new UnknownAdapterError(`adapter "${name}" is not known`);
-    if (adapters.inUse(name)) {
-      if (opts.wait === false) throw new AdapterBusyError(`adapter "${name}" has requests in flight; unload it when they finish (or wait for them)`);
-      this.draining.add(name);
-      try {
-        const end = Date.now() + (opts.timeoutMs ?? 30_000);
-        while (adapters.inUse(name) && Date.now() < end) await Bun.sleep(10);
-        if (adapters.inUse(name)) throw new AdapterBusyError(`adapter "${name}" still had requests in flight after ${(opts.timeoutMs ?? 30_000) / 1000} s; it stays loaded`);
-      } finally {
-        this.draining.delete(name);
-      }
-    }
-    this.engine.evictFromSlot(name);
-    adapters.unregister(name);
+  unloadAdapter(name: string, opts: { wait?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    return this.adapterAdmin.unload(name, opts);
   }
 
   hasAdapter(name: string): boolean {

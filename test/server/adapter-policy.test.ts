@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveServeOptions } from "../../src/config/serve-options.ts";
 import { adaptersDir } from "../helpers/fixtures.ts";
-import { MODEL, startFixtureServer, type FixtureServer } from "./server-fixture.ts";
+import { MODEL, startFixtureServer, withFixtureServer, type FixtureServer } from "./server-fixture.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "lora-serve-policy-"));
 const allowed = join(tmp, "allowed"), outside = join(tmp, "outside");
@@ -25,48 +25,40 @@ const serves = async (s: FixtureServer, model: string) =>
   (await s.post("/v1/completions", { model, prompt: "Hello", max_tokens: 2, temperature: 0 })).status;
 
 describe("runtime loading disabled (the default)", () => {
-  let s: FixtureServer;
-  beforeAll(async () => {
-    s = await startFixtureServer({ adapterPolicy: { runtimeUpdates: false, allowedRoots: [allowed] } });
-  });
-  afterAll(() => s.close());
+  const fx = withFixtureServer({ adapterPolicy: { runtimeUpdates: false, allowedRoots: [allowed] } });
 
   test("load and unload answer 403 naming the switch; the adapters already there keep serving", async () => {
-    const r = await load(s, "x", join(allowed, "es-inside"));
+    const r = await load(fx.s, "x", join(allowed, "es-inside"));
     expect(r.status).toBe(403);
     expect(((await r.json()) as any).error.message).toContain("--enable-runtime-lora-updating");
-    expect((await s.post("/v1/unload_lora_adapter", { lora_name: "es" })).status).toBe(403);
-    expect(await serves(s, "es")).toBe(200);
+    expect((await fx.s.post("/v1/unload_lora_adapter", { lora_name: "es" })).status).toBe(403);
+    expect(await serves(fx.s, "es")).toBe(200);
   });
 });
 
 describe("runtime loading enabled under one root", () => {
-  let s: FixtureServer;
-  beforeAll(async () => {
-    s = await startFixtureServer({ adapterPolicy: { runtimeUpdates: true, allowedRoots: [allowed] } });
-  });
-  afterAll(() => s.close());
+  const fx = withFixtureServer({ adapterPolicy: { runtimeUpdates: true, allowedRoots: [allowed] } });
 
   test("an adapter under the root loads and serves", async () => {
-    expect((await load(s, "inside", join(allowed, "es-inside"))).status).toBe(200);
-    expect(await serves(s, "inside")).toBe(200);
+    expect((await load(fx.s, "inside", join(allowed, "es-inside"))).status).toBe(200);
+    expect(await serves(fx.s, "inside")).toBe(200);
   });
 
   test("outside the root, by path, by '..' or through a symlink: 403 echoing only the sent path", async () => {
     const attempts = [join(outside, "es-outside"), `${allowed}/../outside/es-outside`, join(allowed, "link-out")];
     for (const path of attempts) {
-      const r = await load(s, "sneaky", path);
+      const r = await load(fx.s, "sneaky", path);
       expect(r.status).toBe(403);
       const err = ((await r.json()) as any).error;
       expect(err.param).toBe("lora_path");
       expect(err.message).toBe(`${JSON.stringify(path)} is outside the directories adapters may be loaded from`);
     }
-    expect(await serves(s, "sneaky")).toBe(404);
-    expect(await serves(s, "es")).toBe(200);
+    expect(await serves(fx.s, "sneaky")).toBe(404);
+    expect(await serves(fx.s, "es")).toBe(200);
   });
 
   test("a relative path is refused (400): the server's working directory is no root", async () => {
-    const r = await load(s, "rel", "allowed/es-inside");
+    const r = await load(fx.s, "rel", "allowed/es-inside");
     expect(r.status).toBe(400);
   });
 });

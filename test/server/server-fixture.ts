@@ -67,11 +67,11 @@ export async function settled(service: EngineService, ms = 5000): Promise<number
   return service.inFlight;
 }
 
-/** A fixture server and the model's reference cases, started before the file's tests and closed after. */
-export function withFixtureServer(): { s: FixtureServer; cases: ReferenceCase[] } {
+/** A fixture server and the model's reference cases, started before the tests of the enclosing scope and closed after. */
+export function withFixtureServer(opts: Parameters<typeof startFixtureServer>[0] = {}): { s: FixtureServer; cases: ReferenceCase[] } {
   const fx = {} as { s: FixtureServer; cases: ReferenceCase[] };
   beforeAll(async () => {
-    fx.s = await startFixtureServer();
+    fx.s = await startFixtureServer(opts);
     fx.cases = (await readReference(MODEL)).cases;
   });
   afterAll(() => fx.s.close());
