@@ -84,6 +84,8 @@ lc_status refuse_while_recording(lc_ctx *ctx, const char *op);
 // Ends an active capture and drops what it recorded (after an error, or with the context).
 void abandon_capture(lc_ctx *ctx);
 const lc_cublas &cublas();  // loaded once per process; fields NULL where cuBLAS is missing
+const std::string &cublas_error();  // why cublas() has NULL fields (empty where it loaded)
+const char *cublas_status_text(int status);
 // Makes ctx's device current and clears its last error; every entry point starts with it. After a
 // failed capture it refuses (until lc_graph_end).
 lc_status begin(lc_ctx *ctx, const char *op);

@@ -1,10 +1,7 @@
-// Context lifetime, errors and memory of the CUDA backend; cuBLAS is loaded with dlopen.
-#include <dlfcn.h>
-
+// Context lifetime, errors and memory of the CUDA backend (cuBLAS is loaded by cublas_loader.cu).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 #include "common.cuh"
 
@@ -60,53 +57,6 @@ lc_status lc::launched(lc_ctx *ctx, const char *op) {
   if (err != cudaSuccess)
     return fail(ctx, LC_ERR_BACKEND, "%s: kernel launch failed: %s (%d)", op, cudaGetErrorString(err), int(err));
   return LC_OK;
-}
-
-// ---- cuBLAS, loaded once per process and never unloaded ----
-
-static lc_cublas g_cublas;
-static std::string g_cublas_error;
-
-static void load_cublas() {
-  // The sonames of cuBLAS 13 and 12, then the toolkit's default folder for hosts whose loader
-  // path lacks it.
-  const char *names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so",
-                         "/usr/local/cuda/lib64/libcublas.so.13", "/usr/local/cuda/lib64/libcublas.so.12"};
-  void *lib = nullptr;
-  std::string tried;
-  for (const char *name : names) {
-    lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (lib) break;
-    const char *why = dlerror();
-    tried += std::string(tried.empty() ? "" : "; ") + (why ? why : name);
-  }
-  if (!lib) {
-    g_cublas_error = "cuBLAS not found (install the CUDA toolkit's libcublas or add its folder to LD_LIBRARY_PATH): " + tried;
-    return;
-  }
-  lc_cublas c;
-  c.create = (lc_cublas::create_fn)dlsym(lib, "cublasCreate_v2");
-  c.destroy = (lc_cublas::destroy_fn)dlsym(lib, "cublasDestroy_v2");
-  c.set_stream = (lc_cublas::set_stream_fn)dlsym(lib, "cublasSetStream_v2");
-  c.set_workspace = (lc_cublas::set_workspace_fn)dlsym(lib, "cublasSetWorkspace_v2");
-  c.gemm_ex = (lc_cublas::gemm_ex_fn)dlsym(lib, "cublasGemmEx");
-  c.status_string = (lc_cublas::status_string_fn)dlsym(lib, "cublasGetStatusString");
-  if (!c.create || !c.destroy || !c.set_stream || !c.gemm_ex) {
-    g_cublas_error = "cuBLAS was found but lacks cublasCreate_v2 / cublasDestroy_v2 / cublasSetStream_v2 / cublasGemmEx";
-    return;
-  }
-  g_cublas = c;
-}
-
-const lc_cublas &lc::cublas() {
-  static std::once_flag once;
-  std::call_once(once, load_cublas);
-  return g_cublas;
-}
-
-static const char *cublas_status_text(int st) {
-  const lc_cublas &c = lc::cublas();
-  return c.status_string ? c.status_string(st) : "cuBLAS error";
 }
 
 static const char *device_error_text(int code) {
@@ -208,18 +158,18 @@ lc_status lc_ctx_create(int32_t device, lc_ctx **out) {
     return cuda_failed("cudaMemset", err);
 
   const lc_cublas &cb = lc::cublas();
-  if (!cb.create) return bail(LC_ERR_BACKEND, g_cublas_error);
+  if (!cb.create) return bail(LC_ERR_BACKEND, lc::cublas_error());
   int st = cb.create(&ctx->cublas);
   if (st != 0) {
     ctx->cublas = nullptr;
-    return bail(LC_ERR_BACKEND, std::string("cublasCreate failed: ") + cublas_status_text(st));
+    return bail(LC_ERR_BACKEND, std::string("cublasCreate failed: ") + lc::cublas_status_text(st));
   }
   if ((st = cb.set_stream(ctx->cublas, ctx->stream)) != 0)
-    return bail(LC_ERR_BACKEND, std::string("cublasSetStream failed: ") + cublas_status_text(st));
+    return bail(LC_ERR_BACKEND, std::string("cublasSetStream failed: ") + lc::cublas_status_text(st));
   if (cb.set_workspace) {
     if ((err = cudaMalloc(&ctx->cublas_ws, LC_CUBLAS_WORKSPACE)) != cudaSuccess) return cuda_failed("cudaMalloc", err);
     if ((st = cb.set_workspace(ctx->cublas, ctx->cublas_ws, LC_CUBLAS_WORKSPACE)) != 0)
-      return bail(LC_ERR_BACKEND, std::string("cublasSetWorkspace failed: ") + cublas_status_text(st));
+      return bail(LC_ERR_BACKEND, std::string("cublasSetWorkspace failed: ") + lc::cublas_status_text(st));
   }
   if ((err = cudaStreamSynchronize(ctx->stream)) != cudaSuccess) return cuda_failed("cudaStreamSynchronize", err);
   *out = ctx;
