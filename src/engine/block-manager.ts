@@ -8,12 +8,11 @@ import type { Sequence } from "./sequence.ts";
 /** Cached blocks a new sequence can start from. */
 export interface PrefixMatch {
   blocks: number[];
-  hashes: string[];
   /** Of those blocks, how many nobody holds now (taking them uses up free space). */
   idle: number;
 }
 
-const NO_MATCH: PrefixMatch = { blocks: [], hashes: [], idle: 0 };
+const NO_MATCH: PrefixMatch = { blocks: [], idle: 0 };
 
 /** The hash of a full block: its predecessor's hash, the adapter identity and its tokens. */
 export function blockHash(prev: string, identity: string, tokens: Int32Array): string {
@@ -69,7 +68,7 @@ export class BlockManager {
       else this.free.push(b);
     }
     seq.blockTable = [];
-    seq.blockHashes = [];
+    seq.registeredBlocks = 0;
     seq.numComputed = 0;
   }
 
@@ -79,17 +78,12 @@ export class BlockManager {
    */
   match(seq: Sequence, identity: string): PrefixMatch {
     if (!this.caching || seq.blockTable.length > 0 || seq.needsPromptLogprobs) return NO_MATCH;
-    const out: PrefixMatch = { blocks: [], hashes: [], idle: 0 };
-    const full = Math.floor((seq.length - 1) / this.blockSize);
-    let prev = "";
-    for (let i = 0; i < full; i++) {
-      const h = blockHash(prev, identity, seq.tokenSlice(i * this.blockSize, (i + 1) * this.blockSize));
+    const out: PrefixMatch = { blocks: [], idle: 0 };
+    for (const h of this.chain(seq, identity, Math.floor((seq.length - 1) / this.blockSize))) {
       const b = this.byHash.get(h);
       if (b === undefined) break;
       out.blocks.push(b);
-      out.hashes.push(h);
       if (this.refs[b] === 0) out.idle++;
-      prev = h;
     }
     return out;
   }
@@ -104,22 +98,33 @@ export class BlockManager {
       if (this.refs[b]++ === 0) this.idle.delete(b);
     }
     seq.blockTable = [...m.blocks];
-    seq.blockHashes = [...m.hashes];
+    seq.registeredBlocks = m.blocks.length;
     seq.numComputed = m.blocks.length * this.blockSize;
   }
 
   /** Names the blocks `seq` has filled since the last call, so later sequences can share them. */
   register(seq: Sequence, identity: string): void {
     if (!this.caching) return;
-    for (let i = seq.blockHashes.length; (i + 1) * this.blockSize <= seq.numComputed; i++) {
-      const h = blockHash(seq.blockHashes[i - 1] ?? "", identity, seq.tokenSlice(i * this.blockSize, (i + 1) * this.blockSize));
-      seq.blockHashes.push(h);
-      const b = seq.blockTable[i];
+    const full = Math.floor(seq.numComputed / this.blockSize);
+    const hashes = this.chain(seq, identity, full);
+    for (let i = seq.registeredBlocks; i < full; i++) {
+      const h = hashes[i], b = seq.blockTable[i];
       if (!this.byHash.has(h) && this.hashOf[b] === undefined) {
         this.byHash.set(h, b);
         this.hashOf[b] = h;
       }
     }
+    seq.registeredBlocks = full;
+  }
+
+  // The names of seq's first n full blocks: hashed once per sequence (its tokens only ever grow), so
+  // a request waiting several steps is not hashed again at each admission.
+  private chain(seq: Sequence, identity: string, n: number): string[] {
+    const c = seq.hashChain?.identity === identity ? seq.hashChain : (seq.hashChain = { identity, hashes: [] });
+    for (let i = c.hashes.length; i < n; i++) {
+      c.hashes.push(blockHash(c.hashes[i - 1] ?? "", identity, seq.tokenSlice(i * this.blockSize, (i + 1) * this.blockSize)));
+    }
+    return c.hashes.length === n ? c.hashes : c.hashes.slice(0, n);
   }
 
   // A never-used block first, else the least recently released cached one (its name forgotten).

@@ -24,8 +24,10 @@ export class Sequence {
   blockTable: number[] = [];
   /** Tokens whose K/V are in the cache. */
   numComputed = 0;
-  /** Prefix-cache names of the full blocks in blockTable, in order (see BlockManager). */
-  blockHashes: string[] = [];
+  /** Prefix-cache names of its full blocks, computed once and extended as it grows (see BlockManager). */
+  hashChain: { identity: string; hashes: string[] } | null = null;
+  /** Blocks of blockTable already offered to the prefix cache. */
+  registeredBlocks = 0;
   /** Prompt tokens found in the prefix cache when it was first scheduled (null: not yet scheduled). */
   cachedTokens: number | null = null;
   finishReason: FinishReason | null = null;
