@@ -176,6 +176,10 @@ export function pairWith(g: Device, c: Device, body: (p: Pair) => void): void {
 
 export const EPS: Record<NumericDType, number> = { F32: 2 ** -23, F16: 2 ** -10, BF16: 2 ** -7 };
 export const tolFor = (dt: NumericDType) => (dt === "F32" ? 1e-4 : 2 * EPS[dt]);
+/** A value computed in `act` and stored into a `cache` dtype: the device and the twin may land an fp32 hair apart
+ * and the store rounds once more, so one ulp of the coarser of the two can separate them (a bf16 cache under
+ * f16 activations: a bf16 ulp, 8x an f16 one). */
+export const storeTolFor = (act: NumericDType, cache: NumericDType) => Math.max(tolFor(act), tolFor(cache));
 /** Attention outputs of a kernel that rounds the softmax weights to fp16/bf16 (argued in ops.test.ts). */
 export const attentionTolFor = (dt: NumericDType) => (dt === "F32" ? tolFor(dt) : 4 * EPS[dt]);
 
