@@ -9,7 +9,7 @@ CXXFLAGS ?= -O3 -march=$(CPU_ARCH) -std=c++17 -fPIC -Wall -Wextra -Werror=return
 BUN ?= node_modules/.bin/bun
 
 CPU_SRC := $(wildcard cuda/cpu/*.cpp)
-CPU_HDR := cuda/loracuda.h cuda/host_allocations.h cuda/linear_then.h $(wildcard cuda/cpu/*.h)
+CPU_HDR := cuda/loracuda.h cuda/host_allocations.h cuda/linear_then.h cuda/logit_rules.h $(wildcard cuda/cpu/*.h)
 
 # CUDA: one object per .cu (so `make -j` compiles them in parallel), the runtime linked statically
 # so the library loads where only the driver is installed; cuBLAS is dlopen'ed at context creation.
@@ -19,7 +19,7 @@ CUDA_ARCH ?= -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_89,code=s
 NVCCFLAGS ?= $(CUDA_ARCH) -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden,-Wall -Icuda
 CUDA_SRC := $(wildcard cuda/*.cu)
 CUDA_OBJ := $(patsubst cuda/%.cu,build/cuda/%.o,$(CUDA_SRC))
-CUDA_HDR := cuda/loracuda.h cuda/host_allocations.h cuda/linear_then.h $(wildcard cuda/*.cuh)
+CUDA_HDR := cuda/loracuda.h cuda/host_allocations.h cuda/linear_then.h cuda/logit_rules.h $(wildcard cuda/*.cuh)
 
 HAVE_DRIVER := $(shell test -e /proc/driver/nvidia/version && echo yes)
 CUDA_HERE := $(and $(NVCC),$(HAVE_DRIVER))

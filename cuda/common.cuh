@@ -45,6 +45,8 @@ enum lc_device_error : int {
   LC_DEV_ATTN_SLOT = 4,
   LC_DEV_GATHER_ROW = 5,
   LC_DEV_LORA_SEGMENT = 6,
+  LC_DEV_LOGIT_RULE = 7,
+  LC_DEV_TOKEN_COUNT = 8,
 };
 
 // Bytes of the cuBLAS workspace set on the handle at creation (NVIDIA's advice for Hopper), so that

@@ -71,6 +71,10 @@ static const char *device_error_text(int code) {
     case LC_DEV_LORA_SEGMENT:
       return "lc_lora_shrink/expand: a segment out of contract (slot >= n_slots, rank outside [0, max_rank], NULL "
              "matrix, or rows outside [0, n_tokens)); it was skipped";
+    case LC_DEV_LOGIT_RULE:
+      return "lc_logit_rules_apply: a mask row >= n_mask_rows, a count row >= n_count_rows or bias ids out of "
+             "contract (outside [0, vocab) or not ascending); that rule was skipped";
+    case LC_DEV_TOKEN_COUNT: return "lc_count_tokens: a row >= n_count_rows or an id outside [0, vocab) (not counted)";
     default: return "unknown device-side error";
   }
 }

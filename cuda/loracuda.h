@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define LC_ABI_VERSION 5
+#define LC_ABI_VERSION 6
 
 typedef struct lc_ctx lc_ctx; /* opaque: device, stream, BLAS handle, scratch */
 
@@ -221,18 +221,60 @@ lc_status lc_lora_expand(lc_ctx *ctx, lc_dtype act, const float *tmp, int32_t ma
                          const int32_t *seg_indptr, const int32_t *seg_slot, int32_t n_segs,
                          int64_t n_tokens, int64_t y_width, void *y);
 
+/* Logit rules: what a request asks of its distribution beyond temperature and truncation, applied in
+ * place to logits [n_rows, vocab] (act) before lc_sample. Per element v of row r, in fp32 from the
+ * stored logit l, rounded once to act:
+ *   allowed (a grammar's mask): mask_row[r] >= 0 and bit v of allowed[mask_row[r]] clear: -inf
+ *   logit_bias: l += bias_values[j] where bias_ids[j] == v, j in [bias_indptr[r], bias_indptr[r+1])
+ *     (ids ascending and distinct within a row)
+ *   penalties where count_row[r] >= 0, o = output_counts[count_row[r], v], p = prompt_counts[...]:
+ *     repetition (vLLM / transformers), where o > 0 or p > 0: l > 0 ? l / repetition[r] : l * repetition[r]
+ *     then (OpenAI) l -= frequency[r] * o, then l -= presence[r] where o > 0
+ * Each group's pointers are NULL together where no row uses it (mask_row, allowed | bias_indptr,
+ * bias_ids, bias_values | count_row, both count tables, presence, frequency, repetition). A mask
+ * row >= n_mask_rows, a count row >= n_count_rows or a bias id outside [0, vocab) is skipped (CUDA:
+ * reported at the next sync; the twin refuses the call). */
+typedef struct lc_logit_rules {
+  const int32_t *mask_row;      /* [n_rows] */
+  const uint32_t *allowed;      /* [n_mask_rows, ceil(vocab / 32)], bit v % 32 of word v / 32 */
+  const int32_t *bias_indptr;   /* [n_rows + 1] */
+  const int32_t *bias_ids;
+  const float *bias_values;
+  const int32_t *count_row;     /* [n_rows] */
+  const int32_t *output_counts; /* [n_count_rows, vocab]: each generated token's count */
+  const int32_t *prompt_counts; /* [n_count_rows, vocab]: > 0 where the token is in the prompt */
+  const float *presence;        /* [n_rows] each */
+  const float *frequency;
+  const float *repetition;
+  int64_t n_mask_rows;
+  int64_t n_count_rows;
+} lc_logit_rules;
+
+lc_status lc_logit_rules_apply(lc_ctx *ctx, lc_dtype act, void *logits, int32_t n_rows, int32_t vocab,
+                               const lc_logit_rules *rules);
+
+/* counts[rows[i], ids[i]] += 1 for i < n where rows[i] >= 0 (counts [n_count_rows, vocab] i32;
+ * rows, ids device arrays [n]). A row >= n_count_rows or an id outside [0, vocab) is skipped (CUDA:
+ * reported at the next sync; the twin refuses the call). Feeding it lc_sample's out_ids keeps a
+ * sequence's output counts on the device with no host round trip. */
+lc_status lc_count_tokens(lc_ctx *ctx, int32_t *counts, int32_t n_count_rows, int32_t vocab, const int32_t *rows,
+                          const int32_t *ids, int32_t n);
+
 /* Sampling, one row of logits [n_rows, vocab] (act) per sequence:
- *   logprob = log_softmax(logits[r])  (the raw distribution: what logprobs report)
+ *   logprob = log_softmax(logits[r])  (what logprobs report: after lc_logit_rules_apply, before
+ *   temperature and truncation)
  *   temperature[r] == 0: out_ids[r] = argmax (lowest id on ties)
- *   else: p = softmax(logits[r] / temperature[r]); keep the top_k[r] most likely (0 = all), then the
- *         smallest most-likely prefix whose mass reaches top_p[r] (1 = all); renormalise; walk the
- *         kept tokens from most to least likely (ties: lower id first) and take the first whose
- *         cumulative mass exceeds uniforms[r] * kept mass.
+ *   else: p = softmax(logits[r] / temperature[r]); keep the top_k[r] most likely (0 = all) and, of
+ *         those, the ones with (logit - max logit) / temperature >= float(log(double(min_p[r])))
+ *         (min_p: p >= min_p * max p; 0 = all); then the smallest most-likely prefix whose mass
+ *         reaches top_p[r] of the kept mass (1 = all); renormalise; walk the kept tokens from most to
+ *         least likely (ties: lower id first) and take the first whose cumulative mass exceeds
+ *         uniforms[r] * kept mass.
  *   out_logprob[r] = logprob[out_ids[r]]; out_top_ids / out_top_logprobs [n_rows, n_top] the n_top
  *   largest logprobs (descending, ties: lower id first); n_top may be 0 (then both may be NULL).
- * temperature, top_p, uniforms f32 and top_k i32 are device arrays [n_rows]. */
+ * temperature, top_p, min_p, uniforms f32 and top_k i32 are device arrays [n_rows]. */
 lc_status lc_sample(lc_ctx *ctx, lc_dtype act, const void *logits, int32_t n_rows, int32_t vocab,
-                    const float *temperature, const int32_t *top_k, const float *top_p,
+                    const float *temperature, const int32_t *top_k, const float *top_p, const float *min_p,
                     const float *uniforms, int32_t n_top, int32_t *out_ids, float *out_logprob,
                     int32_t *out_top_ids, float *out_top_logprobs);
 

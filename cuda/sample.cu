@@ -11,6 +11,7 @@
 #include <climits>
 
 #include "common.cuh"
+#include "logit_rules.h"
 
 namespace {
 
@@ -28,6 +29,7 @@ __device__ __forceinline__ uint32_t order_key(float v) {
   const uint32_t b = __float_as_uint(v);
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
+__device__ __forceinline__ float key_value(uint32_t key) { return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key); }
 __device__ __forceinline__ bool before(Key a, Key b) { return a.key > b.key || (a.key == b.key && a.id < b.id); }
 // Whether element (key, id) is in the prefix of the order that ends with `lim` (inclusive).
 __device__ __forceinline__ bool within(uint32_t key, int32_t id, Key lim) {
@@ -208,13 +210,13 @@ __device__ double prefix_mass(const A *row, int vocab, Key lim, float top, float
 }
 
 // Per row r:  logprob = log_softmax(logits[r]);  temperature[r] <= 0: argmax (lowest id on ties);
-// else p = softmax(logits / T), keep the top_k most likely (0 = all), then the shortest most-likely
+// else p = softmax(logits / T), keep the top_k most likely (0 = all) within min_p of the top, then the shortest most-likely
 // prefix whose mass reaches top_p * kept mass, and take the first kept token whose cumulative mass
 // exceeds uniforms[r] * kept mass. Also the n_top largest logprobs (descending, ties: lower id).
 template <typename A>
 __global__ void __launch_bounds__(THREADS) sample_kernel(const A *logits, int vocab, const float *temperature,
                                                           const int32_t *top_k, const float *top_p,
-                                                          const float *uniforms, int n_top, int32_t *out_ids,
+                                                          const float *min_p, const float *uniforms, int n_top, int32_t *out_ids,
                                                           float *out_logprob, int32_t *out_top_ids,
                                                           float *out_top_logprobs) {
   __shared__ Shared sh;
@@ -222,7 +224,7 @@ __global__ void __launch_bounds__(THREADS) sample_kernel(const A *logits, int vo
   const A *row = logits + int64_t(r) * vocab;
   auto all = [](uint32_t, int32_t) { return true; };
   const Key best = block_extreme(row, vocab, true, all, sh);
-  const float top = __uint_as_float((best.key & 0x80000000u) ? (best.key & 0x7fffffffu) : ~best.key);
+  const float top = key_value(best.key);
   double s = 0.0;
   for (int i = threadIdx.x; i < vocab; i += THREADS) s += expf(lc::to_f(row[i]) - top);
   const double lse = double(top) + log(lc::block_sum(s, sh.dsum));
@@ -233,6 +235,12 @@ __global__ void __launch_bounds__(THREADS) sample_kernel(const A *logits, int vo
     Key lim = NONE;
     const int k = top_k[r];
     if (k > 0 && k < vocab) find_crossing(row, vocab, NONE, false, top, temp, double(k), false, sh, lim);
+    if (min_p[r] > 0.0f) {  // of those, the tokens within a factor min_p of the most likely: a prefix, named by its last
+      const float threshold = lc::min_p_log_threshold(min_p[r]);
+      lim = block_extreme(row, vocab, false, [&](uint32_t key, int32_t i) {
+        return within(key, i, lim) && (key_value(key) - top) / temp >= threshold;
+      }, sh);
+    }
     const double mass = prefix_mass(row, vocab, lim, top, temp, sh);
     double kept_mass = mass;
     const float p = top_p[r];
@@ -270,11 +278,11 @@ __global__ void __launch_bounds__(THREADS) sample_kernel(const A *logits, int vo
 
 extern "C" lc_status lc_sample(lc_ctx *ctx, lc_dtype act, const void *logits, int32_t n_rows, int32_t vocab,
                                const float *temperature, const int32_t *top_k, const float *top_p,
-                               const float *uniforms, int32_t n_top, int32_t *out_ids, float *out_logprob,
+                               const float *min_p, const float *uniforms, int32_t n_top, int32_t *out_ids, float *out_logprob,
                                int32_t *out_top_ids, float *out_top_logprobs) {
   LC_BEGIN(ctx);
   LC_REQUIRE_DTYPE(ctx, act);
-  LC_REQUIRE(ctx, logits && temperature && top_k && top_p && uniforms && out_ids && out_logprob,
+  LC_REQUIRE(ctx, logits && temperature && top_k && top_p && min_p && uniforms && out_ids && out_logprob,
              "lc_sample: NULL pointer");
   LC_REQUIRE(ctx, n_rows >= 0 && vocab > 0 && n_top >= 0 && n_top <= vocab, "lc_sample: bad shape");
   LC_REQUIRE(ctx, n_top == 0 || (out_top_ids && out_top_logprobs), "lc_sample: NULL top-logprob output");
@@ -283,7 +291,7 @@ extern "C" lc_status lc_sample(lc_ctx *ctx, lc_dtype act, const void *logits, in
   lc_dispatch(act, [&](auto at) {
     using A = decltype(at);
     sample_kernel<A><<<unsigned(n_rows), THREADS, 0, ctx->stream>>>(static_cast<const A *>(logits), vocab, temperature,
-                                                                    top_k, top_p, uniforms, n_top, out_ids,
+                                                                    top_k, top_p, min_p, uniforms, n_top, out_ids,
                                                                     out_logprob, out_top_ids, out_top_logprobs);
   });
   return lc::launched(ctx, "lc_sample");

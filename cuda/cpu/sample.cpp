@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "common.h"
+#include "../logit_rules.h"
 
 namespace {
 
@@ -55,8 +56,8 @@ int32_t crossing(int32_t *ids, int32_t n, const double *w, Before before, double
   return lo;
 }
 
-int32_t sample_row(const float *logits, int32_t vocab, float temperature, int32_t top_k, float top_p, float u,
-                   std::vector<int32_t> &ids, std::vector<double> &w) {
+int32_t sample_row(const float *logits, int32_t vocab, float temperature, int32_t top_k, float top_p, float min_p,
+                   float u, std::vector<int32_t> &ids, std::vector<double> &w) {
   if (temperature <= 0.0f) {
     int32_t best = 0;
     for (int32_t i = 1; i < vocab; ++i)
@@ -74,6 +75,10 @@ int32_t sample_row(const float *logits, int32_t vocab, float temperature, int32_
   else if (kept < vocab) std::nth_element(ids.begin(), ids.begin() + kept - 1, ids.end(), before);
   float top = logits[0];
   for (int32_t i = 1; i < vocab; ++i) top = std::max(top, logits[i]);
+  if (min_p > 0.0f) {  // min_p: of the top-k, the tokens within a factor min_p of the most likely (a prefix)
+    const float threshold = lc::min_p_log_threshold(min_p);
+    kept = int32_t(std::partition(ids.begin(), ids.begin() + kept, [&](int32_t i) { return (logits[i] - top) / temperature >= threshold; }) - ids.begin());
+  }
   double mass = 0;
   for (int32_t i = 0; i < kept; ++i) mass += w[ids[i]] = std::exp((double(logits[ids[i]]) - top) / temperature);
   double kept_mass = mass;
@@ -90,11 +95,11 @@ int32_t sample_row(const float *logits, int32_t vocab, float temperature, int32_
 
 extern "C" lc_status lc_sample(lc_ctx *ctx, lc_dtype act, const void *logits, int32_t n_rows, int32_t vocab,
                                const float *temperature, const int32_t *top_k, const float *top_p,
-                               const float *uniforms, int32_t n_top, int32_t *out_ids, float *out_logprob,
+                               const float *min_p, const float *uniforms, int32_t n_top, int32_t *out_ids, float *out_logprob,
                                int32_t *out_top_ids, float *out_top_logprobs) {
   LC_REQUIRE_CTX(ctx);
   LC_REQUIRE_DTYPE(ctx, act);
-  LC_REQUIRE(ctx, logits && temperature && top_k && top_p && uniforms && out_ids && out_logprob,
+  LC_REQUIRE(ctx, logits && temperature && top_k && top_p && min_p && uniforms && out_ids && out_logprob,
              "lc_sample: NULL pointer");
   LC_REQUIRE(ctx, n_rows >= 0 && vocab > 0 && n_top >= 0 && n_top <= vocab, "lc_sample: bad shape");
   LC_REQUIRE(ctx, n_top == 0 || (out_top_ids && out_top_logprobs), "lc_sample: NULL top-logprob output");
@@ -108,7 +113,7 @@ extern "C" lc_status lc_sample(lc_ctx *ctx, lc_dtype act, const void *logits, in
     double sum = 0;
     for (float v : row) sum += std::exp(double(v) - top);
     const double lse = top + std::log(sum);
-    const int32_t id = sample_row(row.data(), vocab, temperature[r], top_k[r], top_p[r], uniforms[r], ids, w);
+    const int32_t id = sample_row(row.data(), vocab, temperature[r], top_k[r], top_p[r], min_p[r], uniforms[r], ids, w);
     out_ids[r] = id;
     out_logprob[r] = float(row[id] - lse);
     if (n_top == 0) continue;

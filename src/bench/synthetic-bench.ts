@@ -140,7 +140,7 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
       const items: ScheduledSeq[] = seqs.map((seq, s) => ({ seq, numTokens: 1, slot: mode.slotOf(s), sample: true }));
       items.sort((a, b) => a.slot - b.slot);
       const batch = buildBatch(items, blockSize, maxBlocksPerSeq);
-      const rows = items.map(() => ({ temperature: 0, topK: 0, topP: 1, uniform: 0 }));
+      const rows = items.map(() => ({ temperature: 0, topK: 0, topP: 1, minP: 0, uniform: 0 }));
       const adapterRead = Math.min(batchSize, mode.distinct) * adapterBytes(config, mode.rank, mode.modules, dtype);
       const bytesPerStep = decodeStepBytes(config, dtype, { weightBytes: weights.bytes, batch: batchSize, contextLen: o.contextLen, adapterBytes: adapterRead });
       for (const graphs of device.kind === "cuda" ? [false, true] : [false]) {
@@ -170,11 +170,11 @@ export function runSyntheticBench(o: SyntheticBenchOptions): SyntheticReport {
   const prefillBatch = buildBatch([{ seq: prompt, numTokens: o.prefillLen, slot: -1, sample: true }], blockSize, maxBlocksPerSeq);
   const prefillMs = time(device, 3, () => {
     runner.run(prefillBatch);
-    runner.sample([{ temperature: 0, topK: 0, topP: 1, uniform: 0 }], 0);
+    runner.sample([{ temperature: 0, topK: 0, topP: 1, minP: 0, uniform: 0 }], 0);
   });
   o.profile?.range(`prefill ${o.prefillLen}`, () => {
     runner.run(prefillBatch);
-    runner.sample([{ temperature: 0, topK: 0, topP: 1, uniform: 0 }], 0);
+    runner.sample([{ temperature: 0, topK: 0, topP: 1, minP: 0, uniform: 0 }], 0);
   });
   blocks.release(prompt);
   const projectionParams = config.numLayers * LORA_MODULES.reduce((n, m) => n + moduleShape(config, m).reduce((a, b) => a * b, 1), 0);

@@ -9,7 +9,9 @@ import { BlockManager } from "./block-manager.ts";
 import type { SchedulingPolicy } from "./fair-share.ts";
 import { buildBatch, type HostBatch, type ScheduledSeq } from "./batch-builder.ts";
 import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
-import { uniformFor, type SamplingParams } from "./sampling.ts";
+import type { SamplingParams } from "./sampling.ts";
+import { SampleRows } from "./sample-rows.ts";
+import type { LogitRules } from "./logit-rules.ts";
 import { checkRequest } from "./request-check.ts";
 import { Sequence, type PromptTokenLogprob } from "./sequence.ts";
 import { scorePrompts } from "./prompt-logprobs.ts";
@@ -25,6 +27,7 @@ export interface StepRunner {
   /** forget: the adapter left the host tier (its packed host image may go; device slots are unaffected). */
   /** prepare: the adapter entered the host tier (pack its upload image now, off the step loop). */
   readonly lora: { load(slot: number, adapter: LoraAdapter): void; clear(slot: number): void; forget(adapter: LoraAdapter): void; prepare(adapter: LoraAdapter): void };
+  readonly rules: Pick<LogitRules, "acquireCountRow" | "releaseCountRow">;
   run(batch: HostBatch): void;
   readLogits(rows: number): Float32Array;
   sample(rows: SampleRow[], nTop: number): StepSamples;
@@ -68,6 +71,7 @@ export class Engine {
   private readonly slotOfSeq = new Map<Sequence, number>();
   /** Steps each slot-starved waiting sequence has been passed over. */
   private readonly slotWait = new Map<Sequence, number>();
+  private readonly sampleRows: SampleRows;
   private nextId = 0;
   events: EngineEvents = { token() {}, slotLoaded() {}, scheduled() {}, slotHit() {}, preempted() {}, failed() {} };
 
@@ -76,6 +80,7 @@ export class Engine {
   constructor(readonly runner: StepRunner, readonly adapters: EngineAdapters, readonly maxModelLen: number, opts: EngineOptions = {}) {
     this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize, opts.prefixCaching ?? true);
     this.policy = opts.policy ?? "fair";
+    this.sampleRows = new SampleRows(runner.rules);
     this.slots = new SlotAssigner(runner.opts.maxLoras, (name) => adapters.isPinned(name));
     // an adapter dropped from host memory releases its upload image (a slot holding it keeps its copy)
     adapters.onDrop((adapter) => runner.lora.forget(adapter));
@@ -165,6 +170,7 @@ export class Engine {
     try {
       ({ items, samples, scored } = this.runBatch(seqs));
     } catch (e) {
+      for (const seq of seqs) this.sampleRows.release(seq); // device counts may be ahead: recounted when next run
       if (seqs.length === 1) return this.fail(seqs[0], e);
       const mid = seqs.length >> 1;
       this.runIsolating(seqs.slice(0, mid), finished);
@@ -197,12 +203,7 @@ export class Engine {
     this.runner.run(batch);
     const scored = scorePrompts(this.runner, items, batch.logitRows.length);
     const nTop = Math.max(0, ...items.map((it) => it.seq.params.topLogprobs));
-    const samples = this.runner.sample(items.map(({ seq }) => ({
-      temperature: seq.params.temperature, topK: seq.params.topK, topP: seq.params.topP,
-      uniform: seq.params.temperature > 0 ? uniformFor(seq.params.seed, seq.outputs.length) : 0, // greedy reads none
-      // as vLLM: stop tokens cannot be sampled before min_tokens
-      banned: seq.outputs.length < (seq.params.minTokens ?? 0) ? bannedBeforeMinTokens(seq.params) : undefined,
-    })), nTop);
+    const samples = this.runner.sample(items.map(({ seq }) => this.sampleRows.rowFor(seq)), nTop);
     return { items, samples, scored };
   }
 
@@ -244,7 +245,7 @@ export class Engine {
       return items.map((it, s) => all.slice(batch.qIndptr[s] * vocab, batch.qIndptr[s + 1] * vocab));
     } finally {
       for (const seq of seqs) {
-        this.releaseAdapter(seq);
+        this.releaseHeld(seq);
         this.blocks.release(seq);
       }
     }
@@ -270,7 +271,7 @@ export class Engine {
 
   private preempt(seq: Sequence): void {
     this.running.splice(this.running.indexOf(seq), 1);
-    this.releaseAdapter(seq);
+    this.releaseHeld(seq);
     this.blocks.release(seq);
     this.waiting.pushFront(seq);
     this.events.preempted(seq);
@@ -278,7 +279,7 @@ export class Engine {
 
   private retire(seq: Sequence): void {
     this.running.splice(this.running.indexOf(seq), 1);
-    this.releaseAdapter(seq);
+    this.releaseHeld(seq);
     this.blocks.release(seq);
   }
 
@@ -287,13 +288,8 @@ export class Engine {
     return seq.adapter === null ? "" : this.adapters.identity(seq.adapter);
   }
 
-  private releaseAdapter(seq: Sequence): void {
+  private releaseHeld(seq: Sequence): void {
+    this.sampleRows.release(seq);
     if (seq.adapter !== null && this.slotOfSeq.delete(seq)) this.slots.release(seq.adapter);
   }
-}
-
-/** Before min_tokens: the request's own stop tokens, and EOS unless it is ignored. */
-function bannedBeforeMinTokens(p: SamplingParams): number[] | undefined {
-  const ids = [...(p.ignoreEos ? [] : p.stopTokenIds), ...(p.extraStopTokenIds ?? [])];
-  return ids.length > 0 ? ids : undefined;
 }

@@ -12,6 +12,7 @@ import { Workspace, type Capacities } from "../model/workspace.ts";
 import type { HostBatch } from "./batch-builder.ts";
 import { DecodeGraphs, bucketFor, isDecodeBatch, padDecodeBatch } from "./decode-graphs.ts";
 import { KvCache } from "./kv-cache.ts";
+import { LogitRules, type RowRules } from "./logit-rules.ts";
 import { MetadataStager } from "./metadata-stager.ts";
 
 export interface RunnerOptions {
@@ -25,10 +26,12 @@ export interface RunnerOptions {
   maxLoras: number;
 }
 
-export interface SampleRow {
+export interface SampleRow extends RowRules {
   temperature: number;
   topK: number;
   topP: number;
+  /** 0 = off */
+  minP: number;
   uniform: number;
   /** Token ids this row may not produce (EOS before min_tokens): their logits become -inf. */
   banned?: readonly number[];
@@ -56,6 +59,8 @@ export class ModelRunner {
   readonly workspace: Workspace;
   readonly kv: KvCache;
   readonly lora: LoraSlots;
+  /** Grammar masks, logit_bias, penalties and their token counts. */
+  readonly rules: LogitRules;
   private readonly forward: LlamaForward;
   private readonly invFreq: number;
 
@@ -80,7 +85,8 @@ export class ModelRunner {
     const inv = ropeInverseFrequencies(config);
     this.invFreq = device.alloc(inv.byteLength);
     device.upload(this.invFreq, inv);
-    this.stager = new MetadataStager(device, stagingBytes(opts.caps));
+    this.rules = new LogitRules(device, config.vocabSize, opts.caps.maxSeqs, opts.caps.maxContextLen);
+    this.stager = new MetadataStager(device, stagingBytes(opts.caps) + LogitRules.stagingBytes(config.vocabSize, opts.caps.maxSeqs));
     this.forward = new LlamaForward(device, config, this.weights, this.workspace, this.kv, this.lora, this.invFreq);
   }
 
@@ -148,16 +154,20 @@ export class ModelRunner {
     st.put(ws.temperature, Float32Array.from(rows, (r) => r.temperature));
     st.put(ws.topK, Int32Array.from(rows, (r) => r.topK));
     st.put(ws.topP, Float32Array.from(rows, (r) => r.topP));
+    st.put(ws.minP, Float32Array.from(rows, (r) => r.minP));
     st.put(ws.uniforms, Float32Array.from(rows, (r) => r.uniform));
     const e = NUMERIC_DTYPE_BYTES[this.act], vocab = this.config.vocabSize;
     rows.forEach((r, i) => {
       for (const id of r.banned ?? []) st.put(ws.logits + (i * vocab + id) * e, MINUS_INFINITY[this.act]);
     });
+    const rules = this.rules.stage(rows, st);
+    if (rules) d.logitRulesApply({ act: this.act, logits: ws.logits, nRows: n, vocab, rules });
     d.sample({
-      act: this.act, logits: ws.logits, nRows: n, vocab: this.config.vocabSize, temperature: ws.temperature, topK: ws.topK,
-      topP: ws.topP, uniforms: ws.uniforms, nTop, outIds: ws.sampledIds, outLogprob: ws.sampledLogprobs,
+      act: this.act, logits: ws.logits, nRows: n, vocab, temperature: ws.temperature, topK: ws.topK,
+      topP: ws.topP, minP: ws.minP, uniforms: ws.uniforms, nTop, outIds: ws.sampledIds, outLogprob: ws.sampledLogprobs,
       outTopIds: nTop ? ws.topIds : null, outTopLogprobs: nTop ? ws.topLogprobs : null,
     });
+    if (rules) this.rules.countSampled(rules, n, ws.sampledIds);
     const out: StepSamples = {
       ids: new Int32Array(n), logprobs: new Float32Array(n), topIds: new Int32Array(n * nTop), topLogprobs: new Float32Array(n * nTop), nTop,
     };
@@ -172,6 +182,7 @@ export class ModelRunner {
 
   free(): void {
     this.stager.free();
+    this.rules.free();
     this.graphs?.free();
     this.lora.free();
     this.kv.free();
@@ -185,5 +196,5 @@ function stagingBytes(caps: Capacities): number {
   const a = (n: number) => Math.ceil(n / 16) * 16;
   const T = caps.maxTokens, S = caps.maxSeqs, R = caps.maxLogitRows;
   const step = 3 * a(T * 4) + 2 * a((S + 1) * 4) + 2 * a(S * 4) + a(S * caps.maxBlocksPerSeq * 4) + a(R * 4);
-  return step + 4 * a(R * 4) + 4096; // the sampler's four arrays; slack for banned-token writes (restaged when full)
+  return step + 5 * a(R * 4) + 4096; // the sampler's five arrays; slack for banned-token writes (restaged when full)
 }

@@ -5,6 +5,7 @@ import type { ModelConfig } from "../model/config.ts";
 import type { Capacities } from "../model/workspace.ts";
 import type { BlockManager } from "./block-manager.ts";
 import type { EngineAdapters, EngineRequest } from "./engine.ts";
+import { MAX_LOGIT_BIAS } from "./logit-rules.ts";
 import { checkSamplingParams } from "./sampling.ts";
 
 export class RequestError extends Error {
@@ -26,6 +27,10 @@ export function checkRequest(req: EngineRequest, on: CheckContext): void {
   if (req.promptIds.length === 0) throw new RequestError("the prompt is empty");
   const bad = req.promptIds.find((id) => !Number.isInteger(id) || id < 0 || id >= config.vocabSize);
   if (bad !== undefined) throw new RequestError(`prompt token id ${bad} is outside the vocabulary [0, ${config.vocabSize})`);
+  const bias = req.params.logitBias;
+  if (bias && bias.size > MAX_LOGIT_BIAS) throw new RequestError(`logit_bias has ${bias.size} entries, at most ${MAX_LOGIT_BIAS} are taken`);
+  const biasOutside = [...(bias?.keys() ?? [])].find((id) => id >= config.vocabSize);
+  if (biasOutside !== undefined) throw new RequestError(`logit_bias token id ${biasOutside} is outside the vocabulary [0, ${config.vocabSize})`);
   const total = req.promptIds.length + req.params.maxTokens;
   if (total > on.maxModelLen) {
     throw new RequestError(`the prompt (${req.promptIds.length} tokens) plus max_tokens (${req.params.maxTokens}) is ${total} tokens, over the context length ${on.maxModelLen}`);

@@ -24,6 +24,21 @@ export interface SamplingParams {
    * end the sequence.
    */
   minTokens?: number;
+  /** OpenAI: subtracted from the logit of every token already generated; in [-2, 2]. */
+  presencePenalty?: number;
+  /** OpenAI: subtracted once per time a token has been generated; in [-2, 2]. */
+  frequencyPenalty?: number;
+  /** vLLM / transformers: logits of tokens in the prompt or output divided by it (multiplied where negative); > 0, 1 = off. */
+  repetitionPenalty?: number;
+  /** Drop tokens less likely than min_p times the most likely one (after temperature); in [0, 1], 0 = off. */
+  minP?: number;
+  /** Token id -> added to its logit (in [-100, 100]), before the penalties. */
+  logitBias?: ReadonlyMap<number, number>;
+}
+
+/** Whether the sequence needs device-side token counts. */
+export function hasPenalties(p: SamplingParams): boolean {
+  return (p.presencePenalty ?? 0) !== 0 || (p.frequencyPenalty ?? 0) !== 0 || (p.repetitionPenalty ?? 1) !== 1;
 }
 
 export const MAX_TOP_LOGPROBS = 20;
@@ -42,6 +57,16 @@ export function checkSamplingParams(p: SamplingParams): void {
   if (!Number.isInteger(p.maxTokens) || p.maxTokens < 1) bad("max_tokens", `must be an integer >= 1, got ${p.maxTokens}`);
   if (p.minTokens !== undefined && (!Number.isInteger(p.minTokens) || p.minTokens < 0 || p.minTokens > p.maxTokens)) {
     bad("min_tokens", `must be an integer in [0, max_tokens], got ${p.minTokens}`);
+  }
+  for (const [field, v] of [["presence_penalty", p.presencePenalty], ["frequency_penalty", p.frequencyPenalty]] as const) {
+    if (v !== undefined && !(v >= -2 && v <= 2)) bad(field, `must be in [-2, 2], got ${v}`);
+  }
+  const rep = p.repetitionPenalty;
+  if (rep !== undefined && !(rep > 0 && rep <= 100)) bad("repetition_penalty", `must be in (0, 100], got ${rep}`);
+  if (p.minP !== undefined && !(p.minP >= 0 && p.minP <= 1)) bad("min_p", `must be in [0, 1], got ${p.minP}`);
+  for (const [id, v] of p.logitBias ?? []) {
+    if (!Number.isInteger(id) || id < 0) bad("logit_bias", `keys must be token ids, got ${id}`);
+    if (!(v >= -100 && v <= 100)) bad("logit_bias", `values must be in [-100, 100], got ${v} for token ${id}`);
   }
   if (!Number.isInteger(p.topLogprobs) || p.topLogprobs < 0 || p.topLogprobs > MAX_TOP_LOGPROBS) {
     bad("top_logprobs", `must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${p.topLogprobs}`);

@@ -8,6 +8,8 @@ import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
 
 export class StubRunner implements StepRunner {
   readonly lora = { load(_slot: number, _adapter: LoraAdapter) {}, clear(_slot: number) {}, forget(_adapter: LoraAdapter) {}, prepare(_adapter: LoraAdapter) {} };
+  // no logits to rule: count rows are handed out and taken back only
+  readonly rules = { acquireCountRow: () => 0, releaseCountRow: (_row: number) => {} };
   /** The token after each of the text's tokens (its first occurrence); any other token starts the text. */
   private readonly next = new Map<number, number>();
   private lastTokens = new Int32Array(0);

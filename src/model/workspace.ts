@@ -51,6 +51,7 @@ export class Workspace {
   readonly temperature: DevPtr;
   readonly topK: DevPtr;
   readonly topP: DevPtr;
+  readonly minP: DevPtr;
   readonly uniforms: DevPtr;
   readonly sampledIds: DevPtr;
   readonly sampledLogprobs: DevPtr;
@@ -91,6 +92,7 @@ export class Workspace {
     this.temperature = this.alloc(R * 4);
     this.topK = this.alloc(R * 4);
     this.topP = this.alloc(R * 4);
+    this.minP = this.alloc(R * 4);
     this.uniforms = this.alloc(R * 4);
     this.sampledIds = this.alloc(R * 4);
     this.sampledLogprobs = this.alloc(R * 4);

@@ -2,6 +2,11 @@
 import { toArrayBuffer } from "bun:ffi";
 import { DTypeCode, LC_ABI_VERSION, Status, openLoracuda, type LoracudaLibrary } from "./ffi.ts";
 import { findLibrary, LIBRARY_FILE, type BackendKind } from "./library-path.ts";
+import { packModules, type LoraModuleTables } from "./lora-module-abi.ts";
+import { packLogitRules, type LogitRulesTables } from "./logit-rules-abi.ts";
+
+export { LORA_MAX_MODULES, type LoraModuleTables } from "./lora-module-abi.ts";
+export type { LogitRulesTables } from "./logit-rules-abi.ts";
 
 export type DevPtr = number;
 export type NumericDType = "F32" | "F16" | "BF16";
@@ -9,34 +14,6 @@ export type { BackendKind };
 
 export const DTYPE_CODE: Record<NumericDType, DTypeCode> = { F32: DTypeCode.F32, F16: DTypeCode.F16, BF16: DTypeCode.BF16 };
 export const NUMERIC_DTYPE_BYTES: Record<NumericDType, number> = { F32: 4, F16: 2, BF16: 2 };
-
-/** One projection of a LoRA launch (lc_lora_module): slot-indexed device tables, and its columns of y. */
-export interface LoraModuleTables {
-  /** shrink */
-  aPtrs?: DevPtr;
-  /** expand */
-  bPtrs?: DevPtr;
-  ranks: DevPtr;
-  /** expand */
-  scales?: DevPtr;
-  doraMag?: DevPtr | null;
-  /** expand: the module's columns [outOffset, outOffset + outDim) of y */
-  outOffset?: number;
-  outDim?: number;
-}
-
-/** lc_lora_shrink / lc_lora_expand take up to this many projections at once. */
-export const LORA_MAX_MODULES = 3;
-
-// lc_lora_module as laid out in C: five pointers, then out_offset and out_dim (int64).
-function packModules(modules: LoraModuleTables[]): BigUint64Array {
-  const out = new BigUint64Array(Math.max(1, modules.length) * 7);
-  modules.forEach((m, i) => {
-    const fields = [m.aPtrs ?? 0, m.bPtrs ?? 0, m.ranks, m.scales ?? 0, m.doraMag ?? 0, m.outOffset ?? 0, m.outDim ?? 0];
-    fields.forEach((v, f) => (out[i * 7 + f] = BigInt(v)));
-  });
-  return out;
-}
 
 export class NativeError extends Error {
   constructor(readonly op: string, readonly status: Status, message: string) {
@@ -304,11 +281,21 @@ export class Device {
       a.modules.length, a.nSlots, a.segIndptr, a.segSlot, a.nSegs, a.nTokens, a.yWidth, a.y));
   }
 
+  /** Grammar masks, logit_bias and penalties applied in place to logits [nRows, vocab] (lc_logit_rules_apply). */
+  logitRulesApply(a: { act: NumericDType; logits: DevPtr; nRows: number; vocab: number; rules: LogitRulesTables }): void {
+    this.check("lc_logit_rules_apply", this.lib.lc_logit_rules_apply(this.ctx, DTYPE_CODE[a.act], a.logits, a.nRows, a.vocab, packLogitRules(a.rules)));
+  }
+
+  /** counts[rows[i], ids[i]] += 1 where rows[i] >= 0 (device arrays [n]). */
+  countTokens(a: { counts: DevPtr; nCountRows: number; vocab: number; rows: DevPtr; ids: DevPtr; n: number }): void {
+    this.check("lc_count_tokens", this.lib.lc_count_tokens(this.ctx, a.counts, a.nCountRows, a.vocab, a.rows, a.ids, a.n));
+  }
+
   sample(a: {
-    act: NumericDType; logits: DevPtr; nRows: number; vocab: number; temperature: DevPtr; topK: DevPtr; topP: DevPtr;
+    act: NumericDType; logits: DevPtr; nRows: number; vocab: number; temperature: DevPtr; topK: DevPtr; topP: DevPtr; minP: DevPtr;
     uniforms: DevPtr; nTop: number; outIds: DevPtr; outLogprob: DevPtr; outTopIds: DevPtr | null; outTopLogprobs: DevPtr | null;
   }): void {
     this.check("lc_sample", this.lib.lc_sample(this.ctx, DTYPE_CODE[a.act], a.logits, a.nRows, a.vocab, a.temperature, a.topK, a.topP,
-      a.uniforms, a.nTop, a.outIds, a.outLogprob, a.outTopIds ?? 0, a.outTopLogprobs ?? 0));
+      a.minP, a.uniforms, a.nTop, a.outIds, a.outLogprob, a.outTopIds ?? 0, a.outTopLogprobs ?? 0));
   }
 }

@@ -60,8 +60,11 @@ export const LORACUDA_SYMBOLS = {
     args: [ctx, dtype, ptr, T.i32, dtype, host, T.i32, T.i32, ptr, ptr, T.i32, T.i64, T.i64, ptr],
     returns: T.i32,
   },
+  // rules: a host lc_logit_rules (11 pointers, then two int64)
+  lc_logit_rules_apply: { args: [ctx, dtype, ptr, T.i32, T.i32, host], returns: T.i32 },
+  lc_count_tokens: { args: [ctx, ptr, T.i32, T.i32, ptr, ptr, T.i32], returns: T.i32 },
   lc_sample: {
-    args: [ctx, dtype, ptr, T.i32, T.i32, ptr, ptr, ptr, ptr, T.i32, ptr, ptr, ptr, ptr],
+    args: [ctx, dtype, ptr, T.i32, T.i32, ptr, ptr, ptr, ptr, ptr, T.i32, ptr, ptr, ptr, ptr],
     returns: T.i32,
   },
 } as const;
@@ -72,7 +75,7 @@ export function openLoracuda(path: string) {
   return dlopen(path, LORACUDA_SYMBOLS).symbols;
 }
 
-export const LC_ABI_VERSION = 5;
+export const LC_ABI_VERSION = 6;
 
 export enum Status {
   Ok = 0,

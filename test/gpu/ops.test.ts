@@ -309,10 +309,10 @@ function sampleCase(p: Pair, act: NumericDType): void {
     for (const id of [best + 17, 5, vocab - 1, 99999]) row[id % vocab] = row[best] + 0.5;
   }
   const l = p.floats(logits, act), host = rounded(logits, act);
-  const params = { temperature: p.from(Float32Array.from(temps)), topK: p.from(Int32Array.from(topKs)), topP: p.from(Float32Array.from(topPs)), uniforms: p.from(uniforms) };
+  const params = { temperature: p.from(Float32Array.from(temps)), topK: p.from(Int32Array.from(topKs)), topP: p.from(Float32Array.from(topPs)), minP: p.from(new Float32Array(nRows)), uniforms: p.from(uniforms) };
   const ids = p.alloc(nRows * 4), lp = p.alloc(nRows * 4), topIds = p.alloc(nRows * nTop * 4), topLp = p.alloc(nRows * nTop * 4);
   for (const b of [ids, lp, topIds, topLp]) p.poison(b);
-  p.run((d, P) => d.sample({ act, logits: P(l), nRows, vocab, temperature: P(params.temperature), topK: P(params.topK), topP: P(params.topP), uniforms: P(params.uniforms), nTop, outIds: P(ids), outLogprob: P(lp), outTopIds: P(topIds), outTopLogprobs: P(topLp) }));
+  p.run((d, P) => d.sample({ act, logits: P(l), nRows, vocab, temperature: P(params.temperature), topK: P(params.topK), topP: P(params.topP), minP: P(params.minP), uniforms: P(params.uniforms), nTop, outIds: P(ids), outLogprob: P(lp), outTopIds: P(topIds), outTopLogprobs: P(topLp) }));
 
   const idsG = new Int32Array(p.bytes(ids, "g").buffer), idsC = new Int32Array(p.bytes(ids, "c").buffer);
   const topG = new Int32Array(p.bytes(topIds, "g").buffer), topC = new Int32Array(p.bytes(topIds, "c").buffer);
@@ -333,7 +333,7 @@ function sampleCase(p: Pair, act: NumericDType): void {
     expect(Number.isFinite(lps.g[r])).toBe(true);
   }
   // n_top = 0 with NULL top outputs is valid
-  p.run((d, P) => d.sample({ act, logits: P(l), nRows, vocab, temperature: P(params.temperature), topK: P(params.topK), topP: P(params.topP), uniforms: P(params.uniforms), nTop: 0, outIds: P(ids), outLogprob: P(lp), outTopIds: null, outTopLogprobs: null }));
+  p.run((d, P) => d.sample({ act, logits: P(l), nRows, vocab, temperature: P(params.temperature), topK: P(params.topK), topP: P(params.topP), minP: P(params.minP), uniforms: P(params.uniforms), nTop: 0, outIds: P(ids), outLogprob: P(lp), outTopIds: null, outTopLogprobs: null }));
   expect(Array.from(new Int32Array(p.bytes(ids, "g").buffer))).toEqual(Array.from(idsG));
 }
 
@@ -389,13 +389,14 @@ function timings(d: Device): void {
     // sampling: 32 rows of a 152k vocabulary, top-p + top-k + 20 logprobs
     const vocab = 152064, rows = 32;
     const logits = alloc(rows * vocab * 2, randn(rows * vocab, 3));
-    const temp = alloc(rows * 4), topK = alloc(rows * 4), topP = alloc(rows * 4), uni = alloc(rows * 4);
+    const temp = alloc(rows * 4), topK = alloc(rows * 4), topP = alloc(rows * 4), minP = alloc(rows * 4), uni = alloc(rows * 4);
+    d.upload(minP, new Float32Array(rows));
     d.upload(temp, new Float32Array(rows).fill(0.8));
     d.upload(topK, new Int32Array(rows).fill(50));
     d.upload(topP, new Float32Array(rows).fill(0.9));
     d.upload(uni, Float32Array.from({ length: rows }, () => rand()));
     const outIds = alloc(rows * 4), outLp = alloc(rows * 4), tIds = alloc(rows * 20 * 4), tLp = alloc(rows * 20 * 4);
-    time("sample 32 x 152064 top-k 50 top-p 0.9 + 20 logprobs", () => d.sample({ act, logits, nRows: rows, vocab, temperature: temp, topK, topP, uniforms: uni, nTop: 20, outIds, outLogprob: outLp, outTopIds: tIds, outTopLogprobs: tLp }));
+    time("sample 32 x 152064 top-k 50 top-p 0.9 + 20 logprobs", () => d.sample({ act, logits, nRows: rows, vocab, temperature: temp, topK, topP, minP, uniforms: uni, nTop: 20, outIds, outLogprob: outLp, outTopIds: tIds, outTopLogprobs: tLp }));
   } finally {
     for (const b of bufs) d.free(b);
   }

@@ -7,7 +7,7 @@ import { uniformFor } from "../../src/engine/sampling.ts";
 const device = await Device.open("cpu");
 afterAll(() => device.close());
 
-interface Row { logits: number[]; temperature: number; topK?: number; topP?: number; uniform?: number }
+interface Row { logits: number[]; temperature: number; topK?: number; topP?: number; minP?: number; uniform?: number }
 
 function sample(rows: Row[], nTop = 0) {
   const n = rows.length, vocab = rows[0].logits.length;
@@ -28,7 +28,7 @@ function sample(rows: Row[], nTop = 0) {
   device.sample({
     act: "F32", logits: put(logits), nRows: n, vocab,
     temperature: put(Float32Array.from(rows, (r) => r.temperature)), topK: put(Int32Array.from(rows, (r) => r.topK ?? 0)),
-    topP: put(Float32Array.from(rows, (r) => r.topP ?? 1)), uniforms: put(Float32Array.from(rows, (r) => r.uniform ?? 0.5)),
+    topP: put(Float32Array.from(rows, (r) => r.topP ?? 1)), minP: put(Float32Array.from(rows, (r) => r.minP ?? 0)), uniforms: put(Float32Array.from(rows, (r) => r.uniform ?? 0.5)),
     nTop, outIds, outLogprob, outTopIds: nTop ? outTopIds : null, outTopLogprobs: nTop ? outTopLogprobs : null,
   });
   const res = { ids: new Int32Array(n), logprobs: new Float32Array(n), topIds: new Int32Array(n * nTop), topLogprobs: new Float32Array(n * nTop) };

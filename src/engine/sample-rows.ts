@@ -1,0 +1,63 @@
+// Each running sequence's row of the sampler: its sampling settings, the uniform for this step, the
+// tokens it may not produce yet, its logit_bias and its penalty count row (held while it runs).
+import type { LogitRules } from "./logit-rules.ts";
+import type { SampleRow } from "./model-runner.ts";
+import { hasPenalties, uniformFor, type SamplingParams } from "./sampling.ts";
+import type { Sequence } from "./sequence.ts";
+
+export class SampleRows {
+  private readonly countRows = new Map<Sequence, number>();
+  // logit_bias as the sorted arrays lc_logit_rules_apply reads, built once per request
+  private readonly biasOf = new WeakMap<SamplingParams, { ids: Int32Array; values: Float32Array }>();
+
+  constructor(private readonly rules: Pick<LogitRules, "acquireCountRow" | "releaseCountRow">) {}
+
+  rowFor(seq: Sequence, allowed?: Uint32Array): SampleRow {
+    const p = seq.params;
+    return {
+      temperature: p.temperature, topK: p.topK, topP: p.topP, minP: p.minP ?? 0,
+      uniform: p.temperature > 0 ? uniformFor(p.seed, seq.outputs.length) : 0, // greedy reads none
+      // as vLLM: stop tokens cannot be sampled before min_tokens
+      banned: seq.outputs.length < (p.minTokens ?? 0) ? bannedBeforeMinTokens(p) : undefined,
+      bias: this.bias(p),
+      penalties: hasPenalties(p) ? {
+        countRow: this.countRow(seq), presence: p.presencePenalty ?? 0, frequency: p.frequencyPenalty ?? 0, repetition: p.repetitionPenalty ?? 1,
+      } : undefined,
+      allowed,
+    };
+  }
+
+  /** The sequence stopped running (finished, preempted, failed) or its device counts may be ahead of its tokens. */
+  release(seq: Sequence): void {
+    const row = this.countRows.get(seq);
+    if (row === undefined) return;
+    this.countRows.delete(seq);
+    this.rules.releaseCountRow(row);
+  }
+
+  private countRow(seq: Sequence): number {
+    let row = this.countRows.get(seq);
+    if (row === undefined) {
+      row = this.rules.acquireCountRow(seq.promptIds, seq.outputs.map((t) => t.id));
+      this.countRows.set(seq, row);
+    }
+    return row;
+  }
+
+  private bias(p: SamplingParams) {
+    if (!p.logitBias?.size) return undefined;
+    let b = this.biasOf.get(p);
+    if (!b) {
+      const entries = [...p.logitBias].sort((x, y) => x[0] - y[0]);
+      b = { ids: Int32Array.from(entries, (e) => e[0]), values: Float32Array.from(entries, (e) => e[1]) };
+      this.biasOf.set(p, b);
+    }
+    return b;
+  }
+}
+
+/** Before min_tokens: the request's own stop tokens, and EOS unless it is ignored. */
+function bannedBeforeMinTokens(p: SamplingParams): number[] | undefined {
+  const ids = [...(p.ignoreEos ? [] : p.stopTokenIds), ...(p.extraStopTokenIds ?? [])];
+  return ids.length > 0 ? ids : undefined;
+}
