@@ -20,6 +20,11 @@ export interface GenerateRequest {
   ignoreEos?: boolean;
   /** Tokens that end generation besides EOS (vLLM's stop_token_ids). */
   stopTokenIds?: number[];
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  repetitionPenalty?: number;
+  minP?: number;
+  logitBias?: ReadonlyMap<number, number>;
 }
 
 export interface GeneratedTokenJson {
@@ -65,6 +70,11 @@ export function samplingParamsOf(model: LoadedModel, req: GenerateRequest): Samp
     ignoreEos: req.ignoreEos ?? false,
     stopTokenIds: [...new Set([...(g.eosTokenIds ?? []), ...model.config.eosTokenIds])],
     ...(req.stopTokenIds?.length ? { extraStopTokenIds: req.stopTokenIds } : {}),
+    presencePenalty: req.presencePenalty,
+    frequencyPenalty: req.frequencyPenalty,
+    repetitionPenalty: req.repetitionPenalty,
+    minP: req.minP,
+    logitBias: req.logitBias,
   };
 }
 

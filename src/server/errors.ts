@@ -48,7 +48,7 @@ export function classify(e: unknown, promptField = "prompt"): Classified {
   // cancelled by the server (shutdown drain); a client that went away reads nothing anyway
   if (e instanceof CancelledError) return c(503, e.message, null, { "Retry-After": "5" });
   if (e instanceof SamplingError) return c(400, e.message, e.message.split(" ")[0]);
-  if (e instanceof RequestError) return c(400, e.message, /max_tokens/.test(e.message) ? "max_tokens" : promptField);
+  if (e instanceof RequestError) return c(400, e.message, /^logit_bias/.test(e.message) ? "logit_bias" : /max_tokens/.test(e.message) ? "max_tokens" : promptField);
   if (e instanceof ChatTemplateError) return c(400, e.message, "messages");
   if (e instanceof UnknownAdapterError) return c(404, e.message, "model");
   if (e instanceof AdapterError) return c(400, withoutDirectories(e.message), "model");

@@ -7,6 +7,7 @@ import { Fields, type JsonObject } from "./fields.ts";
 /** LMI parameter → chat field; do_sample is read with temperature. */
 const RENAMED: Record<string, string> = {
   max_new_tokens: "max_tokens", top_p: "top_p", top_k: "top_k", seed: "seed", stop_sequences: "stop", ignore_eos_token: "ignore_eos",
+  repetition_penalty: "repetition_penalty", presence_penalty: "presence_penalty", frequency_penalty: "frequency_penalty", min_p: "min_p",
 };
 const READ_WITH_TEMPERATURE = new Set(["do_sample", "temperature"]);
 
@@ -24,7 +25,6 @@ export function chatBodyWithParameters(body: JsonObject): JsonObject {
   };
   for (const key of Object.keys(p.obj)) {
     if (RENAMED[key]) set(RENAMED[key], p.raw(key), key);
-    else if (key === "repetition_penalty") p.unsupported(key, (v) => v === 1);
     else if (!READ_WITH_TEMPERATURE.has(key)) throw badRequest(`parameters.${key} is not supported with messages (use the chat-completions fields)`, `parameters.${key}`);
   }
   // LMI: greedy unless do_sample; do_sample without a temperature samples at 1

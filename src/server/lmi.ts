@@ -59,7 +59,6 @@ function readParams(service: EngineService, p: Fields | undefined): { params: Sa
   const topK = get.int("top_k");
   const seed = get.int("seed");
   const ignoreEos = get.bool("ignore_eos_token") ?? false;
-  get.unsupported("repetition_penalty", (v) => v === 1);
   // prefill tokens with their log-probabilities (the engine scores the prompt in its prefill step)
   const prefill = get.bool("decoder_input_details") ?? false;
   const g = service.model.generation;
@@ -74,6 +73,10 @@ function readParams(service: EngineService, p: Fields | undefined): { params: Sa
       ignoreEos,
       stopTokenIds: [...new Set([...(g.eosTokenIds ?? []), ...service.model.config.eosTokenIds])],
       ...(prefill ? { promptLogprobs: 0 } : {}),
+      repetitionPenalty: get.num("repetition_penalty"),
+      presencePenalty: get.num("presence_penalty"),
+      frequencyPenalty: get.num("frequency_penalty"),
+      minP: get.num("min_p"),
     },
     stop: get.strings("stop_sequences"),
     details: get.bool("details") ?? false,

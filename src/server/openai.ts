@@ -45,11 +45,13 @@ export interface CommonFields {
   includeUsage: boolean;
   returnTokenIds: boolean;
   /** Everything but maxTokens / topLogprobs, which differ per route. */
-  sampling: { temperature?: number; topP?: number; topK?: number; seed?: number; ignoreEos?: boolean; stopTokenIds?: number[] };
+  sampling: {
+    temperature?: number; topP?: number; topK?: number; seed?: number; ignoreEos?: boolean; stopTokenIds?: number[];
+    presencePenalty?: number; frequencyPenalty?: number; repetitionPenalty?: number; minP?: number; logitBias?: Map<number, number>;
+  };
   minTokens: number;
 }
 
-const zero = (v: unknown) => v === 0;
 
 export function readCommon(f: Fields): CommonFields {
   const n = f.int("n", 1) ?? 1;
@@ -57,10 +59,6 @@ export function readCommon(f: Fields): CommonFields {
   // vLLM's V1 engine dropped best_of: only its neutral value (the same as n) is accepted
   const bestOf = f.int("best_of");
   if (bestOf !== undefined && bestOf !== n) throw badRequest(`best_of is not supported (it may only equal n, ${n}), got ${bestOf}`, "best_of");
-  f.unsupported("presence_penalty", zero);
-  f.unsupported("frequency_penalty", zero);
-  f.unsupported("repetition_penalty", (v) => v === 1);
-  f.unsupported("logit_bias", (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0);
   const topK = f.int("top_k");
   f.unsupported("skip_special_tokens", (v) => v === true); // what this server always does
   const streamOptions = f.object("stream_options");
@@ -82,6 +80,11 @@ export function readCommon(f: Fields): CommonFields {
       seed: seedOf(f),
       ignoreEos,
       stopTokenIds: tokenIds(f, "stop_token_ids"),
+      presencePenalty: f.num("presence_penalty"),
+      frequencyPenalty: f.num("frequency_penalty"),
+      repetitionPenalty: f.num("repetition_penalty"),
+      minP: f.num("min_p"),
+      logitBias: logitBiasOf(f),
     },
     minTokens,
   };
@@ -92,6 +95,20 @@ function seedOf(f: Fields): number | undefined {
   const seed = f.int("seed");
   if (seed !== undefined && !Number.isSafeInteger(seed)) throw badRequest(`seed must be an integer within ±(2^53 - 1), got ${seed}`, "seed");
   return seed;
+}
+
+/** OpenAI's logit_bias: {"token id": bias}; the ids are checked against the vocabulary with the model. */
+function logitBiasOf(f: Fields): Map<number, number> | undefined {
+  const o = f.object("logit_bias");
+  if (!o) return undefined;
+  const bias = new Map<number, number>();
+  for (const key of Object.keys(o.obj)) {
+    if (!/^\d+$/.test(key)) throw badRequest(`logit_bias keys must be token ids, got "${key}"`, "logit_bias");
+    const v = o.raw(key);
+    if (typeof v !== "number" || !Number.isFinite(v)) throw badRequest(`logit_bias["${key}"] must be a number, got ${JSON.stringify(v)}`, "logit_bias");
+    bias.set(Number(key), v);
+  }
+  return bias;
 }
 
 /** A list of token ids (the vocabulary is checked with the model, in samplingFor). */

@@ -42,12 +42,12 @@ function sample(rows: Row[], nTop = 0) {
   return res;
 }
 
-/** The header's rule, independently: softmax(l / T), top_k, renormalise, top_p prefix, renormalise. */
-function keptDistribution(logits: number[], temperature: number, topK: number, topP: number): number[] {
+/** The header's rule, independently: softmax(l / T), top_k, min_p (p >= min_p * max p), renormalise, top_p prefix, renormalise. */
+function keptDistribution(logits: number[], temperature: number, topK: number, topP: number, minP = 0): number[] {
   const order = logits.map((_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b);
   const max = Math.max(...logits);
   const w = logits.map((l) => Math.exp((l - max) / temperature));
-  let kept = order.slice(0, topK > 0 ? topK : order.length);
+  let kept = order.slice(0, topK > 0 ? topK : order.length).filter((i) => w[i] >= minP); // w[i] = p_i / max p
   let mass = kept.reduce((s, i) => s + w[i], 0);
   if (topP < 1) {
     const prefix: number[] = [];
@@ -72,21 +72,24 @@ const logSoftmax = (l: number[]) => {
 describe("lc_sample distributions", () => {
   const LOGITS = [2.0, 1.0, 0.5, 3.0, -1.0, 0.0];
   const N = 1000;
-  const cases: [string, number, number, number][] = [
-    ["temperature only", 0.7, 0, 1],
-    ["top_k", 1.3, 3, 1],
-    ["top_p", 1.0, 0, 0.85],
-    ["top_k + top_p", 2.0, 4, 0.7],
+  const cases: [string, number, number, number, number][] = [
+    ["temperature only", 0.7, 0, 1, 0],
+    ["top_k", 1.3, 3, 1, 0],
+    ["top_p", 1.0, 0, 0.85, 0],
+    ["top_k + top_p", 2.0, 4, 0.7, 0],
+    ["min_p", 1.0, 0, 1, 0.3],
+    ["min_p at a high temperature", 3.0, 0, 1, 0.5],
+    ["top_k + min_p + top_p", 1.5, 5, 0.9, 0.2],
   ];
 
   // All cases in one call: each row uses its own parameters.
-  const rows: Row[] = cases.flatMap(([, temperature, topK, topP]) =>
-    Array.from({ length: N }, (_, i) => ({ logits: LOGITS, temperature, topK, topP, uniform: (i + 0.5) / N })));
+  const rows: Row[] = cases.flatMap(([, temperature, topK, topP, minP]) =>
+    Array.from({ length: N }, (_, i) => ({ logits: LOGITS, temperature, topK, topP, minP, uniform: (i + 0.5) / N })));
   const { ids } = sample(rows);
 
-  cases.forEach(([label, temperature, topK, topP], c) => {
-    test(`${label}: T=${temperature} top_k=${topK} top_p=${topP}`, () => {
-      const p = keptDistribution(LOGITS, temperature, topK, topP);
+  cases.forEach(([label, temperature, topK, topP, minP], c) => {
+    test(`${label}: T=${temperature} top_k=${topK} top_p=${topP} min_p=${minP}`, () => {
+      const p = keptDistribution(LOGITS, temperature, topK, topP, minP);
       const counts = new Array(LOGITS.length).fill(0);
       for (let i = 0; i < N; i++) counts[ids[c * N + i]]++;
       // uniforms on a regular grid: token k takes the grid points inside its cumulative-mass
@@ -101,8 +104,10 @@ describe("lc_sample distributions", () => {
   });
 
   test("the cases exercise what they name", () => {
-    const support = (t: number, k: number, pp: number) => keptDistribution(LOGITS, t, k, pp).filter((x) => x > 0).length;
-    expect(cases.map(([, t, k, pp]) => support(t, k, pp))).toEqual([6, 3, 3, 2]);
+    const support = (t: number, k: number, pp: number, mp: number) => keptDistribution(LOGITS, t, k, pp, mp).filter((x) => x > 0).length;
+    // min_p 0.3 at T 1 keeps logits within ln(0.3) = -1.2 of the top (3, 2); at T 3, min_p 0.5 keeps
+    // those within 3 ln(0.5) = -2.08 (3, 2, 1); top_k 5 + min_p 0.2 at T 1.5 keeps 3, 2, 1, 0.5, then top_p 0.9 cuts
+    expect(cases.map(([, t, k, pp, mp]) => support(t, k, pp, mp))).toEqual([6, 3, 3, 2, 2, 3, 3]);
   });
 
   test("ties: the lower id comes first in the walk and in top_k", () => {

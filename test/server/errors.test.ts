@@ -61,7 +61,14 @@ describe("bad requests", () => {
     ["token id outside the vocabulary", { prompt: [1, 32000] }, "prompt"],
     ["negative min_tokens", { min_tokens: -1 }, "min_tokens"],
     ["min_tokens above max_tokens", { min_tokens: 5, max_tokens: 3 }, "min_tokens"],
-    ["a penalty", { presence_penalty: 0.5 }, "presence_penalty"],
+    ["presence_penalty above 2", { presence_penalty: 2.5 }, "presence_penalty"],
+    ["frequency_penalty below -2", { frequency_penalty: -3 }, "frequency_penalty"],
+    ["repetition_penalty 0", { repetition_penalty: 0 }, "repetition_penalty"],
+    ["min_p above 1", { min_p: 1.5 }, "min_p"],
+    ["logit_bias with a word for a key", { logit_bias: { hello: 5 } }, "logit_bias"],
+    ["logit_bias above 100", { logit_bias: { "5": 101 } }, "logit_bias"],
+    ["logit_bias outside the vocabulary", { logit_bias: { "32000": 1 } }, "logit_bias"],
+    ["logit_bias as a list", { logit_bias: [1, 2] }, "logit_bias"],
     ["model as a number", { model: 3 }, "model"],
     ["stream_options as a string", { stream_options: "x" }, "stream_options"],
     ["prompt plus max_tokens over the context", { max_tokens: 510 }, "max_tokens"],
@@ -80,7 +87,7 @@ describe("bad requests", () => {
 
   test("a field the server would ignore is refused, naming it, on every generation route", async () => {
     const chat = { model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 3 };
-    for (const [field, value] of [["something_new", { a: 1 }], ["response_format", { type: "json_object" }], ["min_p", 0.1], ["skip_special_tokens", false]] as const) {
+    for (const [field, value] of [["something_new", { a: 1 }], ["response_format", { type: "json_object" }], ["skip_special_tokens", false]] as const) {
       await openaiError(await s.post("/v1/completions", { ...VALID, [field]: value }), 400, field);
       await openaiError(await s.post("/v1/chat/completions", { ...chat, [field]: value }), 400, field);
     }

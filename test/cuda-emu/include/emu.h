@@ -53,6 +53,8 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) { __nv_bfloat16 b; b.bits = em
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
 inline float __fmul_rn(float a, float b) { return a * b; }
+// one emulated thread runs at a time, so a plain read-modify-write is atomic
+inline int atomicAdd(int *p, int v) { const int old = *p; *p = old + v; return old; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 template <class T> inline T __ldg(const T *p) { return *p; }
