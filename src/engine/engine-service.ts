@@ -98,6 +98,7 @@ export class EngineService {
   stop(): void {
     this.stopped = true;
     this.tokenizerPool.close();
+    this.model.grammar?.close();
     this.notify();
   }
 

@@ -12,7 +12,8 @@ import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
 import type { SamplingParams } from "./sampling.ts";
 import { SampleRows } from "./sample-rows.ts";
 import type { LogitRules } from "./logit-rules.ts";
-import { checkRequest } from "./request-check.ts";
+import type { GrammarMasks, GrammarRowResult } from "./grammar-masks.ts";
+import { RequestError, checkRequest } from "./request-check.ts";
 import { Sequence, type PromptTokenLogprob } from "./sequence.ts";
 import { scorePrompts } from "./prompt-logprobs.ts";
 import { WaitingQueues } from "./waiting-queues.ts";
@@ -61,6 +62,8 @@ export interface EngineOptions {
   prefixCaching?: boolean;
   /** fair (default): a full batch makes room for a waiting adapter's request; fcfs: requests wait their turn. */
   policy?: SchedulingPolicy;
+  /** Next-token masks of sequences under a grammar (structured output); without it such requests are refused. */
+  grammar?: GrammarMasks;
 }
 
 export class Engine {
@@ -72,6 +75,7 @@ export class Engine {
   /** Steps each slot-starved waiting sequence has been passed over. */
   private readonly slotWait = new Map<Sequence, number>();
   private readonly sampleRows: SampleRows;
+  private readonly grammar: GrammarMasks | undefined;
   private nextId = 0;
   events: EngineEvents = { token() {}, slotLoaded() {}, scheduled() {}, slotHit() {}, preempted() {}, failed() {} };
 
@@ -81,6 +85,7 @@ export class Engine {
     this.blocks = new BlockManager(runner.opts.numBlocks, runner.opts.blockSize, opts.prefixCaching ?? true);
     this.policy = opts.policy ?? "fair";
     this.sampleRows = new SampleRows(runner.rules);
+    this.grammar = opts.grammar;
     this.slots = new SlotAssigner(runner.opts.maxLoras, (name) => adapters.isPinned(name));
     // an adapter dropped from host memory releases its upload image (a slot holding it keeps its copy)
     adapters.onDrop((adapter) => runner.lora.forget(adapter));
@@ -121,6 +126,7 @@ export class Engine {
 
   /** Throws RequestError / SamplingError / UnknownAdapterError for a request that cannot run. */
   check(req: EngineRequest): void {
+    if (req.params.grammar && !this.grammar) throw new RequestError(`${req.params.grammar.field}: structured output is not available for this model`);
     checkRequest(req, { config: this.runner.config, caps: this.runner.opts.caps, maxModelLen: this.maxModelLen, blocks: this.blocks, adapters: this.adapters });
   }
 
@@ -128,6 +134,7 @@ export class Engine {
   abort(seq: Sequence): boolean {
     if (this.waiting.remove(seq)) {
       this.slotWait.delete(seq);
+      this.grammar?.release(seq);
       return true;
     }
     const i = this.running.indexOf(seq);
@@ -167,8 +174,9 @@ export class Engine {
   // sequences that fail alone: those fail (events.failed), every other one gets its token.
   private runIsolating(seqs: Sequence[], finished: Sequence[]): void {
     let items: ScheduledSeq[], samples: StepSamples, scored: Map<Sequence, (PromptTokenLogprob | null)[]>;
+    let masks: Map<Sequence, GrammarRowResult> | undefined;
     try {
-      ({ items, samples, scored } = this.runBatch(seqs));
+      ({ items, samples, scored, masks } = this.runBatch(seqs));
     } catch (e) {
       for (const seq of seqs) this.sampleRows.release(seq); // device counts may be ahead: recounted when next run
       if (seqs.length === 1) return this.fail(seqs[0], e);
@@ -178,7 +186,8 @@ export class Engine {
       return;
     }
     items.forEach((it, r) => {
-      const { seq } = it;
+      const { seq } = it, mask = masks?.get(seq);
+      if (mask !== undefined && !(mask instanceof Uint32Array)) return this.withoutMask(seq, mask);
       seq.numComputed += it.numTokens;
       seq.promptLogprobs ??= scored.get(seq) ?? null;
       this.blocks.register(seq, this.identity(seq));
@@ -193,25 +202,46 @@ export class Engine {
   }
 
   // The forward pass and sampling for these sequences; changes no sequence (a failure can be retried).
-  private runBatch(seqs: Sequence[]): { items: ScheduledSeq[]; samples: StepSamples; scored: Map<Sequence, (PromptTokenLogprob | null)[]> } {
+  private runBatch(seqs: Sequence[]): {
+    items: ScheduledSeq[]; samples: StepSamples; scored: Map<Sequence, (PromptTokenLogprob | null)[]>; masks?: Map<Sequence, GrammarRowResult>;
+  } {
     const items: ScheduledSeq[] = seqs.map((seq) => ({
       seq, numTokens: seq.length - seq.numComputed, slot: this.slotOfSeq.get(seq) ?? -1, sample: true,
       promptRows: seq.needsPromptLogprobs && seq.numComputed === 0,
     }));
     items.sort((a, b) => a.slot - b.slot); // one LoRA segment per adapter
     const batch = buildBatch(items, this.blocks.blockSize, this.runner.opts.caps.maxBlocksPerSeq);
+    const constrained = items.map((it) => it.seq).filter((seq) => seq.params.grammar);
+    if (constrained.length) this.grammar!.begin(constrained);
     this.runner.run(batch);
     const scored = scorePrompts(this.runner, items, batch.logitRows.length);
     const nTop = Math.max(0, ...items.map((it) => it.seq.params.topLogprobs));
-    const samples = this.runner.sample(items.map(({ seq }) => this.sampleRows.rowFor(seq)), nTop);
-    return { items, samples, scored };
+    // made on the grammar thread while the forward pass ran (on a GPU, while the kernels run)
+    const masks = constrained.length ? this.grammar!.end(constrained) : undefined;
+    const samples = this.runner.sample(items.map(({ seq }) => {
+      const mask = masks?.get(seq);
+      return this.sampleRows.rowFor(seq, mask instanceof Uint32Array ? mask : undefined);
+    }), nTop);
+    return { items, samples, scored, masks };
+  }
+
+  // A constrained sequence whose mask is late sits this step out (its sample is dropped, its counts
+  // recounted); one whose grammar rejected its last token, or has none, fails.
+  private withoutMask(seq: Sequence, why: Exclude<GrammarRowResult, Uint32Array>): void {
+    this.sampleRows.release(seq);
+    if (why === "pending") return;
+    const field = seq.params.grammar!.field;
+    this.fail(seq, new RequestError(why === "rejected" ? `${field}: the grammar rejected the generated text` : `${field}: the grammar engine is unavailable`));
   }
 
 
   // A sequence the engine cannot run: it leaves, freeing what it holds, and its owner hears why.
   private fail(seq: Sequence, error: unknown): void {
     if (this.running.includes(seq)) this.retire(seq);
-    else if (this.waiting.remove(seq)) this.slotWait.delete(seq);
+    else if (this.waiting.remove(seq)) {
+      this.slotWait.delete(seq);
+      this.grammar?.release(seq);
+    }
     this.events.failed(seq, error);
   }
 
@@ -279,6 +309,7 @@ export class Engine {
 
   private retire(seq: Sequence): void {
     this.running.splice(this.running.indexOf(seq), 1);
+    this.grammar?.release(seq);
     this.releaseHeld(seq);
     this.blocks.release(seq);
   }

@@ -9,7 +9,9 @@ import { openCheckpoint, type Checkpoint } from "../model/safetensors.ts";
 import { randomWeights, syntheticConfig } from "../model/synthetic.ts";
 import type { Device, NumericDType } from "../native/device.ts";
 import { ChatTemplate } from "../tokenizer/chat.ts";
-import { TextTokenizer } from "../tokenizer/tokenizer.ts";
+import { TextTokenizer, type JsonObject } from "../tokenizer/tokenizer.ts";
+import { GrammarService } from "../grammar/grammar-service.ts";
+import { grammarVocab } from "../grammar/grammar-vocab.ts";
 import { KvCache } from "./kv-cache.ts";
 import { Engine } from "./engine.ts";
 import { ModelRunner, type RunnerOptions } from "./model-runner.ts";
@@ -69,6 +71,8 @@ export interface LoadedModel<R extends StepRunner = StepRunner> {
   adapters: AdapterStore;
   runner: R;
   engine: Engine;
+  /** Structured output: compiles constraints and makes each step's masks (its thread starts on first use). */
+  grammar: GrammarService;
 }
 
 /** The model on its device: real weights from `modelDir`, or random ones of `synthetic`'s shape. */
@@ -130,6 +134,7 @@ function assemble<R extends StepRunner>(opts: LoadOptions, makeRunner: MakeRunne
   }, maxLoraRank, opts.maxCpuLoras ?? Infinity);
   // a broken adapter is named with its reason and left out; the others serve
   if (opts.adaptersDir) adapters.addDirectory(opts.adaptersDir, (_, e) => log.warn(`${e.message}; it is not served`));
-  const engine = new Engine(runner, adapters, maxModelLen, { prefixCaching: opts.prefixCaching, policy: opts.schedulingPolicy });
-  return { dir, config, generation: readGenerationDefaults(dir), tokenizer, chat, adapters, runner, engine };
+  const grammar = new GrammarService(grammarVocab(tokenizer.definition.tokenizerJson as JsonObject, config.vocabSize), maxSeqs);
+  const engine = new Engine(runner, adapters, maxModelLen, { prefixCaching: opts.prefixCaching, policy: opts.schedulingPolicy, grammar });
+  return { dir, config, generation: readGenerationDefaults(dir), tokenizer, chat, adapters, runner, engine, grammar };
 }

@@ -34,6 +34,8 @@ export interface SamplingParams {
   minP?: number;
   /** Token id -> added to its logit (in [-100, 100]), before the penalties. */
   logitBias?: ReadonlyMap<number, number>;
+  /** Structured output: the compiled grammar every token must keep the text within (see src/grammar/). */
+  grammar?: { key: string; field: string };
 }
 
 /** Whether the sequence needs device-side token counts. */

@@ -9,6 +9,7 @@ import { badRequest, type ErrorFormat } from "./errors.ts";
 import { Fields, isObject } from "./fields.ts";
 import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString, vllmPromptLogprobs } from "./generation.ts";
 import { HARMLESS_FIELDS, readCommon, resolveModel, samplingFor, type Resolved } from "./openai.ts";
+import { constrained, readStructuredOutput } from "./structured-output.ts";
 import type { RouteContext } from "./route.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import { streamResponse } from "./stream.ts";
@@ -64,12 +65,16 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
   const { service, adapter, name } = opts.resolved ?? (await resolveModel(ctx, f));
   const messages = readMessages(f.raw("messages"));
   const common = readCommon(f);
+  const so = readStructuredOutput(f);
   const logprobs = f.bool("logprobs") ?? false;
   const topLogprobs = f.int("top_logprobs", 0);
   if (topLogprobs !== undefined && topLogprobs > 0 && !logprobs) throw badRequest("top_logprobs needs logprobs: true", "top_logprobs");
   const maxTokensField = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   const maxTokens = f.int(maxTokensField);
   f.unsupported("add_generation_prompt", (v) => v === true); // vLLM's: what this route always does
+  // no tool-call parser for any model family yet: constrain the output with response_format / guided_json instead
+  if (f.has("tools")) throw badRequest("tools are not supported by this server (it does not parse tool calls); response_format or guided_json constrain the output instead", "tools");
+  f.unsupported("tool_choice", (v) => v === "none");
   const promptLp = f.int("prompt_logprobs", 0); // vLLM's
   if (promptLp !== undefined && promptLp > MAX_TOP_LOGPROBS) throw badRequest(`prompt_logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${promptLp}`, "prompt_logprobs");
   f.rejectUnread(HARMLESS_FIELDS);
@@ -77,10 +82,10 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
   // the messages' own bytes first (rendering the template is work too), then the rendered prompt's
   checkPromptBytes(service, messages.reduce((n, m) => n + Buffer.byteLength(m.content), 0), "messages");
   const promptIds = await encodePrompt(service, chat.render(messages, { addGenerationPrompt: true }), "messages", { addSpecialTokens: false });
-  const params = {
+  const params = await constrained(service, {
     ...samplingFor(service, common, maxTokens ?? defaultMaxTokens(service, promptIds.length), logprobs ? topLogprobs ?? 0 : 0),
     ...(promptLp !== undefined ? { promptLogprobs: promptLp } : {}),
-  };
+  }, so);
   const started = await startChoices(service, [{ id: ctx.requestId, promptIds, adapter, params, stop: common.stop, signal: ctx.request.signal }], common.n);
   const base = { id: requestId("chatcmpl"), created: nowSeconds(), model: name };
   const scored = promptLp !== undefined ? { prompt_logprobs: vllmPromptLogprobs(tokenizer, started[0].promptLogprobs ?? []) } : {};

@@ -9,6 +9,7 @@ import { Fields } from "./fields.ts";
 import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString, vllmPromptLogprobs, type Started } from "./generation.ts";
 import type { PromptTokenLogprob } from "../engine/sequence.ts";
 import { HARMLESS_FIELDS, readCommon, resolveModel, samplingFor } from "./openai.ts";
+import { constrained, readStructuredOutput } from "./structured-output.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import type { RouteContext } from "./route.ts";
 import { streamResponse } from "./stream.ts";
@@ -93,6 +94,7 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   const tokenizer = service.model.tokenizer;
   const given = readPrompts(f, service);
   const common = readCommon(f);
+  const so = readStructuredOutput(f);
   f.unsupported("suffix", (v) => v === "");
   const asked = f.int("max_tokens") ?? DEFAULT_MAX_TOKENS;
   const logprobs = f.int("logprobs", 0);
@@ -105,8 +107,8 @@ export async function completions(ctx: RouteContext): Promise<Response> {
   const promptLp = f.int("prompt_logprobs", 0);
   if (promptLp !== undefined && promptLp > MAX_TOP_LOGPROBS) throw badRequest(`prompt_logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${promptLp}`, "prompt_logprobs");
   const scored = Math.max(promptLp ?? -1, echo && logprobs !== undefined ? logprobs : -1);
-  const params = { ...samplingFor(service, common, maxTokens, logprobs ?? 0), ...(scored >= 0 ? { promptLogprobs: scored } : {}) };
   f.rejectUnread(HARMLESS_FIELDS);
+  const params = await constrained(service, { ...samplingFor(service, common, maxTokens, logprobs ?? 0), ...(scored >= 0 ? { promptLogprobs: scored } : {}) }, so);
   const prompts = await encodePrompts(service, given);
   const run = await startChoices(service, prompts.map((p, i) => ({
     id: prompts.length > 1 ? `${ctx.requestId}-${i}` : ctx.requestId, promptIds: p.ids, adapter, params: { ...params }, stop: common.stop, signal: ctx.request.signal,

@@ -8,6 +8,7 @@ import { Fields, type JsonObject } from "./fields.ts";
 const RENAMED: Record<string, string> = {
   max_new_tokens: "max_tokens", top_p: "top_p", top_k: "top_k", seed: "seed", stop_sequences: "stop", ignore_eos_token: "ignore_eos",
   repetition_penalty: "repetition_penalty", presence_penalty: "presence_penalty", frequency_penalty: "frequency_penalty", min_p: "min_p",
+  guided_json: "guided_json", guided_regex: "guided_regex", guided_choice: "guided_choice", guided_grammar: "guided_grammar",
 };
 const READ_WITH_TEMPERATURE = new Set(["do_sample", "temperature"]);
 

@@ -7,6 +7,7 @@ import { randomSeed, type SamplingParams } from "../engine/sampling.ts";
 import { chatCompletions } from "./chat.ts";
 import { chatBodyWithParameters } from "./lmi-chat-params.ts";
 import { HttpError, badRequest } from "./errors.ts";
+import { constrained, readStructuredOutput } from "./structured-output.ts";
 import { Fields } from "./fields.ts";
 import { collectAll, startAll, tokenString, type Collected, type Started } from "./generation.ts";
 import type { Resolved } from "./openai.ts";
@@ -135,15 +136,19 @@ export async function invocations(ctx: RouteContext): Promise<Response> {
 
   // one service per input; requests for one service are submitted together so they batch
   const resolved = await Promise.all(adapters.map((a) => resolve(ctx, a, model)));
+  const so = pf ? readStructuredOutput(pf) : undefined; // vLLM's guided_* names in LMI's parameters
   const read = resolved.map((r, i) => {
     const p = readParams(r.service, pf);
     checkPromptBytes(r.service, Buffer.byteLength(inputs[i]), "inputs");
     return { r, p };
   });
   pf?.rejectUnread();
-  const reqs = await Promise.all(read.map(async ({ r, p }, i) => ({
-    r, p, req: { id: single ? ctx.requestId : `${ctx.requestId}-${i}`, promptIds: await encodePrompt(r.service, inputs[i], "inputs"), adapter: r.adapter, params: p.params, stop: p.stop, signal: ctx.request.signal },
-  })));
+  const reqs = await Promise.all(read.map(async ({ r, p }, i) => {
+    p.params = await constrained(r.service, p.params, so);
+    return {
+      r, p, req: { id: single ? ctx.requestId : `${ctx.requestId}-${i}`, promptIds: await encodePrompt(r.service, inputs[i], "inputs"), adapter: r.adapter, params: p.params, stop: p.stop, signal: ctx.request.signal },
+    };
+  }));
   const groups = new Map<EngineService, number[]>();
   reqs.forEach((x, i) => groups.set(x.r.service, [...(groups.get(x.r.service) ?? []), i]));
   const settled = await Promise.allSettled([...groups].map(([service, idx]) => startAll(service, idx.map((i) => reqs[i].req))));

@@ -87,7 +87,7 @@ describe("bad requests", () => {
 
   test("a field the server would ignore is refused, naming it, on every generation route", async () => {
     const chat = { model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 3 };
-    for (const [field, value] of [["something_new", { a: 1 }], ["response_format", { type: "json_object" }], ["skip_special_tokens", false]] as const) {
+    for (const [field, value] of [["something_new", { a: 1 }], ["guided_whitespace_pattern", " "], ["skip_special_tokens", false]] as const) {
       await openaiError(await s.post("/v1/completions", { ...VALID, [field]: value }), 400, field);
       await openaiError(await s.post("/v1/chat/completions", { ...chat, [field]: value }), 400, field);
     }
