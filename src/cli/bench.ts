@@ -4,12 +4,15 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { runSchedulerBench } from "../bench/scheduler-bench.ts";
 import { openProfileRanges } from "../bench/profile-ranges.ts";
 import { runSyntheticBench, type SyntheticReport } from "../bench/synthetic-bench.ts";
+import { runGrammarBench } from "../bench/grammar-bench.ts";
+import { loadModel } from "../engine/load-model.ts";
+import { defaultModelDir } from "./default-model.ts";
 import { log } from "../log.ts";
 import { openDevice, type DeviceChoice } from "../native/open-device.ts";
 import { CliError, intArg } from "./args.ts";
 
 export const benchCommand = defineCommand({
-  meta: { name: "bench", description: "Measure lora-serve: `bench serve` (the serving benchmark), --synthetic (one forward step), --scheduler" },
+  meta: { name: "bench", description: "Measure lora-serve: `bench serve` (the serving benchmark), --synthetic (one forward step), --scheduler, --grammar (structured output)" },
   subCommands: { serve: () => import("./bench-serve.ts").then((m) => m.benchServeCommand) },
   args: {
     scheduler: { type: "boolean", description: "Time scheduling + batch building per step with the model stubbed out" },
@@ -20,9 +23,11 @@ export const benchCommand = defineCommand({
     "lora-count": { type: "string", description: "Distinct random adapters (default 32)" },
     prefill: { type: "string", description: "Prompt length for the prefill figure (default 2048)" },
     out: { type: "string", description: "Write the synthetic report as JSON here" },
-    seqs: { type: "string", description: "Running sequences (default 256)" },
+    seqs: { type: "string", description: "Running sequences (default 256; --grammar: 64)" },
     adapters: { type: "string", description: "Distinct adapters among them (default 32)" },
     steps: { type: "string", description: "Decode steps to time (default 200)" },
+    grammar: { type: "boolean", description: "Structured output: mask time per step for --seqs sequences under random JSON schemas, beside the same run unconstrained" },
+    model: { type: "string", description: "With --grammar: the model directory (default: the embedded tiny model)" },
     json: { type: "boolean", description: "Print the result as JSON" },
     profile: { type: "boolean", description: "With --synthetic on cuda: bracket one step of each figure for `ncu --profile-from-start off`" },
     ceilings: { type: "enum", options: ["full", "small"], description: "Ceiling sizes: full (1 GiB copy, 8192³ GEMM; the GPU default) or small (16 MiB, 256³)" },
@@ -30,7 +35,8 @@ export const benchCommand = defineCommand({
   async run({ args }) {
     if (args._[0] === "serve") return; // citty ran the subcommand already
     if (args.synthetic) return synthetic(args);
-    if (!args.scheduler) throw new CliError("choose a benchmark: serve, --synthetic <preset> or --scheduler");
+    if (args.grammar) return grammar(args);
+    if (!args.scheduler) throw new CliError("choose a benchmark: serve, --synthetic <preset>, --scheduler or --grammar");
     const result = runSchedulerBench({
       seqs: intArg(args.seqs, "--seqs") ?? 256,
       adapters: intArg(args.adapters, "--adapters") ?? 32,
@@ -45,6 +51,25 @@ export const benchCommand = defineCommand({
     console.log(`  median ${result.medianMs.toFixed(3)} ms, p90 ${result.p90Ms.toFixed(3)} ms per step (target < 1 ms), ${result.tokensPerStep} tokens per step`);
   },
 });
+
+async function grammar(args: Record<string, unknown>): Promise<void> {
+  const seqs = intArg(args.seqs as string | undefined, "--seqs") ?? 64;
+  const device = await openDevice((args.device ?? "auto") as DeviceChoice);
+  try {
+    const model = loadModel({ modelDir: (args.model as string | undefined) ?? (await defaultModelDir()), device, maxSeqs: seqs });
+    const r = await runGrammarBench(model, { seqs, maxTokens: 256, device: device.kind });
+    model.grammar.close();
+    if (args.json) return console.log(JSON.stringify(r));
+    const ms = (x: number) => x.toFixed(3);
+    console.log(`structured output: ${r.seqs} sequences, each under its own random JSON schema (vocabulary ${r.vocab}, ${r.device})`);
+    console.log(`  compile: median ${ms(r.compileMs.median)} ms, max ${ms(r.compileMs.max)} ms; a cached schema ${ms(r.compileMs.cached)} ms`);
+    console.log(`  constrained: ${r.constrained.steps} steps, median step ${ms(r.constrained.stepMsMedian)} ms; masks ${ms(r.constrained.maskMsMedian)} ms a step (${(100 * r.constrained.maskShareOfStep).toFixed(1)}% of the step, on the grammar thread)`);
+    console.log(`  waited for masks after the forward pass: ${ms(r.constrained.waitedMsMedian)} ms a step (${(100 * r.constrained.exposedShareOfStep).toFixed(1)}% of the step); steps deferred: ${r.constrained.deferredSteps}`);
+    console.log(`  the same sequences unconstrained: median step ${ms(r.free.stepMsMedian)} ms; constrained / free = ${r.stepRatio.toFixed(3)}`);
+  } finally {
+    device.close();
+  }
+}
 
 async function synthetic(args: Record<string, unknown>): Promise<void> {
   const preset = String(args.synthetic);

@@ -1,70 +1,25 @@
 // The step loop for one model: admit waiting sequences (KV blocks, adapter slots, token budget),
 // run prefill and decode tokens together, sample, and retire finished sequences.
-import type { AdapterStore } from "../adapters/adapter-store.ts";
-import type { LoraAdapter } from "../adapters/lora-adapter.ts";
 import { SlotAssigner } from "../adapters/slot-assigner.ts";
-import type { ModelConfig } from "../model/config.ts";
 import { admit } from "./admission.ts";
 import { BlockManager } from "./block-manager.ts";
 import type { SchedulingPolicy } from "./fair-share.ts";
-import { buildBatch, type HostBatch, type ScheduledSeq } from "./batch-builder.ts";
-import type { RunnerOptions, SampleRow, StepSamples } from "./model-runner.ts";
+import type { EngineAdapters, EngineEvents, EngineOptions, EngineRequest, StepRunner } from "./engine-types.ts";
+import { buildBatch, type ScheduledSeq } from "./batch-builder.ts";
+import type { StepSamples } from "./model-runner.ts";
 import type { SamplingParams } from "./sampling.ts";
 import { SampleRows } from "./sample-rows.ts";
-import type { LogitRules } from "./logit-rules.ts";
 import type { GrammarMasks, GrammarRowResult } from "./grammar-masks.ts";
 import { RequestError, checkRequest } from "./request-check.ts";
 import { Sequence, type PromptTokenLogprob } from "./sequence.ts";
 import { scorePrompts } from "./prompt-logprobs.ts";
 import { WaitingQueues } from "./waiting-queues.ts";
 
-/** What the engine needs of the adapter store. */
-export type EngineAdapters = Pick<AdapterStore, "has" | "names" | "get" | "isPinned" | "onDrop" | "onLoad" | "identity">;
-
-/** What the engine needs of a model runner (the real one, or a stub that measures the loop). */
-export interface StepRunner {
-  readonly opts: RunnerOptions;
-  readonly config: ModelConfig;
-  /** forget: the adapter left the host tier (its packed host image may go; device slots are unaffected). */
-  /** prepare: the adapter entered the host tier (pack its upload image now, off the step loop). */
-  readonly lora: { load(slot: number, adapter: LoraAdapter): void; clear(slot: number): void; forget(adapter: LoraAdapter): void; prepare(adapter: LoraAdapter): void };
-  readonly rules: Pick<LogitRules, "acquireCountRow" | "releaseCountRow">;
-  run(batch: HostBatch): void;
-  readLogits(rows: number): Float32Array;
-  sample(rows: SampleRow[], nTop: number): StepSamples;
-}
-
-export interface EngineEvents {
-  /** Called for each sampled token (streaming). */
-  token(seq: Sequence): void;
-  /** An adapter was copied into a device slot in `seconds` (`replaced`: the idle adapter it displaced). */
-  slotLoaded(adapter: string, replaced: string | null, seconds: number): void;
-  /** The sequence joined the running batch (again, after a preemption). */
-  scheduled(seq: Sequence): void;
-  slotHit(adapter: string): void;
-  preempted(seq: Sequence): void;
-  /** The sequence could not run (its adapter failed to load into a slot, or a batch failed with it alone). */
-  failed(seq: Sequence, error: unknown): void;
-}
+export type { EngineAdapters, EngineEvents, EngineOptions, EngineRequest, StepRunner } from "./engine-types.ts";
 
 const SCORING_PARAMS: SamplingParams = {
   temperature: 0, topP: 1, topK: 0, seed: 0n, maxTokens: 1, topLogprobs: 0, ignoreEos: true, stopTokenIds: [],
 };
-
-export interface EngineRequest {
-  promptIds: number[];
-  adapter: string | null;
-  params: SamplingParams;
-}
-
-export interface EngineOptions {
-  /** Reuse cached K/V of shared prefixes (default true). */
-  prefixCaching?: boolean;
-  /** fair (default): a full batch makes room for a waiting adapter's request; fcfs: requests wait their turn. */
-  policy?: SchedulingPolicy;
-  /** Next-token masks of sequences under a grammar (structured output); without it such requests are refused. */
-  grammar?: GrammarMasks;
-}
 
 export class Engine {
   readonly blocks: BlockManager;

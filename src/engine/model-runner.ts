@@ -111,7 +111,7 @@ export class ModelRunner {
   }
 
   private upload(batch: HostBatch): void {
-    const ws = this.workspace, d = this.device, caps = ws.caps;
+    const ws = this.workspace, caps = ws.caps;
     const nTokens = batch.tokenIds.length, nSeqs = batch.contextLens.length, nRows = batch.logitRows.length;
     if (nTokens > caps.maxTokens || nSeqs > caps.maxSeqs || nRows > caps.maxLogitRows) {
       throw new Error(`batch of ${nTokens} tokens / ${nSeqs} sequences / ${nRows} logit rows exceeds the capacities ${JSON.stringify(caps)}`);

@@ -10,7 +10,7 @@ import { encodeFloats } from "../../src/model/convert.ts";
 import { BYTES, DUT, attentionTolFor, compare, expectClose, expectSameBytes, gpuSuite, openCudaSwitchedOff, pairWith, storeTolFor, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
 import { loraCase } from "./lora-case.ts";
 
-const { dut, cpu, gpuTest, timingTest, rand, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
+const { dut, cpu, gpuTest, timingTest, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
 /** Every speed-up switch (see README): none may change a result. */
 const SWITCHES = ["LORA_SERVE_CUDA_PDL", "LORA_SERVE_CUDA_FUSE_GEMV"];

@@ -23,7 +23,7 @@ import { describe, expect } from "bun:test";
 import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { encodeFloats } from "../../src/model/convert.ts";
-import { BYTES, DUT, attentionTolFor, compare, expectClose, gpuSuite, pairWith, rounded, storeTolFor, tolFor, type Pair, timeMedian } from "./harness.ts";
+import { BYTES, DUT, attentionTolFor, compare, expectClose, gpuSuite, pairWith, rounded, storeTolFor, type Pair, timeMedian } from "./harness.ts";
 import { loraCase } from "./lora-case.ts";
 
 // ---------- device under test ----------

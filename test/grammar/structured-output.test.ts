@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import Ajv from "ajv";
 import { MODEL, withFixtureServer } from "../server/server-fixture.ts";
-import { randomSchema, seededRng } from "./random-schema.ts";
+import { randomSchema, seededRng } from "../../src/bench/random-schema.ts";
 
 const fx = withFixtureServer();
 const MODELS = [MODEL, "es", "fr"];

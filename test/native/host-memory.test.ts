@@ -19,8 +19,8 @@ function expectRefused(fn: () => unknown, op: string, pattern: RegExp): void {
 }
 
 describe("Device.hostAlloc / hostFree", () => {
-  test("ABI 4 (host memory since 3) on both sides", () => {
-    expect(LC_ABI_VERSION).toBe(5);
+  test("ABI 6 (host memory since 3) on both sides", () => {
+    expect(LC_ABI_VERSION).toBe(6);
     expect(openLoracuda(device.libraryPath).lc_abi_version()).toBe(5);
   });
 

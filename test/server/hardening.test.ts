@@ -159,7 +159,8 @@ describe("a long prompt is tokenized off the event loop", () => {
     expect(pooled.refused.error.message).toMatch(/over the context length 512/);
 
     const inline = await raceWithBystander(0);
-    expect(inline.order).toEqual(["long", "bystander"]); // without the pool, everyone waits
-    expect(inline.pingMs).toBeGreaterThan(pooled.pingMs);
+    // without the pool, everyone waits. (Not /ping's latency: the server shares this test's event loop,
+    // so the blocked loop delays the ping's start as much as its answer, and the two runs time alike.)
+    expect(inline.order).toEqual(["long", "bystander"]);
   }, 60_000);
 });

@@ -1,4 +1,4 @@
-// Random JSON schemas for structured-output tests: objects (nested), arrays, enums, bounded integers,
+// Random JSON schemas for structured-output tests and the grammar benchmark: objects (nested), arrays, enums, bounded integers,
 // booleans, strings bounded by maxLength or a pattern, required and optional properties. Every
 // value the schema allows is finite in length, so a constrained run at any temperature ends.
 export type Rng = () => number;

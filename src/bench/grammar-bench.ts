@@ -1,0 +1,67 @@
+// The cost of structured output in the step loop: `seqs` sequences, each under its own random JSON
+// schema, run to the end; then the same sequences (same prompts and seeds) with no constraint. Per
+// step: the grammar thread's mask time, what of it the engine thread waited for after its forward
+// pass (the part not hidden), and the step's wall time; the two runs side by side give the ratio.
+import type { LoadedModel } from "../engine/load-model.ts";
+import type { SamplingParams } from "../engine/sampling.ts";
+import { randomSchema, seededRng } from "./random-schema.ts";
+
+export interface GrammarBenchReport {
+  seqs: number;
+  vocab: number;
+  device: string;
+  compileMs: { median: number; max: number; cached: number };
+  constrained: { steps: number; stepMsMedian: number; maskMsMedian: number; waitedMsMedian: number; maskShareOfStep: number; exposedShareOfStep: number; deferredSteps: number };
+  free: { steps: number; stepMsMedian: number };
+  /** Constrained step time over free step time, measured side by side. */
+  stepRatio: number;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)] : 0;
+};
+
+export async function runGrammarBench(model: LoadedModel, o: { seqs: number; maxTokens: number; device: string }): Promise<GrammarBenchReport> {
+  const rand = seededRng(7), g = model.grammar;
+  const prompt = model.tokenizer.encode("Return the record as JSON:");
+  const compileTimes: number[] = [];
+  const refs: { key: string; field: string }[] = [];
+  for (let i = 0; i < o.seqs; i++) {
+    const t0 = performance.now();
+    refs.push(await g.compile({ kind: "json_schema", schema: JSON.stringify(randomSchema(rand)) }, "response_format"));
+    compileTimes.push(performance.now() - t0);
+  }
+  const t0 = performance.now();
+  await g.compile({ kind: "json_schema", schema: JSON.stringify(randomSchema(seededRng(7))) }, "response_format"); // the first one again: cached
+  const cached = performance.now() - t0;
+  const params = (i: number): SamplingParams => ({
+    temperature: 1, topP: 1, topK: 0, seed: BigInt(i), maxTokens: o.maxTokens, topLogprobs: 0, ignoreEos: false,
+    stopTokenIds: [...model.config.eosTokenIds],
+  });
+  const run = (constrained: boolean) => {
+    for (let i = 0; i < o.seqs; i++) model.engine.add({ promptIds: prompt, adapter: null, params: { ...params(i), ...(constrained ? { grammar: refs[i] } : {}) } });
+    model.engine.step(); // the prefill
+    const steps: { ms: number; maskMs: number; waitedMs: number }[] = [];
+    while (model.engine.hasWork) {
+      const before = { ...g.stats }, t = performance.now();
+      model.engine.step();
+      steps.push({ ms: performance.now() - t, maskMs: (g.stats.maskUs - before.maskUs) / 1000, waitedMs: (g.stats.waitedUs - before.waitedUs) / 1000 });
+    }
+    return steps;
+  };
+  const deferredBefore = g.stats.deferred;
+  const con = run(true);
+  const deferred = g.stats.deferred - deferredBefore;
+  // the free run takes as many steps as the constrained one took, so both cover the same batch sizes
+  const free = run(false).slice(0, con.length);
+  const stepMs = median(con.map((s) => s.ms)), maskMs = median(con.map((s) => s.maskMs)), waitedMs = median(con.map((s) => s.waitedMs));
+  const freeMs = median(free.map((s) => s.ms));
+  return {
+    seqs: o.seqs, vocab: model.config.vocabSize, device: o.device,
+    compileMs: { median: median(compileTimes), max: Math.max(...compileTimes), cached },
+    constrained: { steps: con.length, stepMsMedian: stepMs, maskMsMedian: maskMs, waitedMsMedian: waitedMs, maskShareOfStep: maskMs / stepMs, exposedShareOfStep: waitedMs / stepMs, deferredSteps: deferred },
+    free: { steps: free.length, stepMsMedian: freeMs },
+    stepRatio: stepMs / freeMs,
+  };
+}
