@@ -21,7 +21,7 @@ function expectRefused(fn: () => unknown, op: string, pattern: RegExp): void {
 describe("Device.hostAlloc / hostFree", () => {
   test("ABI 6 (host memory since 3) on both sides", () => {
     expect(LC_ABI_VERSION).toBe(6);
-    expect(openLoracuda(device.libraryPath).lc_abi_version()).toBe(5);
+    expect(openLoracuda(device.libraryPath).lc_abi_version()).toBe(6);
   });
 
   test("a zero-filled view over the native memory: upload from it and download into it round trip", () => {
