@@ -80,7 +80,7 @@ VERSION := $(shell sed -n 's/^  "version": "\(.*\)",/\1/p' package.json)
 RELEASE := dist/lora-serve-$(VERSION)-linux-x86_64
 
 build: $(PORTABLE_CPU) $(if $(NVCC),build/libloracuda.so)
-	$(BUN) build --compile --target=$(BUN_TARGET) src/cli/main.ts src/tokenizer/tokenizer-worker.ts $^ --outfile dist/lora-serve
+	$(BUN) build --compile --target=$(BUN_TARGET) src/cli/main.ts src/tokenizer/tokenizer-worker.ts src/grammar/grammar-worker.ts $^ --outfile dist/lora-serve
 
 release: build
 	rm -rf $(RELEASE) && mkdir -p $(RELEASE)

@@ -39,8 +39,8 @@ export async function runGrammarBench(model: LoadedModel, o: { seqs: number; max
     temperature: 1, topP: 1, topK: 0, seed: BigInt(i), maxTokens: o.maxTokens, topLogprobs: 0, ignoreEos: false,
     stopTokenIds: [...model.config.eosTokenIds],
   });
-  const run = (constrained: boolean) => {
-    for (let i = 0; i < o.seqs; i++) model.engine.add({ promptIds: prompt, adapter: null, params: { ...params(i), ...(constrained ? { grammar: refs[i] } : {}) } });
+  const run = (each: (i: number) => SamplingParams) => {
+    const seqs = Array.from({ length: o.seqs }, (_, i) => model.engine.add({ promptIds: prompt, adapter: null, params: each(i) }));
     model.engine.step(); // the prefill
     const steps: { ms: number; maskMs: number; waitedMs: number }[] = [];
     while (model.engine.hasWork) {
@@ -48,13 +48,13 @@ export async function runGrammarBench(model: LoadedModel, o: { seqs: number; max
       model.engine.step();
       steps.push({ ms: performance.now() - t, maskMs: (g.stats.maskUs - before.maskUs) / 1000, waitedMs: (g.stats.waitedUs - before.waitedUs) / 1000 });
     }
-    return steps;
+    return { steps, lengths: seqs.map((s) => s.outputs.length) };
   };
   const deferredBefore = g.stats.deferred;
-  const con = run(true);
+  const { steps: con, lengths } = run((i) => ({ ...params(i), grammar: refs[i] }));
   const deferred = g.stats.deferred - deferredBefore;
-  // the free run takes as many steps as the constrained one took, so both cover the same batch sizes
-  const free = run(false).slice(0, con.length);
+  // free: each sequence generates as many tokens as its constrained run did, so every step has the same batch
+  const { steps: free } = run((i) => ({ ...params(i), maxTokens: lengths[i], ignoreEos: true }));
   const stepMs = median(con.map((s) => s.ms)), maskMs = median(con.map((s) => s.maskMs)), waitedMs = median(con.map((s) => s.waitedMs));
   const freeMs = median(free.map((s) => s.ms));
   return {
