@@ -4,22 +4,22 @@
 import { describe, expect, test } from "bun:test";
 import { uniformFor, type SamplingParams } from "../../src/engine/sampling.ts";
 import { greedyParams, loadFixtureModel, readReference } from "../helpers/fixtures.ts";
+import { ruledRow } from "../helpers/logit-rules-reference.ts";
 
 const f = Math.fround;
 const STEPS = 10;
 
-/** The rules of loracuda.h on one row, independently, one fp32 rounding per operation (as the engine's F32 twin). */
+/** The rules of loracuda.h on one row (the shared reference), from the prefix's prompt and outputs. */
 function ruled(raw: Float32Array, p: SamplingParams, prompt: number[], outputs: number[]): Float32Array {
   const counts = new Map<number, number>();
   for (const id of outputs) counts.set(id, (counts.get(id) ?? 0) + 1);
   const inPrompt = new Set(prompt);
-  return raw.map((l0, v) => {
-    let l = f(l0 + (p.logitBias?.get(v) ?? 0));
-    const o = counts.get(v) ?? 0, rep = f(p.repetitionPenalty ?? 1);
-    if (rep !== 1 && (o > 0 || inPrompt.has(v))) l = l > 0 ? f(l / rep) : f(l * rep);
-    l = f(l - f(f(p.frequencyPenalty ?? 0) * o));
-    if (o > 0) l = f(l - f(p.presencePenalty ?? 0));
-    return l;
+  return ruledRow(raw, {
+    bias: p.logitBias,
+    penalties: {
+      presence: p.presencePenalty ?? 0, frequency: p.frequencyPenalty ?? 0, repetition: p.repetitionPenalty ?? 1,
+      outputCounts: (v) => counts.get(v) ?? 0, inPrompt: (v) => inPrompt.has(v),
+    },
   });
 }
 

@@ -1,12 +1,13 @@
 // lc_logit_rules_apply, lc_count_tokens and lc_sample's min_p on the device under test against the
-// CPU twin (harness: harness.ts). The rules' arithmetic is one shared header (logit_rules.h) with
-// each product rounded on its own, so the ruled logits must be the twin's bytes exactly in every
-// dtype; counts are integers; min_p picks must agree except where the float64 walk says a row is
+// CPU twin (harness: harness.ts) and against references computed here. The rules' arithmetic is one
+// shared header (logit_rules.h) with each product rounded on its own, so the ruled logits must be the
+// twin's bytes, and the reference's values, exactly in every dtype; counts are integers; min_p picks must agree except where the float64 walk says a row is
 // within MARGIN of a threshold. Skips without a GPU; the emulator runs it in CI.
 import { describe, expect } from "bun:test";
 import type { NativeError, NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { DUT, expectSameBytes, gpuSuite, pairWith, rounded, type Pair } from "./harness.ts";
+import { ruledRow, type RowRulesSpec } from "../helpers/logit-rules-reference.ts";
 
 const { dut, cpu, gpuTest, rand, randInt, randn } = await gpuSuite("gpu logit rules tests");
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
@@ -34,30 +35,46 @@ function rulesCase(p: Pair, vocab: number, nRows: number) {
   countRow[nRows - 1] = -1;
   maskRow[nRows - 1] = -1;
   const counts = p.from(new Int32Array(nCountRows * vocab)), prompt = p.from(new Int32Array(nCountRows * vocab));
-  // prompt and output tokens counted by lc_count_tokens on each side (rows -1 skipped)
-  for (const table of [counts, prompt]) {
+  // prompt and output tokens counted by lc_count_tokens on each side (rows -1 skipped), and here
+  const host = [new Int32Array(nCountRows * vocab), new Int32Array(nCountRows * vocab)];
+  [counts, prompt].forEach((table, t) => {
     const n = 4000, rows = Int32Array.from({ length: n }, () => countRow[randInt(nRows)]);
     const ids = Int32Array.from({ length: n }, () => (rand() < 0.5 ? randInt(64) : randInt(vocab))); // repeats on the first 64 ids
     p.run((d, P) => d.countTokens({ counts: P(table), nCountRows, vocab, rows: P(p.from(rows)), ids: P(p.from(ids)), n }));
-  }
-  const per = (f: (r: number) => number) => p.from(Float32Array.from({ length: nRows }, (_, r) => f(r)));
+    rows.forEach((row, i) => row >= 0 && host[t][row * vocab + ids[i]]++);
+  });
+  const values = Float32Array.from(bias.flat(), () => (rand() * 2 - 1) * 100);
+  const presence = Float32Array.from({ length: nRows }, () => rand() * 4 - 2), frequency = Float32Array.from({ length: nRows }, () => rand() * 4 - 2);
+  const repetition = Float32Array.from({ length: nRows }, () => 0.5 + rand() * 1.5);
+  // each row's rules as the shared reference takes them
+  const specs: RowRulesSpec[] = Array.from({ length: nRows }, (_, r) => {
+    const allowedIds = maskRow[r] < 0 ? undefined : Array.from({ length: vocab }, (_, v) => v).filter((v) => (allowed[maskRow[r] * words + (v >> 5)] >>> (v & 31)) & 1);
+    const row = countRow[r];
+    return {
+      allowed: allowedIds,
+      bias: new Map(bias[r].map((id, j) => [id, values[indptr[r] + j]])),
+      penalties: row < 0 ? undefined : {
+        presence: presence[r], frequency: frequency[r], repetition: repetition[r],
+        outputCounts: (v: number) => host[0][row * vocab + v], inPrompt: (v: number) => host[1][row * vocab + v] > 0,
+      },
+    };
+  });
   const tables = {
     maskRow: p.from(maskRow), allowed: p.from(allowed), nMaskRows,
-    indptr: p.from(indptr), ids: p.from(Int32Array.from(bias.flat())), values: p.from(Float32Array.from(bias.flat(), () => (rand() * 2 - 1) * 100)),
-    countRow: p.from(countRow), counts, prompt, nCountRows,
-    presence: per(() => rand() * 4 - 2), frequency: per(() => rand() * 4 - 2), repetition: per(() => 0.5 + rand() * 1.5),
+    indptr: p.from(indptr), ids: p.from(Int32Array.from(bias.flat())), values: p.from(values),
+    countRow: p.from(countRow), counts, prompt, nCountRows, presence: p.from(presence), frequency: p.from(frequency), repetition: p.from(repetition),
   };
-  return { tables, nCountRows };
+  return { tables, nCountRows, specs };
 }
 
 describe(`logit rules on ${DUT} vs the CPU twin`, () => {
   for (const act of ["F16", "BF16", "F32"] as NumericDType[]) {
-    gpuTest(`lc_count_tokens + lc_logit_rules_apply ${act}: counts equal, ruled logits the twin's bytes, 37 rows x 32,001 ids`, () => withPair((p) => {
+    gpuTest(`lc_count_tokens + lc_logit_rules_apply ${act}: counts equal, ruled logits the twin's bytes and the reference's values, 37 rows x 32,001 ids`, () => withPair((p) => {
       const vocab = 32001, nRows = 37;
-      const { tables: t } = rulesCase(p, vocab, nRows);
+      const { tables: t, specs } = rulesCase(p, vocab, nRows);
       expectSameBytes("output counts", p.bytes(t.counts, "g"), p.bytes(t.counts, "c"), 4);
       expectSameBytes("prompt counts", p.bytes(t.prompt, "g"), p.bytes(t.prompt, "c"), 4);
-      const logits = p.floats(randn(nRows * vocab, 4), act);
+      const raw = rounded(randn(nRows * vocab, 4), act), logits = p.floats(raw, act);
       const before = p.bytes(logits, "c").slice();
       p.run((d, P) => d.logitRulesApply({ act, logits: P(logits), nRows, vocab, rules: {
         mask: { maskRow: P(t.maskRow), allowed: P(t.allowed), nMaskRows: t.nMaskRows },
@@ -66,6 +83,13 @@ describe(`logit rules on ${DUT} vs the CPU twin`, () => {
       } }));
       const e = act === "F32" ? 4 : 2;
       expectSameBytes(`ruled logits ${act}`, p.bytes(logits, "g"), p.bytes(logits, "c"), e);
+      // and both are the reference computed here from the raw logits: the same fp32 steps, rounded once to act
+      const got = p.read(logits, act).g;
+      for (let r = 0; r < nRows; r++) {
+        const want = rounded(ruledRow(raw.subarray(r * vocab, (r + 1) * vocab), specs[r]), act);
+        const bad = want.findIndex((w, v) => !Object.is(w, got[r * vocab + v]));
+        expect(bad < 0 ? "ok" : `row ${r} token ${bad}: got ${got[r * vocab + bad]}, want ${want[bad]}`).toBe("ok");
+      }
       // and the case reaches: most rows changed, the row without rules did not
       const after = p.bytes(logits, "c"), rowBytes = vocab * e;
       const same = (r: number) => Buffer.compare(Buffer.from(after.subarray(r * rowBytes, (r + 1) * rowBytes)), Buffer.from(before.subarray(r * rowBytes, (r + 1) * rowBytes))) === 0;

@@ -4,6 +4,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { Device, type DevPtr, type LogitRulesTables } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
+import { ruledRow } from "../helpers/logit-rules-reference.ts";
 
 const device = await Device.open("cpu");
 afterAll(() => device.close());
@@ -24,24 +25,15 @@ interface RowSpec {
   penalties?: { presence: number; frequency: number; repetition: number; prompt: number[]; output: number[] };
 }
 
-/** The header's rules, independently, one fp32 rounding per operation (as the twin computes in fp32). */
+/** The header's rules from this row's spec (the shared reference, test/helpers/logit-rules-reference.ts). */
 function reference(raw: Float32Array, spec: RowSpec): Float32Array {
-  const out = new Float32Array(raw.length), counts = new Map<number, number>();
+  const counts = new Map<number, number>();
   for (const id of spec.penalties?.output ?? []) counts.set(id, (counts.get(id) ?? 0) + 1);
-  const inPrompt = new Set(spec.penalties?.prompt ?? []);
-  raw.forEach((l0, v) => {
-    if (spec.allowed && !spec.allowed.includes(v)) return void (out[v] = -Infinity);
-    let l = f(l0 + (spec.bias?.get(v) ?? 0));
-    const p = spec.penalties;
-    if (p) {
-      const o = counts.get(v) ?? 0;
-      if (o > 0 || inPrompt.has(v)) l = l > 0 ? f(l / f(p.repetition)) : f(l * f(p.repetition));
-      l = f(l - f(f(p.frequency) * o));
-      if (o > 0) l = f(l - f(p.presence));
-    }
-    out[v] = l;
+  const inPrompt = new Set(spec.penalties?.prompt ?? []), p = spec.penalties;
+  return ruledRow(raw, {
+    allowed: spec.allowed, bias: spec.bias,
+    penalties: p && { ...p, outputCounts: (v) => counts.get(v) ?? 0, inPrompt: (v) => inPrompt.has(v) },
   });
-  return out;
 }
 
 /** Applies the rows' rules on the twin (counts built with lc_count_tokens); returns the ruled logits and the count tables. */
