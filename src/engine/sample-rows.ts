@@ -4,6 +4,7 @@ import type { LogitRules } from "./logit-rules.ts";
 import type { SampleRow } from "./model-runner.ts";
 import { hasPenalties, uniformFor, type SamplingParams } from "./sampling.ts";
 import type { Sequence } from "./sequence.ts";
+import { bannedByBadWords } from "../tokenizer/bad-words.ts";
 
 export class SampleRows {
   private readonly countRows = new Map<Sequence, number>();
@@ -17,14 +18,21 @@ export class SampleRows {
     return {
       temperature: p.temperature, topK: p.topK, topP: p.topP, minP: p.minP ?? 0,
       uniform: p.temperature > 0 ? uniformFor(p.seed, seq.outputs.length) : 0, // greedy reads none
-      // as vLLM: stop tokens cannot be sampled before min_tokens
-      banned: seq.outputs.length < (p.minTokens ?? 0) ? bannedBeforeMinTokens(p) : undefined,
+      banned: this.banned(seq),
       bias: this.bias(p),
       penalties: hasPenalties(p) ? {
         countRow: this.countRow(seq), presence: p.presencePenalty ?? 0, frequency: p.frequencyPenalty ?? 0, repetition: p.repetitionPenalty ?? 1,
       } : undefined,
       allowed,
     };
+  }
+
+  // as vLLM: stop tokens cannot be sampled before min_tokens; nor the token that would complete a bad word
+  private banned(seq: Sequence): number[] | undefined {
+    const p = seq.params;
+    const early = seq.outputs.length < (p.minTokens ?? 0) ? bannedBeforeMinTokens(p) ?? [] : [];
+    const bad = p.badWords?.length ? bannedByBadWords(p.badWords, seq.outputs.map((t) => t.id)) : [];
+    return early.length || bad.length ? [...early, ...bad] : undefined;
   }
 
   /** The sequence stopped running (finished, preempted, failed) or its device counts may be ahead of its tokens. */

@@ -34,6 +34,8 @@ export interface SamplingParams {
   minP?: number;
   /** Token id -> added to its logit (in [-100, 100]), before the penalties. */
   logitBias?: ReadonlyMap<number, number>;
+  /** vLLM's bad_words as token sequences (see tokenizer/bad-words.ts): the last token of each is never completed. */
+  badWords?: readonly number[][];
   /** Structured output: the compiled grammar every token must keep the text within (see src/grammar/). */
   grammar?: { key: string; field: string };
 }

@@ -4,6 +4,7 @@ import { AdapterError } from "../adapters/peft-config.ts";
 import type { EngineService } from "../engine/engine-service.ts";
 import { samplingParamsOf } from "../engine/generate.ts";
 import type { SamplingParams } from "../engine/sampling.ts";
+import { badWordTokenIds } from "../tokenizer/bad-words.ts";
 import { HttpError, badRequest } from "./errors.ts";
 import { Fields } from "./fields.ts";
 import { nowSeconds } from "./generation.ts";
@@ -49,6 +50,8 @@ export interface CommonFields {
     temperature?: number; topP?: number; topK?: number; seed?: number; ignoreEos?: boolean; stopTokenIds?: number[];
     presencePenalty?: number; frequencyPenalty?: number; repetitionPenalty?: number; minP?: number; logitBias?: Map<number, number>;
   };
+  /** vLLM's bad_words (tokenized with the model, in samplingFor). */
+  badWords: string[] | undefined;
   minTokens: number;
 }
 
@@ -86,6 +89,7 @@ export function readCommon(f: Fields): CommonFields {
       minP: f.num("min_p"),
       logitBias: logitBiasOf(f),
     },
+    badWords: f.strings("bad_words"),
     minTokens,
   };
 }
@@ -126,7 +130,8 @@ export function samplingFor(service: EngineService, common: CommonFields, maxTok
   // max_tokens is judged on its own first: min_tokens is not what is wrong with max_tokens -1
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw badRequest(`max_tokens must be an integer >= 1, got ${maxTokens}`, "max_tokens");
   if (common.minTokens > maxTokens) throw badRequest(`min_tokens (${common.minTokens}) must be <= max_tokens (${maxTokens})`, "min_tokens");
-  return { ...samplingParamsOf(service.model, { ...common.sampling, maxTokens, topLogprobs }), minTokens: common.minTokens };
+  const badWords = common.badWords?.length ? badWordTokenIds(service.model.tokenizer, common.badWords) : undefined;
+  return { ...samplingParamsOf(service.model, { ...common.sampling, maxTokens, topLogprobs }), minTokens: common.minTokens, ...(badWords ? { badWords } : {}) };
 }
 
 /** OpenAI's usage, with prompt_tokens_details.cached_tokens: prompt tokens the prefix cache supplied. */

@@ -43,3 +43,12 @@ test("LMI parameters (and the messages form) take repetition_penalty, presence_p
   const chat = await fx.s.post("/invocations", { messages: [{ role: "user", content: "Hi" }], adapters: "es", parameters: { max_new_tokens: 4, repetition_penalty: 1.3, min_p: 0.1 } });
   expect(chat.status).toBe(200);
 });
+
+test("bad_words (vLLM's): the greedy first token, given as its text, is not produced", async () => {
+  const r = await completion({});
+  const plain = await ids(r);
+  const word = ((await (await fx.s.post("/detokenize", { model: "es", tokens: [plain[0]] })).json()) as any).prompt as string;
+  const got = await ids(await completion({ bad_words: [word] }));
+  expect(got).not.toContain(plain[0]);
+  expect((await fx.s.post("/v1/completions", { model: "es", prompt: "x", bad_words: 5 })).status).toBe(400);
+});
