@@ -58,8 +58,7 @@ extern "C" lc_status lc_logit_rules_apply(lc_ctx *ctx, lc_dtype act, void *logit
                                           const lc_logit_rules *rules) {
   LC_BEGIN(ctx);
   LC_REQUIRE_DTYPE(ctx, act);
-  LC_REQUIRE(ctx, logits && n_rows >= 0 && vocab > 0, "lc_logit_rules_apply: bad logits or shape");
-  const char *contract = lc::logit_rules_contract(rules);
+  const char *contract = lc::logit_rules_contract(logits, n_rows, vocab, rules);
   LC_REQUIRE(ctx, !contract, "lc_logit_rules_apply: %s", contract);
   if (n_rows == 0) return LC_OK;
   lc_dispatch(act, [&](auto at) {
@@ -72,8 +71,8 @@ extern "C" lc_status lc_logit_rules_apply(lc_ctx *ctx, lc_dtype act, void *logit
 extern "C" lc_status lc_count_tokens(lc_ctx *ctx, int32_t *counts, int32_t n_count_rows, int32_t vocab,
                                      const int32_t *rows, const int32_t *ids, int32_t n) {
   LC_BEGIN(ctx);
-  LC_REQUIRE(ctx, n >= 0 && n_count_rows > 0 && vocab > 0, "lc_count_tokens: bad shape");
-  LC_REQUIRE(ctx, n == 0 || (counts && rows && ids), "lc_count_tokens: NULL pointer");
+  const char *contract = lc::count_tokens_contract(counts, n_count_rows, vocab, rows, ids, n);
+  LC_REQUIRE(ctx, !contract, "lc_count_tokens: %s", contract);
   if (n == 0) return LC_OK;
   count_tokens_kernel<<<lc::blocks_for(n, THREADS), THREADS, 0, ctx->stream>>>(counts, n_count_rows, vocab, rows, ids, n, ctx->dev_error);
   return lc::launched(ctx, "lc_count_tokens");

@@ -58,8 +58,10 @@ LC_HOST_DEVICE float bias_for(const int32_t *ids, const float *values, int32_t n
 
 namespace lc {
 
-// The host-side contract of an lc_logit_rules (each group all set or all NULL): nullptr, or what is wrong.
-inline const char *logit_rules_contract(const lc_logit_rules *r) {
+// The host-side contract of lc_logit_rules_apply's arguments (each rules group all set or all NULL):
+// nullptr, or what is wrong.
+inline const char *logit_rules_contract(const void *logits, int32_t n_rows, int32_t vocab, const lc_logit_rules *r) {
+  if (!logits || n_rows < 0 || vocab <= 0) return "bad logits or shape";
   if (!r) return "NULL rules";
   if (!r->mask_row != !r->allowed) return "mask_row and allowed must be set together";
   if (r->mask_row && r->n_mask_rows <= 0) return "n_mask_rows must be > 0 with a mask";
@@ -68,6 +70,14 @@ inline const char *logit_rules_contract(const lc_logit_rules *r) {
   if (counts != all || (!counts && (r->output_counts || r->prompt_counts || r->presence || r->frequency || r->repetition)))
     return "count_row, output_counts, prompt_counts, presence, frequency and repetition must be set together";
   if (counts && r->n_count_rows <= 0) return "n_count_rows must be > 0 with penalties";
+  return nullptr;
+}
+
+// The host-side contract of lc_count_tokens' arguments: nullptr, or what is wrong.
+inline const char *count_tokens_contract(const int32_t *counts, int32_t n_count_rows, int32_t vocab, const int32_t *rows,
+                                         const int32_t *ids, int32_t n) {
+  if (n < 0 || n_count_rows <= 0 || vocab <= 0) return "bad shape";
+  if (n > 0 && !(counts && rows && ids)) return "NULL pointer";
   return nullptr;
 }
 

@@ -25,8 +25,7 @@ extern "C" lc_status lc_logit_rules_apply(lc_ctx *ctx, lc_dtype act, void *logit
                                           const lc_logit_rules *rules) {
   LC_REQUIRE_CTX(ctx);
   LC_REQUIRE_DTYPE(ctx, act);
-  LC_REQUIRE(ctx, logits && n_rows >= 0 && vocab > 0, "lc_logit_rules_apply: bad logits or shape");
-  const char *contract = lc::logit_rules_contract(rules);
+  const char *contract = lc::logit_rules_contract(logits, n_rows, vocab, rules);
   LC_REQUIRE(ctx, !contract, "lc_logit_rules_apply: %s", contract);
   const lc_logit_rules &r = *rules;
   const char *bad = row_metadata_error(r, n_rows, vocab);
@@ -58,8 +57,8 @@ extern "C" lc_status lc_logit_rules_apply(lc_ctx *ctx, lc_dtype act, void *logit
 extern "C" lc_status lc_count_tokens(lc_ctx *ctx, int32_t *counts, int32_t n_count_rows, int32_t vocab,
                                      const int32_t *rows, const int32_t *ids, int32_t n) {
   LC_REQUIRE_CTX(ctx);
-  LC_REQUIRE(ctx, n >= 0 && n_count_rows > 0 && vocab > 0, "lc_count_tokens: bad shape");
-  LC_REQUIRE(ctx, n == 0 || (counts && rows && ids), "lc_count_tokens: NULL pointer");
+  const char *contract = lc::count_tokens_contract(counts, n_count_rows, vocab, rows, ids, n);
+  LC_REQUIRE(ctx, !contract, "lc_count_tokens: %s", contract);
   for (int32_t i = 0; i < n; ++i) {
     LC_REQUIRE(ctx, rows[i] < n_count_rows && (rows[i] < 0 || (ids[i] >= 0 && ids[i] < vocab)),
                "lc_count_tokens: entry %d (row %d, id %d) outside [%d rows, %d ids)", i, rows[i], ids[i], n_count_rows, vocab);

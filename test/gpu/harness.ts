@@ -258,3 +258,14 @@ export async function gpuSuite(label: string) {
   if (dut) console.log(`${label}: device ${DUT}, seed ${seed}`);
   return { dut, cpu, gpuTest, timingTest, ...makeRng(seed) };
 }
+
+/** The status a native call fails with (Ok if it does not); anything but a NativeError is rethrown. */
+export function statusOf(fn: () => void): Status {
+  try {
+    fn();
+    return Status.Ok;
+  } catch (e) {
+    if ((e as NativeError).status === undefined) throw e;
+    return (e as NativeError).status;
+  }
+}

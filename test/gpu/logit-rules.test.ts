@@ -4,22 +4,13 @@
 // twin's bytes, and the reference's values, exactly in every dtype; counts are integers; min_p picks must agree except where the float64 walk says a row is
 // within MARGIN of a threshold. Skips without a GPU; the emulator runs it in CI.
 import { describe, expect } from "bun:test";
-import type { NativeError, NumericDType } from "../../src/native/device.ts";
+import type { NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
-import { DUT, expectSameBytes, gpuSuite, pairWith, rounded, type Pair } from "./harness.ts";
+import { DUT, expectSameBytes, gpuSuite, pairWith, statusOf, rounded, type Pair } from "./harness.ts";
 import { ruledRow, type RowRulesSpec } from "../helpers/logit-rules-reference.ts";
 
 const { dut, cpu, gpuTest, rand, randInt, randn } = await gpuSuite("gpu logit rules tests");
 const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
-const statusOf = (fn: () => void): Status => {
-  try {
-    fn();
-    return Status.Ok;
-  } catch (e) {
-    if ((e as NativeError).status === undefined) throw e;
-    return (e as NativeError).status;
-  }
-};
 const MARGIN = 1e-5;
 
 /** Rows with every mix of rules over a vocabulary of `vocab` (the last row has none); uploads them on both sides. */

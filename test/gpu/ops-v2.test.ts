@@ -4,10 +4,10 @@
 // metadata (bit-exact vs eager), host memory from hostAlloc. Ends with TIME lines for the lead's GPU run. Skips without a GPU;
 // LORA_SERVE_GPU_TEST_DEVICE=cpu runs it on the CPU twin (graphs then only check Unsupported).
 import { afterAll, describe, expect, test } from "bun:test";
-import { type Device, type DevPtr, type NativeError, type NumericDType } from "../../src/native/device.ts";
+import { type Device, type DevPtr, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { encodeFloats } from "../../src/model/convert.ts";
-import { BYTES, DUT, attentionTolFor, compare, expectClose, expectSameBytes, gpuSuite, openCudaSwitchedOff, pairWith, storeTolFor, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
+import { BYTES, DUT, attentionTolFor, compare, expectClose, expectSameBytes, gpuSuite, openCudaSwitchedOff, pairWith, statusOf, storeTolFor, tolFor, type Buf, type Pair, timeMedian } from "./harness.ts";
 import { loraCase } from "./lora-case.ts";
 
 const { dut, cpu, gpuTest, timingTest, randInt, randn, shuffle } = await gpuSuite("gpu ops v2 tests");
@@ -16,15 +16,6 @@ const withPair = (body: (p: Pair) => void) => pairWith(dut!, cpu!, body);
 const SWITCHES = ["LORA_SERVE_CUDA_PDL", "LORA_SERVE_CUDA_FUSE_GEMV"];
 const switchedOff = dut && DUT === "cuda" ? await openCudaSwitchedOff(SWITCHES) : undefined;
 afterAll(() => switchedOff?.close());
-const statusOf = (fn: () => void): Status => {
-  try {
-    fn();
-    return Status.Ok;
-  } catch (e) {
-    if ((e as NativeError).status === undefined) throw e;
-    return (e as NativeError).status;
-  }
-};
 
 const HIDDEN = 4096, HEADS = 32, KV_HEADS = 8, HEAD_DIM = 128;
 /** A rank-16 q,k,v,o adapter at the Llama-2-7B shape: 32 layers x 4 x 16 x (4096 + 4096) fp16 = 33.6 MB. */
