@@ -2,6 +2,7 @@
 // allow, less what the weights, the activation workspace and the LoRA slots take.
 import { basename } from "node:path";
 import { KvCache } from "../engine/kv-cache.ts";
+import { LogitRules } from "../engine/logit-rules.ts";
 import { LOGIT_ROWS } from "../engine/load-model.ts";
 import { MAX_TOP_LOGPROBS } from "../engine/sampling.ts";
 import { log } from "../log.ts";
@@ -27,19 +28,20 @@ export function gpuBudget(device: Device, utilization: number) {
     kvBytes(dir: string, config: ModelConfig, act: NumericDType, o: ServeOptions, modelsLeft: number): number {
       const used = freeAtStart - device.memInfo().free;
       const share = Math.floor((budget - used) / modelsLeft);
-      const fixed = (o.synthetic !== undefined ? syntheticWeightBytes(config, act) : weightBytes(dir, act)) + workspaceBytes(config, act, o) + loraSlotBytes(config, act, o);
-      const kv = share - fixed;
       const maxLen = Math.min(o.maxModelLen ?? config.maxPositions, config.maxPositions);
+      const fixed = (o.synthetic !== undefined ? syntheticWeightBytes(config, act) : weightBytes(dir, act)) + workspaceBytes(config, act, o) + loraSlotBytes(config, act, o)
+        + LogitRules.deviceBytes(config.vocabSize, o.maxRollingBatchSize, maxLen); // penalties' count tables included
+      const kv = share - fixed;
       const oneSequence = Math.ceil(maxLen / BLOCK_SIZE) * KvCache.blockBytes(config, BLOCK_SIZE, act);
       if (kv < oneSequence) {
         throw new CliError(`${dir}: not enough GPU memory: ${gib(share)} for this model (--gpu-memory-utilization ${utilization} of ` +
-          `${gib(freeAtStart)} free), ${gib(fixed)} for weights, activations and LoRA slots, leaving ${gib(Math.max(0, kv))} for the ` +
+          `${gib(freeAtStart)} free), ${gib(fixed)} for weights, activations, LoRA slots and sampling rules, leaving ${gib(Math.max(0, kv))} for the ` +
           `KV cache where one ${maxLen}-token sequence needs ${gib(oneSequence)}; raise --gpu-memory-utilization or lower ` +
           "--max-model-len, --max-num-batched-tokens or --max-loras");
       }
       // more than every sequence at full length could never be used
       const bytes = Math.min(kv, o.maxRollingBatchSize * oneSequence);
-      log.info(`${basename(dir)}: GPU memory ${gib(fixed)} for weights, activations and LoRA slots, ${gib(bytes)} for the KV cache`);
+      log.info(`${basename(dir)}: GPU memory ${gib(fixed)} for weights, activations, LoRA slots and sampling rules, ${gib(bytes)} for the KV cache`);
       return bytes;
     },
   };

@@ -62,6 +62,15 @@ export class LogitRules {
     this.freeRows = Array.from({ length: maxRows }, (_, i) => maxRows - 1 - i);
   }
 
+  /**
+   * Device bytes at most: the per-row buffers, and the two count tables a first penalised request
+   * allocates (the KV budget leaves room for them, so that allocation cannot fail on a full GPU).
+   */
+  static deviceBytes(vocab: number, rows: number, maxContextLen: number): number {
+    const words = Math.ceil(vocab / 32);
+    return rows * (words * 4 + 2 * MAX_LOGIT_BIAS * 4 + 7 * 4) + 4 + 2 * rows * vocab * 4 + maxContextLen * 8;
+  }
+
   /** Staging bytes one step's rules may need (for the runner's staging buffer). */
   static stagingBytes(vocab: number, rows: number): number {
     return rows * (Math.ceil(vocab / 32) * 4 + 2 * MAX_LOGIT_BIAS * 4 + 6 * 4) + 4 * 64;
