@@ -39,6 +39,8 @@ export class GrammarService implements GrammarMasks {
   /** The step posted and not yet collected, with its sequences in row order. */
   private posted: { step: number; seqs: Sequence[] } | null = null;
   private readonly accepted = new Map<Sequence, number>();
+  /** Sequences whose matcher was on a thread that is gone: their grammar state is lost, they fail. */
+  private readonly lost = new WeakSet<Sequence>();
   readonly stats: GrammarStats = { steps: 0, maskUs: 0, waitedUs: 0, deferred: 0 };
 
   constructor(private readonly vocab: GrammarVocab, private readonly maxRows: number) {
@@ -59,8 +61,9 @@ export class GrammarService implements GrammarMasks {
     return { key, field };
   }
 
-  begin(seqs: Sequence[]): void {
+  begin(all: Sequence[]): void {
     if (this.posted || !this.worker) return; // masks of an earlier step are still being made: these rows wait (end says which)
+    const seqs = all.filter((seq) => !this.lost.has(seq));
     const rows: MaskRowRequest[] = seqs.map((seq) => {
       const from = this.accepted.get(seq) ?? 0;
       this.accepted.set(seq, seq.outputs.length);
@@ -73,18 +76,16 @@ export class GrammarService implements GrammarMasks {
     this.worker.postMessage({ kind: "step", step: this.step, rows } satisfies GrammarRequest);
   }
 
-  end(seqs: Sequence[]): Map<Sequence, GrammarRowResult> {
+  end(all: Sequence[]): Map<Sequence, GrammarRowResult> {
     const out = new Map<Sequence, GrammarRowResult>();
-    if (!this.worker) {
-      for (const seq of seqs) out.set(seq, "unavailable");
-      return out;
-    }
+    for (const seq of all) if (!this.worker || this.lost.has(seq)) out.set(seq, "unavailable");
+    const seqs = all.filter((seq) => !out.has(seq));
+    if (seqs.length === 0) return out;
     const posted = this.posted;
     const t0 = performance.now();
     // behind a compile the thread may be busy for long: then the rows wait a step instead of everyone
     const wait = this.compiling.size > 0 ? 0 : MASK_WAIT_MS;
-    const done = posted !== null && (Atomics.load(this.header, 0) === posted.step || Atomics.wait(this.header, 0, posted.step - 1, wait) !== "timed-out")
-      && Atomics.load(this.header, 0) === posted.step;
+    const done = posted !== null && this.waitForStep(posted.step, wait);
     if (!posted || !done || posted.seqs.length !== seqs.length || posted.seqs.some((s, i) => s !== seqs[i])) {
       if (posted && done) this.posted = null; // finished, but for other rows: post afresh next step
       this.stats.deferred++;
@@ -102,6 +103,16 @@ export class GrammarService implements GrammarMasks {
     return out;
   }
 
+  // Whether the grammar thread finishes `step` within `ms` (it bumps the counter once a step's masks are written).
+  private waitForStep(step: number, ms: number): boolean {
+    const until = performance.now() + ms;
+    for (let seen = Atomics.load(this.header, 0); seen !== step; seen = Atomics.load(this.header, 0)) {
+      const left = until - performance.now();
+      if (left <= 0 || Atomics.wait(this.header, 0, seen, left) === "timed-out") return Atomics.load(this.header, 0) === step;
+    }
+    return true;
+  }
+
   release(seq: Sequence): void {
     if (!this.accepted.delete(seq)) return;
     this.worker?.postMessage({ kind: "close", seqIds: [seq.id] } satisfies GrammarRequest);
@@ -109,7 +120,18 @@ export class GrammarService implements GrammarMasks {
 
   close(): void {
     this.worker?.terminate();
+    this.forgetThread(new Error("the grammar thread was stopped"));
+  }
+
+  // The thread is gone with its compiled grammars and matchers: what it held must be made again.
+  private forgetThread(error: Error): void {
     this.worker = null;
+    for (const p of this.compiling.values()) p.reject(error);
+    this.compiling.clear();
+    this.ready.clear();
+    this.posted = null;
+    for (const seq of this.accepted.keys()) this.lost.add(seq);
+    this.accepted.clear();
   }
 
   private start(): Worker {
@@ -128,12 +150,9 @@ export class GrammarService implements GrammarMasks {
       else p.resolve();
     };
     w.onerror = (event) => {
-      const error = new Error(`the grammar thread failed: ${event.message}`);
-      for (const p of this.compiling.values()) p.reject(error);
-      this.compiling.clear();
-      this.ready.clear();
-      this.posted = null;
-      this.worker = null; // the next constrained request starts a new one; running ones fail as "unavailable"
+      w.terminate();
+      // the next constrained request starts a new thread; the running ones fail as "unavailable"
+      this.forgetThread(new Error(`the grammar thread failed: ${event.message}`));
     };
     w.postMessage({ kind: "init", vocab: this.vocab, shared, maxRows: this.maxRows } satisfies GrammarRequest);
     this.worker = w;
