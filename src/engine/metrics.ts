@@ -30,6 +30,8 @@ export interface EngineSnapshot {
   prefixQueriedTokens: number;
   prefixHitTokens: number;
   waitingAdapters: string[];
+  /** Structured output since start: grammars compiled, masks made, what the loop waited for (µs). */
+  grammar: { compiles: number; compileUs: number; steps: number; maskUs: number; waitedUs: number; deferred: number };
   /** Every registered adapter, at the highest tier it has reached. */
   adapters: { name: string; tier: AdapterTier; pinned: boolean }[];
 }
@@ -78,17 +80,23 @@ export class Metrics {
       [[{ model_name: s.model, block_size: String(s.blockSize), num_gpu_blocks: String(s.kvBlocksUsed + s.kvBlocksFree), num_cpu_blocks: "0", enable_prefix_caching: s.prefixCaching ? "True" : "False" }, 1]]);
     this.scrapedCounter("vllm:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.", (s) => s.prefixQueriedTokens);
     this.scrapedCounter("vllm:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", (s) => s.prefixHitTokens);
+    const grammarCounter = (name: string, help: string, pick: (g: EngineSnapshot["grammar"]) => number) => this.scrapedCounter(name, help, (s) => pick(s.grammar), "model");
+    grammarCounter("lora_serve_grammar_compiles_total", "Structured-output grammars compiled (cache misses)", (g) => g.compiles);
+    grammarCounter("lora_serve_grammar_compile_seconds_total", "Time compiling structured-output grammars, on the grammar thread", (g) => g.compileUs / 1e6);
+    grammarCounter("lora_serve_grammar_mask_seconds_total", "Time making next-token masks on the grammar thread (overlapping the forward pass)", (g) => g.maskUs / 1e6);
+    grammarCounter("lora_serve_grammar_mask_wait_seconds_total", "Time the step loop waited for masks after its forward pass", (g) => g.waitedUs / 1e6);
+    grammarCounter("lora_serve_grammar_deferred_steps_total", "Steps whose constrained rows waited a step for late masks", (g) => g.deferred);
     // vLLM's convention: the value is the time of the update; routers read the newest series
     gauge("vllm:lora_requests_info", "Running stats on lora requests.", ["model_name", "max_lora", "running_lora_adapters", "waiting_lora_adapters"], (s) =>
       [[{ model_name: s.model, max_lora: String(s.maxLoras), running_lora_adapters: s.runningAdapters.join(","), waiting_lora_adapters: s.waitingAdapters.join(",") }, Date.now() / 1000]]);
   }
 
   /** Totals the engine keeps, exported as counters at scrape time. */
-  private scrapedCounter(name: string, help: string, pick: (s: EngineSnapshot) => number): void {
+  private scrapedCounter(name: string, help: string, pick: (s: EngineSnapshot) => number, label = "model_name"): void {
     const read = () => this.engines.map((snapshot) => snapshot());
-    new Counter({ name, help, labelNames: ["model_name"], registers: [this.registry], collect() {
+    new Counter({ name, help, labelNames: [label], registers: [this.registry], collect() {
       this.reset();
-      for (const s of read()) this.inc({ model_name: s.model }, pick(s));
+      for (const s of read()) this.inc({ [label]: s.model }, pick(s));
     } });
   }
 

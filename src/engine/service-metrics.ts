@@ -51,6 +51,7 @@ export function wireEngine(loaded: LoadedModel, m: Metrics, model: string, hooks
     prefixQueriedTokens: engine.blocks.queriedTokens,
     prefixHitTokens: engine.blocks.hitTokens,
     waitingAdapters: engine.waitingAdapters,
+    grammar: { ...loaded.grammar.stats },
     adapters: adapters.names().map((name) => ({
       name, pinned: adapters.isPinned(name),
       tier: engine.slots.slotOfAdapter(name) !== undefined ? "gpu" : adapters.isLoaded(name) ? "cpu" : "disk",

@@ -17,6 +17,9 @@ const WORKER = import.meta.url.startsWith("file:///$bunfs/")
 const MASK_WAIT_MS = 200;
 
 export interface GrammarStats {
+  /** Grammars compiled (cache misses) and the time they took, as the engine thread saw it (µs). */
+  compiles: number;
+  compileUs: number;
   steps: number;
   /** Time the grammar thread spent on masks, summed over steps (µs). */
   maskUs: number;
@@ -41,7 +44,7 @@ export class GrammarService implements GrammarMasks {
   private readonly accepted = new Map<Sequence, number>();
   /** Sequences whose matcher was on a thread that is gone: their grammar state is lost, they fail. */
   private readonly lost = new WeakSet<Sequence>();
-  readonly stats: GrammarStats = { steps: 0, maskUs: 0, waitedUs: 0, deferred: 0 };
+  readonly stats: GrammarStats = { compiles: 0, compileUs: 0, steps: 0, maskUs: 0, waitedUs: 0, deferred: 0 };
 
   constructor(private readonly vocab: GrammarVocab, private readonly maxRows: number) {
     this.words = Math.ceil(vocab.vocabSize / 32);
@@ -51,12 +54,14 @@ export class GrammarService implements GrammarMasks {
   async compile(spec: GrammarSpec, field: string): Promise<GrammarRef> {
     const key = grammarKey(spec);
     if (!this.ready.has(key)) {
-      const w = this.start(), id = this.nextCompile++;
+      const w = this.start(), id = this.nextCompile++, t0 = performance.now();
       await new Promise<void>((resolve, reject) => {
         this.compiling.set(id, { resolve, reject, field });
         w.postMessage({ kind: "compile", id, key, spec } satisfies GrammarRequest);
       });
       this.ready.add(key);
+      this.stats.compiles++;
+      this.stats.compileUs += Math.round((performance.now() - t0) * 1000);
     }
     return { key, field };
   }

@@ -78,6 +78,15 @@ describe("structured output, mixed with free requests in the same batches", () =
   }, 120_000);
 });
 
+test("/metrics counts the grammars compiled and the mask time (the waits beside it)", async () => {
+  const text = await (await fetch(`${fx.s.url}/metrics`)).text();
+  const value = (name: string) => Number(text.match(new RegExp(`^${name}\\{model="${MODEL}"\\} (\\S+)$`, "m"))?.[1] ?? NaN);
+  expect(value("lora_serve_grammar_compiles_total")).toBeGreaterThan(150); // ~200 random schemas (a few may repeat), regexes, choices
+  expect(value("lora_serve_grammar_mask_seconds_total")).toBeGreaterThan(0);
+  expect(value("lora_serve_grammar_mask_wait_seconds_total")).toBeLessThan(value("lora_serve_grammar_mask_seconds_total") + 1);
+  expect(value("lora_serve_grammar_deferred_steps_total")).toBeGreaterThanOrEqual(0);
+});
+
 describe("constraints the server refuses, naming the field", () => {
   const refused = async (body: Record<string, unknown>, param: string, path = "/v1/completions") => {
     const r = await fx.s.post(path, { model: "es", prompt: "x", max_tokens: 5, ...body });
