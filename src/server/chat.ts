@@ -10,6 +10,7 @@ import { Fields, isObject } from "./fields.ts";
 import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString, vllmPromptLogprobs } from "./generation.ts";
 import { HARMLESS_FIELDS, readCommon, resolveModel, samplingFor, type Resolved } from "./openai.ts";
 import { constrained, readStructuredOutput } from "./structured-output.ts";
+import { readToolChoice, toolCallsOf, type ToolCall, type ToolPlan } from "./tool-choice.ts";
 import type { RouteContext } from "./route.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
 import { streamResponse } from "./stream.ts";
@@ -72,20 +73,21 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
   const maxTokensField = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   const maxTokens = f.int(maxTokensField);
   f.unsupported("add_generation_prompt", (v) => v === true); // vLLM's: what this route always does
-  // no tool-call parser for any model family yet: constrain the output with response_format / guided_json instead
-  if (f.has("tools")) throw badRequest("tools are not supported by this server (it does not parse tool calls); response_format or guided_json constrain the output instead", "tools");
-  f.unsupported("tool_choice", (v) => v === "none");
+  const toolPlan = readToolChoice(f);
+  const forced = toolPlan.forced;
+  if (forced && so) throw badRequest(`give one structured-output constraint, got ${so.field} and a forced tool_choice`, so.field);
   const promptLp = f.int("prompt_logprobs", 0); // vLLM's
   if (promptLp !== undefined && promptLp > MAX_TOP_LOGPROBS) throw badRequest(`prompt_logprobs must be <= ${MAX_TOP_LOGPROBS}, got ${promptLp}`, "prompt_logprobs");
   f.rejectUnread(HARMLESS_FIELDS);
   const { tokenizer, chat } = service.model;
   // the messages' own bytes first (rendering the template is work too), then the rendered prompt's
   checkPromptBytes(service, messages.reduce((n, m) => n + Buffer.byteLength(m.content), 0), "messages");
-  const promptIds = await encodePrompt(service, chat.render(messages, { addGenerationPrompt: true }), "messages", { addSpecialTokens: false });
+  const rendered = chat.render(messages, { addGenerationPrompt: true, extra: toolPlan.tools.length ? { tools: toolPlan.tools } : undefined });
+  const promptIds = await encodePrompt(service, rendered, "messages", { addSpecialTokens: false });
   const params = await constrained(service, {
     ...samplingFor(service, common, maxTokens ?? defaultMaxTokens(service, promptIds.length), logprobs ? topLogprobs ?? 0 : 0),
     ...(promptLp !== undefined ? { promptLogprobs: promptLp } : {}),
-  }, so);
+  }, so ?? forced?.so);
   const started = await startChoices(service, [{ id: ctx.requestId, promptIds, adapter, params, stop: common.stop, signal: ctx.request.signal }], common.n);
   const base = { id: requestId("chatcmpl"), created: nowSeconds(), model: name };
   const scored = promptLp !== undefined ? { prompt_logprobs: vllmPromptLogprobs(tokenizer, started[0].promptLogprobs ?? []) } : {};
@@ -96,7 +98,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
     return Response.json({
       ...base, object: "chat.completion",
       choices: results.map((r, index) => ({
-        index, message: { role: "assistant", content: r.text }, logprobs: lp(r.events), finish_reason: r.finishReason, stop_reason: r.stopReason,
+        index, ...answer(forced, r.text, r.finishReason), logprobs: lp(r.events), stop_reason: r.stopReason,
         ...(common.returnTokenIds ? { token_ids: r.events.map((e) => e.token.id) } : {}),
       })),
       usage: promptUsage(started, common.n, results.reduce((t, r) => t + r.events.length, 0)),
@@ -116,6 +118,14 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
           ...(common.returnTokenIds && index === 0 ? { prompt_token_ids: promptIds } : {}),
           ...(index === 0 ? scored : {}),
         });
+        if (forced) { // the calls are whole only at the end: they go in one delta
+          let text = "", last: StreamEvent | undefined;
+          for await (const e of s.events) [n, text, last] = [n + 1, text + e.text, e];
+          const { message, finish_reason } = answer(forced, text, last?.finishReason ?? null);
+          const delta = message.tool_calls ? { tool_calls: message.tool_calls.map((c, i) => ({ index: i, ...c })) } : { content: message.content };
+          send({ ...chunk, choices: [{ index, delta, logprobs: null, finish_reason, stop_reason: last?.stopReason ?? null }], ...usageNull });
+          return;
+        }
         for await (const e of s.events) {
           n++;
           send({
@@ -132,4 +142,11 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
       if (common.includeUsage) send({ ...chunk, choices: [], usage: promptUsage(started, common.n, n) });
     },
   });
+}
+
+/** A choice's message: text, or under a forced tool_choice the calls it made ("required": finish_reason tool_calls, as OpenAI). */
+function answer(forced: ToolPlan["forced"], text: string, finishReason: string | null) {
+  const calls = forced ? toolCallsOf(forced, text) : null;
+  if (!calls) return { message: { role: "assistant", content: text } as { role: string; content: string | null; tool_calls?: ToolCall[] }, finish_reason: finishReason };
+  return { message: { role: "assistant", content: null, tool_calls: calls }, finish_reason: forced!.mode === "required" ? "tool_calls" : finishReason };
 }

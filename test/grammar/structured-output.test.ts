@@ -104,7 +104,7 @@ describe("constraints the server refuses, naming the field", () => {
     await refused({ guided_regex: "a+", ignore_eos: true }, "ignore_eos");
     await refused({ guided_regex: "a+", min_tokens: 2 }, "min_tokens");
     await refused({ guided_regex: "a+", guided_decoding_backend: "outlines" }, "guided_decoding_backend");
-    await refused({ messages: [{ role: "user", content: "x" }], tools: [{ type: "function", function: { name: "f" } }] }, "tools", "/v1/chat/completions");
+    await refused({ messages: [{ role: "user", content: "x" }], tools: [{ type: "function", function: { name: "f" } }] }, "tool_choice", "/v1/chat/completions");
     // and the server goes on serving constrained requests
     expect((await completion({ model: "es", guided_choice: ["still", "here"] })).text).toMatch(/^(still|here)$/);
   }, 120_000);

@@ -91,7 +91,9 @@ describe("bad requests", () => {
       await openaiError(await s.post("/v1/completions", { ...VALID, [field]: value }), 400, field);
       await openaiError(await s.post("/v1/chat/completions", { ...chat, [field]: value }), 400, field);
     }
-    await openaiError(await s.post("/v1/chat/completions", { ...chat, tools: [{ type: "function", function: { name: "f" } }] }), 400, "tools");
+    // tools without a forced tool_choice would need a tool-call parser: refused, naming tool_choice
+    await openaiError(await s.post("/v1/chat/completions", { ...chat, tools: [{ type: "function", function: { name: "f" } }] }), 400, "tool_choice");
+    await openaiError(await s.post("/v1/chat/completions", { ...chat, tools: [{ type: "function" }] }), 400, "tools");
     const lmi = await s.post("/invocations", { inputs: "x", parameters: { max_new_tokens: 2, typical_p: 0.5 } });
     expect(lmi.status).toBe(400);
     expect(((await lmi.json()) as any).error).toContain("parameters.typical_p");
