@@ -135,7 +135,8 @@ export async function serve(o: ServeOptions): Promise<void> {
       remote: o.enableRuntimeLoraUpdating || o.adapterSource !== undefined ? { cache: new DownloadCache(cacheDir, o.adapterCacheMaxBytes), limits: DEFAULT_DOWNLOAD_LIMITS } : undefined,
     };
     const resolver = o.adapterSource !== undefined ? new AdapterResolver(o.adapterSource, adapterPolicy.remote) : undefined;
-    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, adapterPolicy, resolver, apiKeys: o.apiKeys, logRequests: !o.disableLogRequests, log: (m) => log.info(m) });
+    server = startServer({ registry, metrics, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, adapterPolicy, resolver, apiKeys: o.apiKeys, logRequests: !o.disableLogRequests, log: (m) => log.info(m),
+      toolCallParser: o.enableAutoToolChoice ? o.toolCallParser : undefined });
   } catch (e) {
     for (const s of services) await s.stop();
     device.close();

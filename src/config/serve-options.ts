@@ -6,6 +6,7 @@ import { lookup, parseProperties, type Properties, type Raw } from "./config-sou
 import { isLmiConfigured, LMI_DEFAULTS, notHonoured } from "./lmi-settings.ts";
 import { availableParallelism } from "node:os";
 import type { SchedulingPolicy } from "../engine/fair-share.ts";
+import type { ToolParserName } from "../server/tool-parsers.ts";
 import { log, type LogFormat } from "../log.ts";
 import { isRemoteSource } from "../sources/remote-source.ts";
 
@@ -45,6 +46,8 @@ export interface ServeOptions {
   enableRuntimeLoraUpdating: boolean;
   /** Directories runtime-loaded adapters must lie under (default: the --adapters directory). */
   allowedAdapterRoots: string[];
+  enableAutoToolChoice: boolean;
+  toolCallParser?: ToolParserName;
   /** Load on first request: unknown adapter names are fetched from `<source>/<name>` (a folder or s3:// prefix). */
   adapterSource?: string;
   /** Where s3:// adapters download to, and the most it may hold. */
@@ -237,6 +240,9 @@ export const OPTION_DEFS: OptionDef[] = [
   opt("log_format", "logFormat", oneOf<LogFormat>({ text: "text", json: "json" }), "text", "text | json: one JSON object a line, for log shippers (default text)"),
   opt("disable_log_requests", "disableLogRequests", bool, false, "No log line per request (by default one as each ends: id, adapter, tokens, TTFT, total, status)", { boolean: true }),
   opt("log_stats_interval", "logStatsInterval", int(0), 10, "Seconds between stats lines while busy (default 10; 0: none)"),
+  opt("enable_auto_tool_choice", "enableAutoToolChoice", bool, false, "Let tool_choice \"auto\" through (needs --tool-call-parser)", { boolean: true }),
+  opt("tool_call_parser", "toolCallParser", oneOf<ToolParserName>({ hermes: "hermes", llama3_json: "llama3_json" }), undefined,
+    "The model family's tool-call format for tool_choice auto: hermes (Hermes, Qwen 2.5+) | llama3_json (Llama 3.1+)"),
   opt("allowed_adapter_roots", "allowedAdapterRoots", pathList, [],
     "Comma-separated directories runtime-loaded adapters must lie under (default: the --adapters directory and the download cache)"),
 ];
@@ -261,6 +267,7 @@ export function resolveServeOptions(
   const o = out as ServeOptions;
   if (o.adapters !== undefined && !o.enableLora) throw new ConfigError(`adapters ${JSON.stringify(o.adapters)} are given but enable_lora is false`);
   if (o.synthetic !== undefined && o.models.length > 0) throw new ConfigError("synthetic replaces model_id: give one or the other");
+  if (o.enableAutoToolChoice && !o.toolCallParser) throw new ConfigError("enable_auto_tool_choice needs tool_call_parser (hermes or llama3_json)");
   if (o.maxCpuLoras < o.maxLoras) throw new ConfigError(`max_cpu_loras (${o.maxCpuLoras}) must be at least max_loras (${o.maxLoras})`);
   if (o.maxNumBatchedTokens < o.maxRollingBatchSize) {
     throw new ConfigError(`max_num_batched_tokens (${o.maxNumBatchedTokens}) must be at least max_rolling_batch_size (${o.maxRollingBatchSize})`);

@@ -10,10 +10,10 @@ import { Fields, isObject } from "./fields.ts";
 import { collectAll, nowSeconds, promptUsage, requestId, startChoices, tokenString, vllmPromptLogprobs } from "./generation.ts";
 import { HARMLESS_FIELDS, readCommon, resolveModel, samplingFor, type Resolved } from "./openai.ts";
 import { constrained, readStructuredOutput } from "./structured-output.ts";
-import { readToolChoice, toolCallsOf, type ToolCall, type ToolPlan } from "./tool-choice.ts";
+import { readToolChoice, toolAnswer } from "./tool-choice.ts";
+import { streamChat } from "./chat-stream.ts";
 import type { RouteContext } from "./route.ts";
 import { checkPromptBytes, encodePrompt } from "./prompt-text.ts";
-import { streamResponse } from "./stream.ts";
 
 export function readMessages(v: unknown): ChatMessage[] {
   if (!Array.isArray(v) || v.length === 0) throw badRequest("messages must be a non-empty list of messages", "messages");
@@ -73,7 +73,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
   const maxTokensField = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   const maxTokens = f.int(maxTokensField);
   f.unsupported("add_generation_prompt", (v) => v === true); // vLLM's: what this route always does
-  const toolPlan = readToolChoice(f);
+  const toolPlan = readToolChoice(f, ctx.toolCallParser);
   const forced = toolPlan.forced;
   if (forced && so) throw badRequest(`give one structured-output constraint, got ${so.field} and a forced tool_choice`, so.field);
   const promptLp = f.int("prompt_logprobs", 0); // vLLM's
@@ -98,7 +98,7 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
     return Response.json({
       ...base, object: "chat.completion",
       choices: results.map((r, index) => ({
-        index, ...answer(forced, r.text, r.finishReason), logprobs: lp(r.events), stop_reason: r.stopReason,
+        index, ...toolAnswer(toolPlan, r.text, r.finishReason), logprobs: lp(r.events), stop_reason: r.stopReason,
         ...(common.returnTokenIds ? { token_ids: r.events.map((e) => e.token.id) } : {}),
       })),
       usage: promptUsage(started, common.n, results.reduce((t, r) => t + r.events.length, 0)),
@@ -106,47 +106,8 @@ export async function chatCompletions(ctx: RouteContext, opts: ChatOptions = { f
       ...(common.returnTokenIds ? { prompt_token_ids: promptIds } : {}),
     });
   }
-  const chunk = { ...base, object: "chat.completion.chunk" };
-  const usageNull = common.includeUsage ? { usage: null } : {};
-  return streamResponse({
-    format: opts.format, sse: opts.sse, log: ctx.log, cancel: () => started.forEach((s) => s.cancel()),
-    pump: async (send) => {
-      let n = 0;
-      await Promise.all(started.map(async (s, index) => {
-        send({
-          ...chunk, choices: [{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }], ...usageNull,
-          ...(common.returnTokenIds && index === 0 ? { prompt_token_ids: promptIds } : {}),
-          ...(index === 0 ? scored : {}),
-        });
-        if (forced) { // the calls are whole only at the end: they go in one delta
-          let text = "", last: StreamEvent | undefined;
-          for await (const e of s.events) [n, text, last] = [n + 1, text + e.text, e];
-          const { message, finish_reason } = answer(forced, text, last?.finishReason ?? null);
-          const delta = message.tool_calls ? { tool_calls: message.tool_calls.map((c, i) => ({ index: i, ...c })) } : { content: message.content };
-          send({ ...chunk, choices: [{ index, delta, logprobs: null, finish_reason, stop_reason: last?.stopReason ?? null }], ...usageNull });
-          return;
-        }
-        for await (const e of s.events) {
-          n++;
-          send({
-            ...chunk,
-            choices: [{
-              index, delta: { content: e.text }, logprobs: lp([e]), finish_reason: e.finishReason,
-              ...(e.finishReason !== null ? { stop_reason: e.stopReason ?? null } : {}),
-              ...(common.returnTokenIds ? { token_ids: [e.token.id] } : {}),
-            }],
-            ...usageNull,
-          });
-        }
-      }));
-      if (common.includeUsage) send({ ...chunk, choices: [], usage: promptUsage(started, common.n, n) });
-    },
+  return streamChat({
+    ctx, format: opts.format, sse: opts.sse, started, chunk: { ...base, object: "chat.completion.chunk" }, toolPlan,
+    includeUsage: common.includeUsage, returnTokenIds: common.returnTokenIds, promptIds, scored, n: common.n, lp,
   });
-}
-
-/** A choice's message: text, or under a forced tool_choice the calls it made ("required": finish_reason tool_calls, as OpenAI). */
-function answer(forced: ToolPlan["forced"], text: string, finishReason: string | null) {
-  const calls = forced ? toolCallsOf(forced, text) : null;
-  if (!calls) return { message: { role: "assistant", content: text } as { role: string; content: string | null; tool_calls?: ToolCall[] }, finish_reason: finishReason };
-  return { message: { role: "assistant", content: null, tool_calls: calls }, finish_reason: forced!.mode === "required" ? "tool_calls" : finishReason };
 }

@@ -4,6 +4,7 @@ import type { Server } from "bun";
 import type { Metrics } from "../engine/metrics.ts";
 import { NO_RUNTIME_UPDATES, type AdapterPolicy } from "./adapter-policy.ts";
 import type { AdapterResolver } from "./adapter-resolver.ts";
+import type { ToolParserName } from "./tool-parsers.ts";
 import { log as logger, logFields } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { ApiKeys } from "./api-keys.ts";
@@ -33,6 +34,8 @@ export interface ServerOptions {
   logRequests?: boolean;
   /** Bearer keys required on every route but /ping, /health and /metrics (none: open). */
   apiKeys?: readonly string[];
+  /** tool_choice "auto": the model family's tool-call format (absent: auto is refused). */
+  toolCallParser?: ToolParserName;
 }
 
 export interface RunningServer {
@@ -151,7 +154,7 @@ export function startServer(opts: ServerOptions): RunningServer {
       const emptyBody = route.optionalBody && (req.headers.get("content-length") ?? "0") === "0" && !req.headers.get("transfer-encoding");
       const body = route.method === "POST" && !emptyBody ? await readJson(req, opts.maxBodyBytes) : {};
       const ctx: RouteContext = {
-        request: req, requestId, body, params: found!.params, registry: opts.registry, metrics: opts.metrics, adapterPolicy: opts.adapterPolicy ?? NO_RUNTIME_UPDATES, resolver: opts.resolver, log,
+        request: req, requestId, body, params: found!.params, registry: opts.registry, metrics: opts.metrics, adapterPolicy: opts.adapterPolicy ?? NO_RUNTIME_UPDATES, resolver: opts.resolver, toolCallParser: opts.toolCallParser, log,
       };
       return await route.handler(ctx);
     } catch (e) {

@@ -5,6 +5,7 @@ import type { AdapterResolver } from "./adapter-resolver.ts";
 import type { ErrorFormat } from "./errors.ts";
 import type { JsonObject } from "./fields.ts";
 import type { ModelRegistry } from "./model-registry.ts";
+import type { ToolParserName } from "./tool-parsers.ts";
 
 export interface RouteContext {
   request: Request;
@@ -19,6 +20,8 @@ export interface RouteContext {
   adapterPolicy: AdapterPolicy;
   /** Load on first request, where --adapter-source is configured. */
   resolver?: AdapterResolver;
+  /** tool_choice "auto": the model family's tool-call format (--tool-call-parser); absent: auto is refused. */
+  toolCallParser?: ToolParserName;
   log: (msg: string) => void;
 }
 

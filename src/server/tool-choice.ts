@@ -2,16 +2,20 @@
 // tool_choice {"type": "function", "function": {"name"}} constrains the output to that function's
 // arguments (its `parameters` schema); tool_choice "required" to a list of one or more calls of the
 // given functions. The tools reach the chat template as `tools`. "auto" (the default with tools)
-// needs a parser for the model family's tool-call format, which this server does not have: refused.
+// needs a parser for the model family's tool-call format (--tool-call-parser, tool-parsers.ts): without
+// one it is refused.
 import { badRequest } from "./errors.ts";
 import { isObject, type Fields, type JsonObject } from "./fields.ts";
 import type { StructuredOutput } from "./structured-output.ts";
+import { parseToolCalls, type ToolParserName } from "./tool-parsers.ts";
 
 export interface ToolPlan {
   /** The tools as given (for the chat template); empty where none. */
   tools: JsonObject[];
   /** The forced call's shape, or undefined (tool_choice "none": the model writes text). */
   forced?: { mode: "named" | "required"; so: StructuredOutput; name?: string };
+  /** tool_choice "auto": the model decides, and this parser finds the calls in its text. */
+  auto?: ToolParserName;
 }
 
 interface FunctionTool {
@@ -31,7 +35,8 @@ function readFunctions(raw: unknown): FunctionTool[] {
   });
 }
 
-export function readToolChoice(f: Fields): ToolPlan {
+/** `parser`: the server's --tool-call-parser, where --enable-auto-tool-choice is on. */
+export function readToolChoice(f: Fields, parser?: ToolParserName): ToolPlan {
   const raw = f.raw("tools"), choice = f.raw("tool_choice"), parallel = f.bool("parallel_tool_calls") ?? true;
   if (raw === undefined) {
     if (choice !== undefined && choice !== "none") throw badRequest("tool_choice needs tools", "tool_choice");
@@ -40,7 +45,8 @@ export function readToolChoice(f: Fields): ToolPlan {
   const functions = readFunctions(raw), tools = raw as JsonObject[];
   if (choice === "none") return { tools };
   if (choice === undefined || choice === "auto") {
-    throw badRequest('tool_choice "auto" needs a tool-call parser for the model family, which this server does not have: give tool_choice "required" or {"type": "function", "function": {"name": ...}}', "tool_choice");
+    if (parser) return { tools, auto: parser };
+    throw badRequest('tool_choice "auto" needs a tool-call parser for the model family (start the server with --enable-auto-tool-choice --tool-call-parser hermes|llama3_json), or give tool_choice "required" or {"type": "function", "function": {"name": ...}}', "tool_choice");
   }
   if (choice === "required") {
     // one or more calls: [{"name": one of the functions, "parameters": its arguments}]
@@ -61,7 +67,7 @@ export interface ToolCall {
   function: { name: string; arguments: string };
 }
 
-const callId = () => `chatcmpl-tool-${crypto.randomUUID().replaceAll("-", "")}`;
+export const callId = () => `chatcmpl-tool-${crypto.randomUUID().replaceAll("-", "")}`;
 
 /**
  * The calls in a forced output: the named function with the text as its arguments, or the list
@@ -75,4 +81,21 @@ export function toolCallsOf(forced: NonNullable<ToolPlan["forced"]>, text: strin
   } catch {
     return null;
   }
+}
+
+/**
+ * A choice's message: text, or the calls it made: forced (finish_reason tool_calls for "required", as
+ * OpenAI), or found by the auto parser (then content is the text before them, and finish_reason tool_calls).
+ */
+export function toolAnswer(plan: ToolPlan, text: string, finishReason: string | null) {
+  if (plan.auto) {
+    const parsed = parseToolCalls(plan.auto, text);
+    if (parsed.calls.length === 0) return { message: { role: "assistant", content: text }, finish_reason: finishReason };
+    const tool_calls: ToolCall[] = parsed.calls.map((c) => ({ id: callId(), type: "function", function: c }));
+    return { message: { role: "assistant", content: parsed.content, tool_calls }, finish_reason: "tool_calls" };
+  }
+  const forced = plan.forced;
+  const calls = forced ? toolCallsOf(forced, text) : null;
+  if (!calls) return { message: { role: "assistant", content: text } as { role: string; content: string | null; tool_calls?: ToolCall[] }, finish_reason: finishReason };
+  return { message: { role: "assistant", content: null, tool_calls: calls }, finish_reason: forced!.mode === "required" ? "tool_calls" : finishReason };
 }

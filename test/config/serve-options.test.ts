@@ -36,6 +36,7 @@ describe("resolveServeOptions", () => {
       device: "auto", maxQueue: 1024, maxBodyBytes: 8 * 1024 * 1024, maxPromptBytes: 0, shutdownTimeoutSeconds: 30, stubModel: false,
       tokenizerThreads: Math.max(1, Math.min(4, availableParallelism() - 1)),
       enableRuntimeLoraUpdating: false, allowedAdapterRoots: [], preloadAdapters: [], pinAdapters: [], apiKeys: [], enablePrefixCaching: true, schedulingPolicy: "fair", logFormat: "text", disableLogRequests: false, logStatsInterval: 10, adapterCacheMaxBytes: 20 * 2 ** 30,
+      enableAutoToolChoice: false,
     } satisfies ServeOptions);
     expect(warnings).toEqual([]);
     expect(resolve({ adapters: ADAPTERS }).options.enableLora).toBe(true);
@@ -58,6 +59,12 @@ describe("resolveServeOptions", () => {
 
   test("several models, comma-separated", () => {
     expect(resolve({ model: `${MODEL},${modelDir("tiny-mistral")}` }).options.models).toEqual([MODEL, modelDir("tiny-mistral")]);
+  });
+
+  test("auto tool choice needs a parser; the parser is one of hermes, llama3_json", () => {
+    expect(resolve({ "enable-auto-tool-choice": true, "tool-call-parser": "hermes" }).options.toolCallParser).toBe("hermes");
+    expect(error({ "enable-auto-tool-choice": true })).toMatch(/needs tool_call_parser/);
+    expect(error({ "tool-call-parser": "mistral" })).toMatch(/expected one of hermes, llama3_json/);
   });
 
   test("dtype aliases", () => {

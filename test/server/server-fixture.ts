@@ -4,6 +4,7 @@ import { loadModel, type LoadOptions } from "../../src/engine/load-model.ts";
 import { Metrics } from "../../src/engine/metrics.ts";
 import type { AdapterPolicy } from "../../src/server/adapter-policy.ts";
 import type { AdapterResolver } from "../../src/server/adapter-resolver.ts";
+import type { ToolParserName } from "../../src/server/tool-parsers.ts";
 import { startServer, type RunningServer } from "../../src/server/http.ts";
 import { ModelRegistry } from "../../src/server/model-registry.ts";
 import { afterAll, beforeAll } from "bun:test";
@@ -21,7 +22,7 @@ export interface FixtureServer {
   close(): Promise<void>;
 }
 
-export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes?: number; load?: Partial<LoadOptions>; adapterPolicy?: AdapterPolicy; resolver?: AdapterResolver; service?: Partial<ServiceOptions>; apiKeys?: string[] } = {}): Promise<FixtureServer> {
+export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes?: number; load?: Partial<LoadOptions>; adapterPolicy?: AdapterPolicy; resolver?: AdapterResolver; service?: Partial<ServiceOptions>; apiKeys?: string[]; toolCallParser?: ToolParserName } = {}): Promise<FixtureServer> {
   const model = loadModel({ modelDir: modelDir(MODEL), adaptersDir: adaptersDir(MODEL), device: await cpuDevice(), maxSeqs: 64, ...opts.load });
   const metrics = new Metrics();
   const service = new EngineService(model, { name: MODEL, maxQueue: opts.maxQueue ?? 256, metrics, ...opts.service });
@@ -31,7 +32,7 @@ export async function startFixtureServer(opts: { maxQueue?: number; maxBodyBytes
   const logs: string[] = [];
   const server = startServer({
     registry, metrics, host: "127.0.0.1", port: 0, maxBodyBytes: opts.maxBodyBytes ?? 1 << 20, log: (m) => logs.push(m),
-    adapterPolicy: opts.adapterPolicy ?? { runtimeUpdates: true, allowedRoots: ["/"] }, resolver: opts.resolver, apiKeys: opts.apiKeys,
+    adapterPolicy: opts.adapterPolicy ?? { runtimeUpdates: true, allowedRoots: ["/"] }, resolver: opts.resolver, apiKeys: opts.apiKeys, toolCallParser: opts.toolCallParser,
   });
   const url = server.url;
   return {

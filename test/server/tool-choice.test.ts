@@ -80,3 +80,34 @@ describe("forced tool_choice", () => {
     expect(none.message.tool_calls).toBeUndefined();
   });
 });
+
+describe("tool_choice auto with --tool-call-parser llama3_json", () => {
+  const auto = withFixtureServer({ toolCallParser: "llama3_json" });
+  // a random-weight model never writes a call by itself: a schema makes it write one, the parser must find it
+  const callSchema = { type: "object", properties: { name: { enum: ["get_time"] }, parameters: time }, required: ["name", "parameters"], additionalProperties: false };
+  const post = (extra: Record<string, unknown>) => auto.s.post("/v1/chat/completions", {
+    model: "es", messages: [{ role: "user", content: "Time?" }], max_tokens: 80, temperature: 1, seed: 4, tools, ...extra,
+  });
+
+  test("an answer in the family's call format comes back as tool_calls (finish_reason tool_calls); plain text as content", async () => {
+    const c = ((await (await post({ guided_json: callSchema })).json()) as any).choices[0];
+    expect(c.finish_reason).toBe("tool_calls");
+    expect(c.message.content).toBeNull();
+    expect(c.message.tool_calls[0].function.name).toBe("get_time");
+    expect(ajv.validate(time, JSON.parse(c.message.tool_calls[0].function.arguments))).toBe(true);
+    const plain = ((await (await post({ max_tokens: 6 })).json()) as any).choices[0];
+    expect(plain.message.tool_calls).toBeUndefined();
+    expect(typeof plain.message.content).toBe("string");
+  });
+
+  test("streamed: the same call in the last delta; plain text streams as content", async () => {
+    const whole = ((await (await post({ guided_json: callSchema })).json()) as any).choices[0].message.tool_calls[0].function;
+    const events = sseEvents(await (await post({ guided_json: callSchema, stream: true })).text()).filter((e) => e.choices?.length);
+    const last = events[events.length - 1].choices[0];
+    expect(last.finish_reason).toBe("tool_calls");
+    expect(last.delta.tool_calls[0].function).toEqual(whole);
+    expect(events.slice(1, -1).every((e) => !e.choices[0].delta.content)).toBe(true); // nothing of the call leaked as content
+    const plain = sseEvents(await (await post({ max_tokens: 6, stream: true })).text()).filter((e) => e.choices?.length);
+    expect(plain.slice(1).map((e) => e.choices[0].delta.content ?? "").join("").length).toBeGreaterThan(0);
+  });
+});
