@@ -93,6 +93,8 @@ const char *cublas_status_text(int status);
 lc_status begin(lc_ctx *ctx, const char *op);
 // After a launch: a launch failure (bad configuration, no kernel image for this GPU) -> LC_ERR_BACKEND.
 lc_status launched(lc_ctx *ctx, const char *op);
+// Waits for the stream, then reports a CUDA failure or a device-side contract violation (lc_sync, lc_download).
+lc_status finish(lc_ctx *ctx, const char *op);
 
 // Programmatic dependent launch (sm_90+). A kernel launched by launch_pdl may start while its stream
 // predecessor finishes: it must call pdl_wait() before it reads anything an earlier kernel wrote or
