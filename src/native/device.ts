@@ -1,6 +1,7 @@
 // The typed face of loracuda.h: the only TypeScript that sees raw pointers and status codes.
 import { toArrayBuffer } from "bun:ffi";
-import { DTypeCode, LC_ABI_VERSION, Status, openLoracuda, type LoracudaLibrary } from "./ffi.ts";
+import { LC_ABI_VERSION, Status, openLoracuda, type LoracudaLibrary } from "./ffi.ts";
+import { DTYPE_CODE, NativeError, type DevPtr, type NumericDType } from "./native-types.ts";
 import { findLibrary, LIBRARY_FILE, type BackendKind } from "./library-path.ts";
 import { packModules, type LoraModuleTables } from "./lora-module-abi.ts";
 import { packLogitRules, type LogitRulesTables } from "./logit-rules-abi.ts";
@@ -8,20 +9,8 @@ import { packLogitRules, type LogitRulesTables } from "./logit-rules-abi.ts";
 export { LORA_MAX_MODULES, type LoraModuleTables } from "./lora-module-abi.ts";
 export type { LogitRulesTables } from "./logit-rules-abi.ts";
 
-export type DevPtr = number;
-export type NumericDType = "F32" | "F16" | "BF16";
+export { DTYPE_CODE, NUMERIC_DTYPE_BYTES, NativeError, type DevPtr, type NumericDType } from "./native-types.ts";
 export type { BackendKind };
-
-export const DTYPE_CODE: Record<NumericDType, DTypeCode> = { F32: DTypeCode.F32, F16: DTypeCode.F16, BF16: DTypeCode.BF16 };
-export const NUMERIC_DTYPE_BYTES: Record<NumericDType, number> = { F32: 4, F16: 2, BF16: 2 };
-
-export class NativeError extends Error {
-  constructor(readonly op: string, readonly status: Status, message: string) {
-    const text = message || Status[status];
-    super(text.startsWith(`${op}:`) ? text : `${op}: ${text}`);
-    this.name = "NativeError";
-  }
-}
 
 // Detaches a view's ArrayBuffer so that it (and every subarray of it) reads as empty instead of
 // touching freed native memory.

@@ -1,6 +1,6 @@
 // lc_logit_rules (loracuda.h) as TypeScript builds it for lc_logit_rules_apply: device pointers of
 // the three rule groups (absent: no row uses that group), packed as the C struct.
-import type { DevPtr } from "./device.ts";
+import type { DevPtr } from "./native-types.ts";
 
 export interface LogitRulesTables {
   /** Grammar masks: mask row per logit row (-1: none) into allowed [nMaskRows, ceil(vocab / 32)] u32. */

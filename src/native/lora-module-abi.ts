@@ -1,5 +1,5 @@
 // lc_lora_module (loracuda.h) as TypeScript builds it for lc_lora_shrink / lc_lora_expand.
-import type { DevPtr } from "./device.ts";
+import type { DevPtr } from "./native-types.ts";
 
 /** One projection of a LoRA launch (lc_lora_module): slot-indexed device tables, and its columns of y. */
 export interface LoraModuleTables {
