@@ -4,7 +4,8 @@
 // pass (the part not hidden), and the step's wall time; the two runs side by side give the ratio.
 import type { LoadedModel } from "../engine/load-model.ts";
 import type { SamplingParams } from "../engine/sampling.ts";
-import { randomSchema, seededRng } from "./random-schema.ts";
+import { randomSchema, seededRandom } from "./random-schema.ts";
+import { percentile } from "./serve/stats.ts";
 
 export interface GrammarBenchReport {
   seqs: number;
@@ -17,13 +18,10 @@ export interface GrammarBenchReport {
   stepRatio: number;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)] : 0;
-};
+const median = (xs: number[]) => percentile(xs, 50);
 
 export async function runGrammarBench(model: LoadedModel, o: { seqs: number; maxTokens: number; device: string }): Promise<GrammarBenchReport> {
-  const rand = seededRng(7), g = model.grammar;
+  const rand = seededRandom(7), g = model.grammar;
   const prompt = model.tokenizer.encode("Return the record as JSON:");
   const compileTimes: number[] = [];
   const refs: { key: string; field: string }[] = [];
@@ -33,7 +31,7 @@ export async function runGrammarBench(model: LoadedModel, o: { seqs: number; max
     compileTimes.push(performance.now() - t0);
   }
   const t0 = performance.now();
-  await g.compile({ kind: "json_schema", schema: JSON.stringify(randomSchema(seededRng(7))) }, "response_format"); // the first one again: cached
+  await g.compile({ kind: "json_schema", schema: JSON.stringify(randomSchema(seededRandom(7))) }, "response_format"); // the first one again: cached
   const cached = performance.now() - t0;
   const params = (i: number): SamplingParams => ({
     temperature: 1, topP: 1, topK: 0, seed: BigInt(i), maxTokens: o.maxTokens, topLogprobs: 0, ignoreEos: false,

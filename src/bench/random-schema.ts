@@ -2,16 +2,7 @@
 // booleans, strings bounded by maxLength or a pattern, required and optional properties. Every
 // value the schema allows is finite in length, so a constrained run at any temperature ends.
 export type Rng = () => number;
-
-export function seededRng(seed: number): Rng {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t ^= t + Math.imul(t ^ (t >>> 7), 61 | t);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+export { seededRandom } from "./serve/workload.ts";
 
 const WORDS = ["alpha", "beta", "gamma", "delta", "red", "green", "on", "off", "yes", "no"];
 const PATTERNS = ["^[a-z]{1,6}$", "^[A-Z][0-9]{2}$", "^(cat|dog|bird)-[0-9]$", "^[0-9]{3}-[0-9]{2}$"];

@@ -6,7 +6,7 @@ import { BlockManager } from "./block-manager.ts";
 import type { SchedulingPolicy } from "./fair-share.ts";
 import type { EngineAdapters, EngineEvents, EngineOptions, EngineRequest, StepRunner } from "./engine-types.ts";
 import { buildBatch, type ScheduledSeq } from "./batch-builder.ts";
-import type { StepSamples } from "./model-runner.ts";
+import type { SampleRow, StepSamples } from "./model-runner.ts";
 import type { SamplingParams } from "./sampling.ts";
 import { SampleRows } from "./sample-rows.ts";
 import type { GrammarMasks, GrammarRowResult } from "./grammar-masks.ts";
@@ -16,6 +16,9 @@ import { scorePrompts } from "./prompt-logprobs.ts";
 import { WaitingQueues } from "./waiting-queues.ts";
 
 export type { EngineAdapters, EngineEvents, EngineOptions, EngineRequest, StepRunner } from "./engine-types.ts";
+
+/** The sampler row of a sequence whose sample this step is dropped: greedy, no rules, nothing counted. */
+const DROPPED_ROW: SampleRow = { temperature: 0, topK: 0, topP: 1, minP: 0, uniform: 0 };
 
 const SCORING_PARAMS: SamplingParams = {
   temperature: 0, topP: 1, topK: 0, seed: 0n, maxTokens: 1, topLogprobs: 0, ignoreEos: true, stopTokenIds: [],
@@ -87,14 +90,17 @@ export class Engine {
 
   /** Removes a sequence wherever it is and frees what it holds; false if it is not in the engine. */
   abort(seq: Sequence): boolean {
-    if (this.waiting.remove(seq)) {
-      this.slotWait.delete(seq);
-      this.grammar?.release(seq);
-      return true;
-    }
-    const i = this.running.indexOf(seq);
-    if (i < 0) return false;
+    if (this.dropWaiting(seq)) return true;
+    if (!this.running.includes(seq)) return false;
     this.retire(seq);
+    return true;
+  }
+
+  // A waiting sequence leaves the queue for good (a preempted one may still hold a grammar matcher).
+  private dropWaiting(seq: Sequence): boolean {
+    if (!this.waiting.remove(seq)) return false;
+    this.slotWait.delete(seq);
+    this.grammar?.release(seq);
     return true;
   }
 
@@ -175,15 +181,15 @@ export class Engine {
     const masks = constrained.length ? this.grammar!.end(constrained) : undefined;
     const samples = this.runner.sample(items.map(({ seq }) => {
       const mask = masks?.get(seq);
-      return this.sampleRows.rowFor(seq, mask instanceof Uint32Array ? mask : undefined);
+      // a row without its mask this step: its sample is dropped, so it samples with no rules and counts nothing
+      return mask === undefined || mask instanceof Uint32Array ? this.sampleRows.rowFor(seq, mask) : DROPPED_ROW;
     }), nTop);
     return { items, samples, scored, masks };
   }
 
-  // A constrained sequence whose mask is late sits this step out (its sample is dropped, its counts
-  // recounted); one whose grammar rejected its last token, or has none, fails.
+  // A constrained sequence whose mask is late sits this step out (its sample is dropped); one whose
+  // grammar rejected its last token, or has none, fails.
   private withoutMask(seq: Sequence, why: Exclude<GrammarRowResult, Uint32Array>): void {
-    this.sampleRows.release(seq);
     if (why === "pending") return;
     const field = seq.params.grammar!.field;
     this.fail(seq, new RequestError(why === "rejected" ? `${field}: the grammar rejected the generated text` : `${field}: the grammar engine is unavailable`));
@@ -193,10 +199,7 @@ export class Engine {
   // A sequence the engine cannot run: it leaves, freeing what it holds, and its owner hears why.
   private fail(seq: Sequence, error: unknown): void {
     if (this.running.includes(seq)) this.retire(seq);
-    else if (this.waiting.remove(seq)) {
-      this.slotWait.delete(seq);
-      this.grammar?.release(seq);
-    }
+    else this.dropWaiting(seq);
     this.events.failed(seq, error);
   }
 

@@ -31,7 +31,10 @@ export class SampleRows {
   private banned(seq: Sequence): number[] | undefined {
     const p = seq.params;
     const early = seq.outputs.length < (p.minTokens ?? 0) ? bannedBeforeMinTokens(p) ?? [] : [];
-    const bad = p.badWords?.length ? bannedByBadWords(p.badWords, seq.outputs.map((t) => t.id)) : [];
+    // only the tokens a bad word's other tokens could match: the output's tail
+    const longest = p.badWords?.length ? Math.max(...p.badWords.map((w) => w.length - 1)) : 0;
+    const tail = longest > 0 ? seq.outputs.slice(Math.max(0, seq.outputs.length - longest)).map((t) => t.id) : [];
+    const bad = p.badWords?.length ? bannedByBadWords(p.badWords, tail) : [];
     return early.length || bad.length ? [...early, ...bad] : undefined;
   }
 

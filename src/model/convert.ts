@@ -31,3 +31,8 @@ export function decodeHalfFloats(bits: Uint16Array, dtype: "F16" | "BF16"): Floa
   for (let i = 0; i < bits.length; i++) wide[i] = bits[i] << 16;
   return new Float32Array(wide.buffer);
 }
+
+/** `values` as a device of dtype `dtype` holds them (fp32 -> dtype -> fp32). */
+export function roundToDtype(values: Float32Array, dtype: NumericDType): Float32Array {
+  return dtype === "F32" ? values.slice() : decodeHalfFloats(new Uint16Array(encodeFloats(values, dtype).buffer), dtype);
+}

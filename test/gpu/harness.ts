@@ -6,7 +6,7 @@ import { afterAll, expect, test } from "bun:test";
 import { FFIType, dlopen } from "bun:ffi";
 import { Device, NativeError, type DevPtr, type NumericDType } from "../../src/native/device.ts";
 import { Status } from "../../src/native/ffi.ts";
-import { decodeHalfFloats, encodeFloats } from "../../src/model/convert.ts";
+import { decodeHalfFloats, encodeFloats, roundToDtype } from "../../src/model/convert.ts";
 
 export const DUT = process.env.LORA_SERVE_GPU_TEST_DEVICE === "cpu" ? "cpu" : "cuda";
 /** Why timings would mean nothing here (the twin, or the emulator), or "" on a real GPU. */
@@ -164,7 +164,7 @@ export function decode(bytes: Uint8Array, dt: NumericDType): Float32Array {
   return decodeHalfFloats(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2), dt);
 }
 /** Values as the device holds them: fp32 -> dt -> fp32, so the expected math sees the same inputs. */
-export const rounded = (v: Float32Array, dt: NumericDType) => decode(encodeFloats(v, dt), dt);
+export const rounded = roundToDtype;
 
 /** Runs body with a fresh Pair, freeing its buffers afterwards. */
 export function pairWith(g: Device, c: Device, body: (p: Pair) => void): void {

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import Ajv from "ajv";
 import { MODEL, withFixtureServer } from "../server/server-fixture.ts";
-import { randomSchema, seededRng } from "../../src/bench/random-schema.ts";
+import { randomSchema, seededRandom } from "../../src/bench/random-schema.ts";
 
 const fx = withFixtureServer();
 const MODELS = [MODEL, "es", "fr"];
@@ -18,7 +18,7 @@ const completion = async (body: Record<string, unknown>) => {
 
 describe("structured output, mixed with free requests in the same batches", () => {
   test("200 random JSON schemas at temperature 1: every output parses and validates; free rows equal their solo runs", async () => {
-    const rand = seededRng(20261207), ajv = new Ajv({ strict: false });
+    const rand = seededRandom(20261207), ajv = new Ajv({ strict: false });
     const free = Array.from({ length: 12 }, (_, i) => ({ model: MODELS[i % 3], prompt: `Story ${i}:`, max_tokens: 24, seed: 100 + i, ignore_eos: true }));
     const solo: string[] = [];
     for (const body of free) solo.push((await completion(body)).text);

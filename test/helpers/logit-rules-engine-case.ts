@@ -9,11 +9,9 @@ import { uniformFor, type SamplingParams } from "../../src/engine/sampling.ts";
 import type { NumericDType } from "../../src/native/device.ts";
 import { greedyParams, readReference } from "./fixtures.ts";
 import { ruledRow } from "./logit-rules-reference.ts";
-import { decodeHalfFloats, encodeFloats } from "../../src/model/convert.ts";
+import { roundToDtype } from "../../src/model/convert.ts";
 
 const f = Math.fround;
-/** Values as a device of activation dtype `act` stores them. */
-const rounded = (v: Float32Array, act: NumericDType) => (act === "F32" ? v : decodeHalfFloats(new Uint16Array(encodeFloats(v, act).buffer), act));
 const STEPS = 10;
 
 /** The rules of loracuda.h on one row (the shared reference), from the prefix's prompt and outputs. */
@@ -115,7 +113,7 @@ describe(`${label}: penalties, logit_bias and min_p, each sequence of one batch 
         const prefix = [...prompt, ...out.slice(0, k)];
         const all = engine.promptLogits([{ promptIds: prefix, adapter: seq.adapter }])[0];
         const raw = all.subarray(all.length - model.config.vocabSize);
-        const want = pick(rounded(ruled(raw, seq.params, prompt, out.slice(0, k)), o.act), seq.params, uniformFor(seq.params.seed, k));
+        const want = pick(roundToDtype(ruled(raw, seq.params, prompt, out.slice(0, k)), o.act), seq.params, uniformFor(seq.params.seed, k));
         // a choice within 1e-6 of flipping may go either way between fp32 and this float64 walk; on a GPU,
         // decode and prefill logits of one prefix differ by up to `slack`
         if (want.margin < Math.max(1e-6, o.slack)) {

@@ -2,7 +2,8 @@
 // computed here from the raw logits; then lc_sample over the ruled logits against the distribution
 // the reference gives (greedy and seeded), each row of one call with its own rules.
 import { afterAll, describe, expect, test } from "bun:test";
-import { Device, type DevPtr, type LogitRulesTables } from "../../src/native/device.ts";
+import { Device, type DevPtr, type LogitRulesTables, type NativeError } from "../../src/native/device.ts";
+import { thrown } from "../helpers/thrown.ts";
 import { Status } from "../../src/native/ffi.ts";
 import { ruledRow } from "../helpers/logit-rules-reference.ts";
 
@@ -132,9 +133,7 @@ describe("lc_logit_rules_apply on the CPU twin", () => {
 describe("lc_logit_rules_apply / lc_count_tokens refuse out-of-contract input on the twin", () => {
   afterAll(freeAll);
   const vocab = 64, logits = () => put(new Float32Array(2 * vocab));
-  const statusOf = (fn: () => void) => {
-    try { fn(); return Status.Ok; } catch (e) { return (e as { status: Status }).status; }
-  };
+  const statusOf = (fn: () => void) => (thrown(fn) as NativeError | undefined)?.status ?? Status.Ok;
   test("bias ids outside the vocabulary or not ascending; a count row past the table; a half-set group", () => {
     const bias = (ids: number[]) => ({ indptr: put(Int32Array.from([0, ids.length, ids.length])), ids: put(Int32Array.from(ids)), values: put(new Float32Array(ids.length)) });
     for (const ids of [[64], [-1], [5, 5], [9, 2]]) {
